@@ -1,0 +1,41 @@
+# Two commands a newcomer needs: `make demo` and `make test`. Both build .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck check templates-check system-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/overdue-notifier demo
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest
+
+# The TLS test puts Debian's stunnel4 in front of the embedded broker.
+system-deps:
+	@command -v stunnel4 >/dev/null 2>&1 || command -v stunnel >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ]; then \
+	      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stunnel4 >/dev/null); \
+	    else echo "stunnel4 is missing: sudo apt-get install stunnel4 (the TLS test needs it)"; exit 1; fi; }
+
+lint: $(STAMP)
+	$(BIN)/ruff check service tests
+	$(BIN)/ruff format --check service tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+templates-check: $(STAMP)
+	$(BIN)/overdue-notifier templates check
+
+check: lint typecheck templates-check test
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

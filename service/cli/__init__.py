@@ -1,0 +1,36 @@
+"""Command line: `overdue-notifier COMMAND`. Each command group lives in its own module here."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+__all__ = ["main"]
+
+# Each module has `register(subparsers)`, which adds its commands and sets `func` on them.
+_COMMAND_MODULES = ("service.cli.run",)
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="overdue-notifier",
+        description="Loan repayment reminders: Kafka in, compliant SMS and push out, results back.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Command = args.func
+    return func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The seam between the pipeline and the ledger.
+
+The pipeline asks the ledger to *admit* the planned notifications of one event (claim the
+idempotency keys, apply opt-outs, contact windows, caps and cadence) and later to *record* what
+happened. Both calls are batched per event so that one event costs a fixed number of round trips.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from service.events import DeliveryResult, LoanOverdueEvent
+from service.policy.model import PlannedNotification
+
+
+class AdmissionKind(enum.StrEnum):
+    SEND = "send"  # claimed by us: render and send now
+    REPLAY = "replay"  # already decided earlier: republish `result`, send nothing
+    SUPPRESS = "suppress"  # never send (opted out, no address, stale): publish `result`
+    DEFER = "defer"  # stored for later (quiet hours, cap, preferred time): publish `result`
+    BUSY = "busy"  # another worker holds a live claim: publish nothing yet, retry later
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    plan: PlannedNotification
+    notification_id: str
+    kind: AdmissionKind
+    # For REPLAY, SUPPRESS and DEFER: the result to publish as is.
+    result: DeliveryResult | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeferredNotification:
+    """A deferred notification whose time has come, claimed for sending by this worker."""
+
+    event: LoanOverdueEvent
+    plan: PlannedNotification
+    notification_id: str
+
+
+class NotificationLedger(Protocol):
+    async def admit(
+        self, event: LoanOverdueEvent, plans: Sequence[PlannedNotification], now: datetime
+    ) -> list[Admission]: ...
+
+    async def record(self, event: LoanOverdueEvent, results: Sequence[DeliveryResult]) -> None: ...
+
+    async def claim_due_deferred(self, now: datetime, limit: int) -> list[DeferredNotification]:
+        """Deferred notifications due at `now`, each claimed so no other replica sends it."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise if the database is unreachable."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,99 @@
+"""Prometheus metrics: the names the alerts, the dashboard and the runbook rely on.
+
+Labels carry only bounded values (channel, provider, status, reason code, partition); never a
+borrower id, loan id or anything personal.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "CIRCUIT_OPEN",
+    "DEFERRED_BACKLOG",
+    "DEFERRED_OLDEST_AGE",
+    "DLQ_RECORDS",
+    "EVENTS_CONSUMED",
+    "IN_FLIGHT",
+    "LAST_SEND",
+    "NOTIFICATIONS",
+    "OLDEST_UNFINISHED_AGE",
+    "PARTITIONS_PAUSED",
+    "PARTITION_LAG",
+    "PROVIDER_ATTEMPTS",
+    "PROVIDER_LATENCY",
+    "RENDER_SECONDS",
+    "RESULTS_PUBLISHED",
+    "RETRIES",
+]
+
+_NS = "notifier"
+
+EVENTS_CONSUMED = Counter(
+    "events_consumed",
+    "Input events by how they ended: processed (results published) or dead_lettered.",
+    ["outcome"],
+    namespace=_NS,
+)
+NOTIFICATIONS = Counter(
+    "notifications",
+    "Notification decisions published, by channel, provider, status and reason code.",
+    ["channel", "provider", "status", "reason"],
+    namespace=_NS,
+)
+RESULTS_PUBLISHED = Counter(
+    "results_published", "Delivery-result events acknowledged by Kafka.", namespace=_NS
+)
+PROVIDER_ATTEMPTS = Counter(
+    "provider_attempts",
+    "Send attempts toward providers, by outcome (ok, transient, permanent, ambiguous).",
+    ["provider", "outcome"],
+    namespace=_NS,
+)
+PROVIDER_LATENCY = Histogram(
+    "provider_latency_seconds",
+    "Duration of one provider attempt.",
+    ["provider"],
+    namespace=_NS,
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+RETRIES = Counter("retries", "Retried provider attempts.", ["provider"], namespace=_NS)
+CIRCUIT_OPEN = Gauge(
+    "circuit_open", "1 while the provider's circuit breaker is open.", ["provider"], namespace=_NS
+)
+IN_FLIGHT = Gauge("in_flight_events", "Events consumed and not yet finished.", namespace=_NS)
+PARTITION_LAG = Gauge(
+    "partition_lag",
+    "High-water mark minus committed offset, from the consumer's own view.",
+    ["topic", "partition"],
+    namespace=_NS,
+)
+PARTITIONS_PAUSED = Gauge("partitions_paused", "Partitions paused by back-pressure.", namespace=_NS)
+OLDEST_UNFINISHED_AGE = Gauge(
+    "oldest_unfinished_event_age_seconds",
+    "Age of the oldest consumed event whose results are not yet published (0 when none).",
+    namespace=_NS,
+)
+DEFERRED_BACKLOG = Gauge(
+    "deferred_backlog", "Deferred notifications waiting in the ledger.", namespace=_NS
+)
+DEFERRED_OLDEST_AGE = Gauge(
+    "deferred_oldest_overdue_seconds",
+    "How long the most overdue deferred notification has been due and not sent (0 when none).",
+    namespace=_NS,
+)
+DLQ_RECORDS = Counter(
+    "dlq_records", "Events sent to the dead-letter topic, by error class.", ["error"], namespace=_NS
+)
+LAST_SEND = Gauge(
+    "last_successful_send_timestamp_seconds",
+    "Unix time of the last notification a provider accepted, per channel.",
+    ["channel"],
+    namespace=_NS,
+)
+RENDER_SECONDS = Histogram(
+    "render_seconds",
+    "Time to render one notification.",
+    namespace=_NS,
+    buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
+)

@@ -1,0 +1,60 @@
+"""Construction of the service's Kafka clients from settings, in one place."""
+
+from __future__ import annotations
+
+import contextlib
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from service.config import Settings
+from service.kafka_config import client_options
+
+__all__ = ["build_consumer", "build_producer", "ensure_topics"]
+
+
+def build_consumer(settings: Settings) -> AIOKafkaConsumer:
+    """A group member with manual commits; the engine commits only finished offsets."""
+    return AIOKafkaConsumer(
+        **client_options(settings),
+        group_id=settings.kafka_group_id,
+        group_instance_id=settings.kafka_group_instance_id,
+        enable_auto_commit=False,
+        auto_offset_reset=settings.kafka_auto_offset_reset,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
+        rebalance_timeout_ms=settings.kafka_max_poll_interval_ms,
+        # Bounded prefetch: the backlog waits in Kafka, not in our memory.
+        fetch_max_bytes=8 * 1024 * 1024,
+        max_partition_fetch_bytes=1024 * 1024,
+        isolation_level="read_committed",
+    )
+
+
+def build_producer(settings: Settings) -> AIOKafkaProducer:
+    idempotent = settings.kafka_idempotent_producer
+    return AIOKafkaProducer(
+        **client_options(settings),
+        acks="all",
+        enable_idempotence=idempotent,
+        linger_ms=5,
+        compression_type="gzip",
+        request_timeout_ms=30_000,
+    )
+
+
+async def ensure_topics(settings: Settings, partitions: int = 6, replication: int = 1) -> None:
+    """Create the input, results and DLQ topics if missing (demo and tests; production
+    creates topics declaratively, see deploy/)."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [settings.input_topic, settings.results_topic, settings.dlq_topic]
+        new = [NewTopic(t, partitions, replication) for t in wanted if t not in existing]
+        if new:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(new)
+    finally:
+        await admin.close()

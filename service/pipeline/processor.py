@@ -1,0 +1,236 @@
+"""One event's way through: plan -> guard (ledger) -> render -> dispatch -> record.
+
+The processor returns the delivery results to publish; the engine publishes them and only then
+lets the offset advance. Every planned notification yields exactly one result, and an event with
+nothing planned yields one `suppressed` result, so upstream can always see what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Literal, Protocol
+
+from service.channels.base import OutboundMessage
+from service.events import (
+    Channel,
+    DeliveryResult,
+    DeliveryStatus,
+    LoanOverdueEvent,
+    result_id_for,
+)
+from service.ledger.api import Admission, AdmissionKind, DeferredNotification, NotificationLedger
+from service.observability import metrics
+from service.pipeline.engine import RetryLater
+from service.policy.model import PlannedNotification
+from service.rendering.model import RenderedMessage
+
+__all__ = ["NotificationProcessor"]
+
+log = logging.getLogger(__name__)
+
+
+class DispatchOutcomeLike(Protocol):
+    @property
+    def status(self) -> Literal["sent", "failed", "unknown"]: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def provider(self) -> str | None: ...
+    @property
+    def provider_message_id(self) -> str | None: ...
+    @property
+    def provider_code(self) -> str | None: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def first_attempt_at(self) -> datetime | None: ...
+    @property
+    def finished_at(self) -> datetime | None: ...
+    @property
+    def opt_out(self) -> bool: ...
+    @property
+    def dead_token(self) -> bool: ...
+
+
+class Dispatch(Protocol):
+    async def dispatch(self, message: OutboundMessage) -> DispatchOutcomeLike: ...
+
+
+class Render(Protocol):
+    def render(
+        self, event: LoanOverdueEvent, plan: PlannedNotification, *, locale: str
+    ) -> RenderedMessage: ...
+
+
+Planner = Callable[[LoanOverdueEvent, datetime], list[PlannedNotification]]
+LocaleResolver = Callable[[LoanOverdueEvent], str]
+
+_STATUS = {
+    "sent": DeliveryStatus.SENT,
+    "failed": DeliveryStatus.FAILED,
+    "unknown": DeliveryStatus.UNKNOWN,
+}
+
+
+class NotificationProcessor:
+    def __init__(
+        self,
+        *,
+        planner: Planner,
+        ledger: NotificationLedger,
+        renderer: Render,
+        locale_for: LocaleResolver,
+        dispatcher: Dispatch,
+        clock: Callable[[], datetime],
+        unavailable: tuple[type[Exception], ...] = (),
+    ) -> None:
+        self._plan = planner
+        self._ledger = ledger
+        self._renderer = renderer
+        self._locale_for = locale_for
+        self._dispatcher = dispatcher
+        self._clock = clock
+        # Errors that mean "the ledger is down": the event is retried, never sent unclaimed.
+        self._unavailable = unavailable
+
+    async def handle(self, event: LoanOverdueEvent) -> list[DeliveryResult]:
+        now = self._clock()
+        plans = self._plan(event, now)
+        if not plans:
+            return [self._nothing_planned(event, now)]
+        return await self._admit_and_send(event, plans, now)
+
+    async def handle_deferred(self, item: DeferredNotification) -> list[DeliveryResult]:
+        """A deferred notification whose time came: through the guard again, then send."""
+        return await self._admit_and_send(item.event, [item.plan], self._clock())
+
+    async def _admit_and_send(
+        self, event: LoanOverdueEvent, plans: Sequence[PlannedNotification], now: datetime
+    ) -> list[DeliveryResult]:
+        try:
+            admissions = await self._ledger.admit(event, plans, now)
+        except self._unavailable as exc:
+            raise RetryLater("ledger unavailable") from exc
+        if any(a.kind is AdmissionKind.BUSY for a in admissions):
+            # Another worker holds a live claim (a rebalance hand-over): its outcome will be
+            # recorded; ask again later rather than publish a guess.
+            raise RetryLater("notification claimed by another worker")
+        to_send = [a for a in admissions if a.kind is AdmissionKind.SEND]
+        sent = await asyncio.gather(*(self._send(event, a) for a in to_send))
+        if sent:
+            try:
+                await self._ledger.record(event, sent)
+            except self._unavailable as exc:
+                # The sends happened; their claims stay in flight until recorded. Retrying the
+                # event finds those claims (BUSY, then `unknown` after the lease) and never
+                # sends again.
+                raise RetryLater("ledger unavailable while recording") from exc
+        by_id = {r.notification_id: r for r in sent}
+        results: list[DeliveryResult] = []
+        for admission in admissions:
+            if admission.kind is AdmissionKind.SEND:
+                results.append(by_id[admission.notification_id])
+            elif admission.result is not None:
+                results.append(admission.result)
+        return results
+
+    async def _send(self, event: LoanOverdueEvent, admission: Admission) -> DeliveryResult:
+        plan, nid = admission.plan, admission.notification_id
+        locale = self._locale_for(event)
+        started = time.perf_counter()
+        try:
+            rendered = self._renderer.render(event, plan, locale=locale)
+        except Exception as exc:
+            log.error(
+                "render failed", extra={"template": plan.template, "error": type(exc).__name__}
+            )
+            return self._result(
+                event, plan, nid, DeliveryStatus.FAILED, "render_failed", locale=locale
+            )
+        finally:
+            metrics.RENDER_SECONDS.observe(time.perf_counter() - started)
+        message = _outbound(event, plan, nid, rendered)
+        outcome = await self._dispatcher.dispatch(message)
+        reason = outcome.reason
+        if outcome.opt_out:
+            reason = "opted_out_by_provider"
+        elif outcome.dead_token:
+            reason = "token_unregistered"
+        status = _STATUS[outcome.status]
+        if status is DeliveryStatus.SENT:
+            metrics.LAST_SEND.labels(channel=plan.channel.value).set(time.time())
+        return DeliveryResult(
+            result_id=result_id_for(nid, status),
+            notification_id=nid,
+            event_id=event.event_id,
+            loan_id=event.loan.loan_id,
+            borrower_id=event.borrower.borrower_id,
+            channel=plan.channel,
+            provider=outcome.provider,
+            template=rendered.template,
+            locale=rendered.locale,
+            status=status,
+            reason=reason,
+            rule=plan.rule,
+            attempts=outcome.attempts,
+            provider_message_id=outcome.provider_message_id,
+            provider_code=outcome.provider_code,
+            sms_parts=rendered.sms.parts if rendered.sms else None,
+            occurred_at=self._clock(),
+            first_attempt_at=outcome.first_attempt_at,
+            finished_at=outcome.finished_at,
+        )
+
+    def _result(
+        self,
+        event: LoanOverdueEvent,
+        plan: PlannedNotification,
+        nid: str,
+        status: DeliveryStatus,
+        reason: str,
+        *,
+        locale: str,
+    ) -> DeliveryResult:
+        return DeliveryResult(
+            result_id=result_id_for(nid, status),
+            notification_id=nid,
+            event_id=event.event_id,
+            loan_id=event.loan.loan_id,
+            borrower_id=event.borrower.borrower_id,
+            channel=plan.channel,
+            locale=locale,
+            status=status,
+            reason=reason,
+            rule=plan.rule,
+            occurred_at=self._clock(),
+        )
+
+    def _nothing_planned(self, event: LoanOverdueEvent, now: datetime) -> DeliveryResult:
+        nid = f"{event.event_id}:none:no_plan"
+        return DeliveryResult(
+            result_id=result_id_for(nid, DeliveryStatus.SUPPRESSED),
+            notification_id=nid,
+            event_id=event.event_id,
+            loan_id=event.loan.loan_id,
+            borrower_id=event.borrower.borrower_id,
+            channel=None,
+            status=DeliveryStatus.SUPPRESSED,
+            reason="nothing_planned",
+            rule="policy:no_stage_or_channel",
+            occurred_at=now,
+        )
+
+
+def _outbound(
+    event: LoanOverdueEvent, plan: PlannedNotification, nid: str, rendered: RenderedMessage
+) -> OutboundMessage:
+    if plan.channel is Channel.SMS:
+        # The ledger admits SMS only with a phone number (else `no_contact_address`).
+        return OutboundMessage(nid, Channel.SMS, event.borrower.phone or "", rendered)
+    # Upstream lists push tokens most recent first; one notification goes to one device.
+    token = event.borrower.push_tokens[0]
+    return OutboundMessage(nid, Channel.PUSH, token.token, rendered, push_provider=token.provider)

@@ -1,0 +1,33 @@
+"""Value types produced by rendering and consumed by the channel adapters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from service.events import Channel, TemplateRef
+
+
+@dataclass(frozen=True, slots=True)
+class SmsContent:
+    text: str
+    encoding: Literal["GSM-7", "UCS-2"]
+    parts: int
+
+
+@dataclass(frozen=True, slots=True)
+class PushContent:
+    title: str
+    body: str
+    deep_link: str | None = None
+    data: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedMessage:
+    channel: Channel
+    template: TemplateRef
+    locale: str
+    sms: SmsContent | None = None
+    push: PushContent | None = None
