@@ -1,0 +1,51 @@
+"""`overdue-notifier schema export`: the JSON Schemas of both events, written from the models.
+
+The files under schemas/ are what upstream and downstream teams read; a test keeps them equal to
+what the models say, so the contract cannot drift silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from service.events import DeliveryResult, LoanOverdueEvent
+
+__all__ = ["SCHEMA_FILES", "register", "schema_documents"]
+
+SCHEMA_FILES: dict[str, type[BaseModel]] = {
+    "loan-overdue-event.v1.json": LoanOverdueEvent,
+    "delivery-result.v1.json": DeliveryResult,
+}
+
+
+def schema_documents() -> dict[str, str]:
+    """File name -> JSON Schema text (stable: sorted keys, trailing newline)."""
+    docs: dict[str, str] = {}
+    for name, model in SCHEMA_FILES.items():
+        schema: dict[str, Any] = model.model_json_schema(mode="serialization")
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["$id"] = f"https://github.com/overdue-notifier/overdue-notifier/schemas/{name}"
+        docs[name] = json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return docs
+
+
+def _export(args: argparse.Namespace) -> int:
+    out: Path = args.dir
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in schema_documents().items():
+        (out / name).write_text(text, encoding="utf-8")
+        print(f"wrote {out / name}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    schema = sub.add_parser("schema", help="The event contract as JSON Schema.")
+    commands = schema.add_subparsers(dest="schema_command", metavar="COMMAND", required=True)
+    export = commands.add_parser("export", help="Write the JSON Schemas of both events.")
+    export.add_argument("--dir", type=Path, default=Path("schemas"), help="Target directory.")
+    export.set_defaults(func=_export)
