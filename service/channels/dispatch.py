@@ -31,7 +31,8 @@ from tenacity import (
     RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from service.channels.base import OutboundMessage, Sender
@@ -105,7 +106,10 @@ class Dispatcher:
         self._backoff_max_s = backoff_max_s
         self._clock = clock
         self._sleep = sleep
-        self._jitter = wait_exponential_jitter(initial=_INITIAL_BACKOFF_S, max=backoff_max_s)
+        # 0.5 s, 1 s, 2 s, ... plus up to 0.5 s of jitter so retries of many lanes spread out.
+        self._backoff = wait_exponential(
+            multiplier=_INITIAL_BACKOFF_S, max=backoff_max_s
+        ) + wait_random(0, _INITIAL_BACKOFF_S)
 
     def route_for(self, message: OutboundMessage) -> Sender | None:
         if message.channel is Channel.SMS:
@@ -235,7 +239,7 @@ class Dispatcher:
         return message_id
 
     def _wait(self, state: RetryCallState) -> float:
-        backoff = min(self._jitter(state), self._backoff_max_s)
+        backoff = min(self._backoff(state), self._backoff_max_s)
         exc = state.outcome.exception() if state.outcome else None
         retry_after = exc.retry_after if isinstance(exc, ProviderError) else None
         if retry_after is None or state.attempt_number >= self._max_attempts:

@@ -34,6 +34,7 @@ class ReceivedRequest:
     bearer: str | None = None
     # What the fake answered; None while a hung request is still waiting.
     status: int | None = None
+    response: Any = None
 
 
 @dataclass(frozen=True)
@@ -133,10 +134,10 @@ class FakeProviderServer:
         reply = self._script.popleft()
         if reply.hang:
             await self._release.wait()
-        received.status = reply.status
+        received.status, received.response = reply.status, reply.body
         return reply.response()
 
     @staticmethod
     def _answer(received: ReceivedRequest, reply: Reply) -> web.Response:
-        received.status = reply.status
+        received.status, received.response = reply.status, reply.body
         return reply.response()
