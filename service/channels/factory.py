@@ -39,7 +39,7 @@ def build_dispatcher(
     routes (e.g. "push:apns"); the dispatcher then owns and closes those senders too.
     """
     factories: dict[str, SenderFactory] = {}
-    factories["sms"] = _sms_factory(settings, out)
+    factories["sms"] = _sms_factory(settings, out, clock)
     push_key, push_factory = _push_factory(settings, out, clock)
     factories[push_key] = push_factory
     return _running(settings, factories, dict(extra_routes or {}), clock)
@@ -73,7 +73,7 @@ def _require(value: str, variable: str, provider: str) -> str:
     return value
 
 
-def _sms_factory(settings: Settings, out: TextIO) -> SenderFactory:
+def _sms_factory(settings: Settings, out: TextIO, clock: Callable[[], datetime]) -> SenderFactory:
     if settings.sms_provider == "console":
         return lambda: ConsoleSender(Channel.SMS, out)
     where = "NOTIFIER_SMS_PROVIDER=twilio"
@@ -90,6 +90,7 @@ def _sms_factory(settings: Settings, out: TextIO) -> SenderFactory:
         from_=sender_id,
         status_callback=settings.twilio_status_callback,
         timeout_s=settings.send_timeout_s,
+        clock=clock,
     )
 
 

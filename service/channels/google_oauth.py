@@ -138,9 +138,14 @@ class AccessTokenSource:
                 code="oauth_bad_key",
                 alert=True,
             ) from None
+        # Half the attempt budget at most, so a hung token endpoint ends as a (retryable) token
+        # failure before the dispatcher's attempt timeout would call the send ambiguous.
+        read = self._client.timeout.read or 10.0
         try:
             response = await self._client.post(
-                self._token_url, data={"grant_type": JWT_BEARER_GRANT, "assertion": assertion}
+                self._token_url,
+                data={"grant_type": JWT_BEARER_GRANT, "assertion": assertion},
+                timeout=httpx.Timeout(read / 2, connect=min(read / 2, 5.0)),
             )
         except httpx.TransportError as exc:
             # Nothing was sent to the push provider yet: a token failure is never ambiguous.

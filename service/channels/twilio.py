@@ -8,7 +8,6 @@ Errors: JSON {"code", "message", "more_info", "status"}; see `_classify`.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -26,8 +25,6 @@ from service.channels.rest import build_client, map_transport_error, parse_retry
 from service.events import Channel
 
 __all__ = ["TwilioSender"]
-
-log = logging.getLogger(__name__)
 
 PROVIDER = "twilio"
 

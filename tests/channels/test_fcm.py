@@ -224,3 +224,16 @@ def test_service_account_errors_do_not_leak_the_key(tmp_path: Path) -> None:
             write_service_account(tmp_path / "ok", token_uri="http://t/token").path
         )
     )
+
+
+async def test_hung_token_endpoint_is_transient(fake_fcm: FakeFcm) -> None:
+    """A token endpoint that never answers is a retryable token failure: no push went out."""
+    fake_fcm.hang_token_next()
+    sender = fcm_sender(fake_fcm, timeout_s=0.4)
+    try:
+        with pytest.raises(TransientProviderError) as caught:
+            await sender.send(push_message())
+    finally:
+        await sender.aclose()
+    assert caught.value.code == "oauth_unreachable"
+    assert fake_fcm.sends == []

@@ -147,6 +147,10 @@ class FakeFcm(FakeProviderServer):
         )
         self._token_script.extend([Reply(status, body)] * count)
 
+    def hang_token_next(self, count: int = 1) -> None:
+        """The next `count` token requests get no answer until the fake stops."""
+        self._token_script.extend([Reply(504, hang=True)] * count)
+
     def revoke_access_tokens(self) -> None:
         """Every token issued so far is refused from now on (401 UNAUTHENTICATED)."""
         self._valid_tokens.clear()
@@ -175,7 +179,10 @@ class FakeFcm(FakeProviderServer):
         received = await self._record(request)
         self.token_requests.append(received)
         if self._token_script:
-            return self._answer(received, self._token_script.pop(0))
+            reply = self._token_script.pop(0)
+            if reply.hang:
+                await self._release.wait()
+            return self._answer(received, reply)
         if received.form.get("grant_type") != JWT_BEARER:
             return self._answer(received, _oauth_error("unsupported_grant_type", "Invalid grant"))
         try:
