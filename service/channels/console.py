@@ -34,19 +34,21 @@ class ConsoleSender:
         template = f"{content.template.name}@{content.template.version} {content.locale}"
         if message.channel is Channel.SMS and content.sms is not None:
             sms = content.sms
-            text = f"{sms.text}  ({sms.encoding}, {sms.parts} part{'s' if sms.parts != 1 else ''})"
-            head = f"SMS  to {to}"
+            head = f"SMS to {to}"
+            text = f"{sms.text} ({sms.encoding}, {sms.parts} part{'' if sms.parts == 1 else 's'})"
         elif content.push is not None:
             push = content.push
-            text = f"{push.title} | {push.body}"
-            if push.deep_link:
-                text += f"  -> {push.deep_link}"
             via = message.push_provider.value if message.push_provider else "push"
             head = f"PUSH to {via}:{to}"
+            text = f"{push.title} | {push.body}"
+            if push.deep_link:
+                text += f" -> {push.deep_link}"
         else:
-            text = "(no content for this channel)"
             head = f"{message.channel.value.upper()} to {to}"
-        self._out.write(f"[console] {head} [{template}] id={message_id}\n    {text}\n")
+            text = "(no content for this channel)"
+        # One line per message, whatever the text contains.
+        text = " ".join(text.split())
+        self._out.write(f"[console] {head} [{template}] id={message_id}: {text}\n")
         self._out.flush()
         return message_id
 

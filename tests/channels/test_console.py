@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 from service.channels.console import ConsoleSender
@@ -19,7 +20,7 @@ async def test_sms_line_shows_masked_phone_and_text() -> None:
     assert sender.provider == "console"
     assert "+86******5678" in printed
     assert PHONE not in printed
-    assert SMS_TEXT in printed
+    assert " ".join(SMS_TEXT.split()) in printed
     assert message_id in printed
     assert "early_overdue.sms@1" in printed
 
@@ -49,3 +50,19 @@ def test_masks_hide_length_and_middle() -> None:
     assert mask_phone("12345") == "******"
     assert mask_token("abcdefghijklmnop") == "abcdef…"
     assert mask_token("short") == "…"
+
+
+async def test_multi_line_text_stays_on_one_line() -> None:
+    """Each message is exactly one line of output, even if its text has line breaks."""
+    out = io.StringIO()
+    message = sms_message()
+    assert message.content.sms is not None
+    content = dataclasses.replace(
+        message.content, sms=dataclasses.replace(message.content.sms, text="line one\nline two")
+    )
+    sender = ConsoleSender(Channel.SMS, out)
+    await sender.send(dataclasses.replace(message, content=content))
+    await sender.send(sms_message())
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert "line one line two" in lines[0]
