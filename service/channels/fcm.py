@@ -1,0 +1,161 @@
+"""Firebase Cloud Messaging HTTP v1: one push per call of `send`, errors mapped to our taxonomy.
+
+Request: POST {base}/v1/projects/{project}/messages:send, `Authorization: Bearer <OAuth2 token>`,
+JSON {"message": {"token", "notification": {"title", "body"}, "data": {str: str},
+"android": {...}, "apns": {...}}}. The deep link travels in `data` so the Android and iOS apps
+read it the same way. Success: 200 {"name": "projects/{project}/messages/{id}"}.
+Errors: {"error": {"code", "message", "status", "details": [{"@type": ".../FcmError",
+"errorCode"}]}}; see `_classify`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from service.channels.base import OutboundMessage
+from service.channels.errors import (
+    AmbiguousProviderError,
+    PermanentProviderError,
+    ProviderError,
+    TransientProviderError,
+)
+from service.channels.google_oauth import AccessTokenSource, ServiceAccount
+from service.channels.rest import build_client, map_transport_error, parse_retry_after, utc_now
+from service.events import Channel
+
+__all__ = ["FcmSender"]
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "fcm"
+_FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+_TRANSIENT = frozenset({"QUOTA_EXCEEDED", "UNAVAILABLE", "INTERNAL"})
+_ALERT = frozenset({"SENDER_ID_MISMATCH", "THIRD_PARTY_AUTH_ERROR", "PERMISSION_DENIED"})
+
+
+class FcmSender:
+    """Push through FCM to Android and iOS devices. Owns its HTTP client; close with `aclose`."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        project_id: str,
+        account: ServiceAccount,
+        token_url: str | None = None,
+        timeout_s: float = 10.0,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._url = f"{base_url.rstrip('/')}/v1/projects/{project_id}/messages:send"
+        self._clock = clock
+        self._client = build_client(timeout_s)
+        self._tokens = AccessTokenSource(
+            account, self._client, provider=PROVIDER, clock=clock, token_url=token_url
+        )
+
+    @property
+    def provider(self) -> str:
+        return PROVIDER
+
+    @property
+    def channel(self) -> Channel:
+        return Channel.PUSH
+
+    async def send(self, message: OutboundMessage) -> str:
+        body = _request_body(message)
+        response, access_token = await self._post(body)
+        if response.status_code == 401 and _error_code(response) != "THIRD_PARTY_AUTH_ERROR":
+            # Our token was revoked or expired early: fetch a new one, once.
+            log.info("fcm access token refused; refreshing once", extra={"provider": PROVIDER})
+            self._tokens.invalidate(access_token)
+            response, access_token = await self._post(body)
+        if response.status_code == 200:
+            name = _json(response).get("name")
+            if isinstance(name, str) and name:
+                return name
+            raise AmbiguousProviderError(
+                "accepted without a message name", provider=PROVIDER, code="unreadable_response"
+            )
+        raise self._classify(response)
+
+    async def _post(self, body: dict[str, Any]) -> tuple[httpx.Response, str]:
+        access_token = await self._tokens.get()
+        try:
+            response = await self._client.post(
+                self._url, json=body, headers={"Authorization": f"Bearer {access_token}"}
+            )
+        except httpx.TransportError as exc:
+            raise map_transport_error(exc, provider=PROVIDER) from None
+        return response, access_token
+
+    def _classify(self, response: httpx.Response) -> ProviderError:
+        status = response.status_code
+        code = _error_code(response) or f"http_{status}"
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock)
+        if status in (429, 500, 503) or code in _TRANSIENT or status >= 500:
+            return TransientProviderError(
+                f"fcm unavailable ({status})", provider=PROVIDER, code=code, retry_after=retry_after
+            )
+        if status == 404 or code == "UNREGISTERED":
+            return PermanentProviderError(
+                "token no longer registered", provider=PROVIDER, code=code, dead_token=True
+            )
+        if status in (401, 403) or code in _ALERT:
+            return PermanentProviderError(
+                f"credentials or sender refused ({status})",
+                provider=PROVIDER,
+                code=code,
+                alert=True,
+            )
+        return PermanentProviderError(f"request refused ({status})", provider=PROVIDER, code=code)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _request_body(message: OutboundMessage) -> dict[str, Any]:
+    push = message.content.push
+    if push is None:
+        raise PermanentProviderError("no push content", provider=PROVIDER, code="no_content")
+    data = {str(k): str(v) for k, v in push.data.items()}
+    data["notification_id"] = message.notification_id
+    if push.deep_link:
+        data["deep_link"] = push.deep_link
+    return {
+        "message": {
+            "token": message.recipient,
+            "notification": {"title": push.title, "body": push.body},
+            "data": data,
+            "android": {"priority": "HIGH"},
+            "apns": {"headers": {"apns-priority": "10"}},
+        }
+    }
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    """FcmError.errorCode when present (the specific reason), else the google.rpc status."""
+    error = _json(response).get("error")
+    if not isinstance(error, dict):
+        return None
+    details = error.get("details")
+    if isinstance(details, list):
+        for detail in details:
+            if isinstance(detail, dict) and detail.get("@type") == _FCM_ERROR_TYPE:
+                code = detail.get("errorCode")
+                if isinstance(code, str) and code:
+                    return code
+    status = error.get("status")
+    return status if isinstance(status, str) and status else None

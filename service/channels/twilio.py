@@ -1,0 +1,126 @@
+"""Twilio Programmable Messaging: one SMS per call of `send`, errors mapped to our taxonomy.
+
+Request: POST {base}/2010-04-01/Accounts/{AccountSid}/Messages.json, HTTP Basic auth
+(AccountSid:AuthToken), form fields To, From (or MessagingServiceSid), Body, StatusCallback.
+Success: 201 with the Message resource; its `sid` is the provider message id.
+Errors: JSON {"code", "message", "more_info", "status"}; see `_classify`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from service.channels.base import OutboundMessage
+from service.channels.errors import (
+    AmbiguousProviderError,
+    PermanentProviderError,
+    ProviderError,
+    TransientProviderError,
+)
+from service.channels.rest import build_client, map_transport_error, parse_retry_after, utc_now
+from service.events import Channel
+
+__all__ = ["TwilioSender"]
+
+PROVIDER = "twilio"
+
+# Codes after which the message can never go to this number. 21610: the recipient replied STOP.
+_PERMANENT_RECIPIENT_CODES = frozenset({21211, 21614, 30006, 21610})
+_OPT_OUT_CODE = 21610
+_TOO_MANY_REQUESTS_CODE = 20429
+
+
+class TwilioSender:
+    """SMS through Twilio. Owns its HTTP client; close it with `aclose`."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        account_sid: str,
+        auth_token: str,
+        from_: str,
+        status_callback: str | None = None,
+        timeout_s: float = 10.0,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
+        self._from = from_
+        self._status_callback = status_callback
+        self._clock = clock
+        self._client = build_client(timeout_s, auth=httpx.BasicAuth(account_sid, auth_token))
+
+    @property
+    def provider(self) -> str:
+        return PROVIDER
+
+    @property
+    def channel(self) -> Channel:
+        return Channel.SMS
+
+    async def send(self, message: OutboundMessage) -> str:
+        if message.content.sms is None:
+            raise PermanentProviderError("no SMS content", provider=PROVIDER, code="no_content")
+        form = {"To": message.recipient, "Body": message.content.sms.text}
+        # A Messaging Service SID (MG...) lets Twilio pick the sender from its pool.
+        form["MessagingServiceSid" if self._from.startswith("MG") else "From"] = self._from
+        if self._status_callback:
+            form["StatusCallback"] = self._status_callback
+        try:
+            response = await self._client.post(self._url, data=form)
+        except httpx.TransportError as exc:
+            raise map_transport_error(exc, provider=PROVIDER) from None
+        if response.status_code in (200, 201):
+            sid = _json(response).get("sid")
+            if isinstance(sid, str) and sid:
+                return sid
+            # Accepted, but we cannot tell which message it is: never resend blindly.
+            raise AmbiguousProviderError(
+                "accepted without a message sid", provider=PROVIDER, code="unreadable_response"
+            )
+        raise self._classify(response)
+
+    def _classify(self, response: httpx.Response) -> ProviderError:
+        status = response.status_code
+        body = _json(response)
+        raw_code = body.get("code")
+        code_num = raw_code if isinstance(raw_code, int) else None
+        code = str(code_num) if code_num is not None else f"http_{status}"
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock)
+        if status == 429 or code_num == _TOO_MANY_REQUESTS_CODE:
+            # Twilio did not process a throttled request: safe to retry.
+            return TransientProviderError(
+                "too many requests", provider=PROVIDER, code=code, retry_after=retry_after
+            )
+        if status >= 500:
+            return TransientProviderError(
+                f"server error {status}", provider=PROVIDER, code=code, retry_after=retry_after
+            )
+        if status in (401, 403):
+            return PermanentProviderError(
+                f"credentials refused ({status})", provider=PROVIDER, code=code, alert=True
+            )
+        if code_num in _PERMANENT_RECIPIENT_CODES:
+            return PermanentProviderError(
+                "recipient cannot receive this message",
+                provider=PROVIDER,
+                code=code,
+                opt_out=code_num == _OPT_OUT_CODE,
+            )
+        # Any other 4xx is a request Twilio will refuse again, unchanged.
+        return PermanentProviderError(f"request refused ({status})", provider=PROVIDER, code=code)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

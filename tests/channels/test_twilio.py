@@ -1,0 +1,146 @@
+"""TwilioSender against a local fake Twilio: request shape and the mapping of every error class."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from service.channels.errors import (
+    AmbiguousProviderError,
+    PermanentProviderError,
+    TransientProviderError,
+)
+from service.channels.twilio import TwilioSender
+from tests.channels.conftest import PHONE, SMS_TEXT, sms_message, twilio_sender
+from tests.fakes import FakeTwilio
+
+
+async def test_send_posts_twilio_form_and_returns_sid(fake_twilio: FakeTwilio) -> None:
+    """A send is one POST with Basic auth and To/From/Body/StatusCallback; the sid comes back."""
+    sender = twilio_sender(fake_twilio)
+    try:
+        sid = await sender.send(sms_message())
+    finally:
+        await sender.aclose()
+    [request] = fake_twilio.sent
+    assert sid.startswith("SM")
+    assert len(sid) == 34
+    assert request.path == f"/2010-04-01/Accounts/{fake_twilio.account_sid}/Messages.json"
+    assert request.basic_auth == (fake_twilio.account_sid, fake_twilio.auth_token)
+    assert request.form == {
+        "To": PHONE,
+        "From": "+15005550006",
+        "Body": SMS_TEXT,
+        "StatusCallback": "https://notifier.example.com/receipts/twilio",
+    }
+
+
+async def test_messaging_service_sid_is_sent_as_such(fake_twilio: FakeTwilio) -> None:
+    """A sender id starting with MG goes out as MessagingServiceSid, not From."""
+    sender = twilio_sender(fake_twilio, from_="MG" + "1" * 32)
+    try:
+        await sender.send(sms_message())
+    finally:
+        await sender.aclose()
+    [request] = fake_twilio.sent
+    assert request.form["MessagingServiceSid"] == "MG" + "1" * 32
+    assert "From" not in request.form
+
+
+async def test_throttled_is_transient_with_retry_after(fake_twilio: FakeTwilio) -> None:
+    """429 / 20429 is transient and carries the provider's Retry-After in seconds."""
+    fake_twilio.throttle_next(retry_after="7")
+    sender = twilio_sender(fake_twilio)
+    try:
+        with pytest.raises(TransientProviderError) as caught:
+            await sender.send(sms_message())
+    finally:
+        await sender.aclose()
+    assert caught.value.code == "20429"
+    assert caught.value.retry_after == 7.0
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+async def test_server_errors_are_transient(fake_twilio: FakeTwilio, status: int) -> None:
+    """Any 5xx answer is transient."""
+    fake_twilio.fail_next(status=status)
+    sender = twilio_sender(fake_twilio)
+    try:
+        with pytest.raises(TransientProviderError):
+            await sender.send(sms_message())
+    finally:
+        await sender.aclose()
+
+
+@pytest.mark.parametrize("code", [21211, 21614, 30006])
+async def test_recipient_errors_are_permanent(fake_twilio: FakeTwilio, code: int) -> None:
+    """Invalid number, not a mobile, landline: permanent, with Twilio's code, no opt-out."""
+    fake_twilio.reject_next(code)
+    sender = twilio_sender(fake_twilio)
+    try:
+        with pytest.raises(PermanentProviderError) as caught:
+            await sender.send(sms_message())
+    finally:
+        await sender.aclose()
+    assert caught.value.code == str(code)
+    assert not caught.value.opt_out
+    assert not caught.value.alert
+
+
+async def test_unsubscribed_recipient_records_opt_out(fake_twilio: FakeTwilio) -> None:
+    """21610 (the borrower replied STOP) is permanent and flags an opt-out."""
+    fake_twilio.unsubscribed.add(PHONE)
+    sender = twilio_sender(fake_twilio)
+    try:
+        with pytest.raises(PermanentProviderError) as caught:
+            await sender.send(sms_message())
+    finally:
+        await sender.aclose()
+    assert caught.value.code == "21610"
+    assert caught.value.opt_out
+
+
+async def test_wrong_credentials_are_permanent_and_alert(fake_twilio: FakeTwilio) -> None:
+    """401 from Twilio means our credentials are wrong: permanent, alert, no PII in the error."""
+    sender = twilio_sender(fake_twilio, auth_token="wrong")
+    try:
+        with pytest.raises(PermanentProviderError) as caught:
+            await sender.send(sms_message())
+    finally:
+        await sender.aclose()
+    assert caught.value.alert
+    assert caught.value.code == "20003"
+    assert PHONE not in str(caught.value)
+
+
+async def test_no_answer_after_sending_is_ambiguous(fake_twilio: FakeTwilio) -> None:
+    """A read timeout after the request went out is ambiguous, never transient."""
+    fake_twilio.hang_next()
+    sender = twilio_sender(fake_twilio, timeout_s=0.3)
+    try:
+        with pytest.raises(AmbiguousProviderError) as caught:
+            await sender.send(sms_message())
+    finally:
+        await sender.aclose()
+    assert caught.value.code == "timeout"
+    assert len(fake_twilio.requests) == 1
+
+
+async def test_refused_connection_is_transient() -> None:
+    """Nothing listening: the message cannot have been sent, so it is safe to retry."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sender = TwilioSender(
+        base_url=f"http://127.0.0.1:{port}",
+        account_sid="AC" + "0" * 32,
+        auth_token="t",
+        from_="+15005550006",
+    )
+    try:
+        with pytest.raises(TransientProviderError) as caught:
+            await sender.send(sms_message())
+    finally:
+        await sender.aclose()
+    assert caught.value.code == "connect"
