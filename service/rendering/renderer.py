@@ -128,7 +128,7 @@ class Renderer:
         *,
         brand: str,
         customer_service: str,
-        max_link_chars: int = 40,
+        max_link_chars: int = 30,
     ) -> Renderer:
         """Compile every template under `templates_dir`; raise TemplateConfigError naming the
         first file that is broken. `max_link_chars`: longer repayment links are left out of SMS
