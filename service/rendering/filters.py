@@ -13,7 +13,7 @@ from typing import Any
 from babel.core import Locale
 from babel.dates import format_date
 from babel.numbers import format_currency, get_territory_currencies
-from jinja2 import pass_context
+from jinja2 import Undefined, pass_context
 from jinja2.runtime import Context
 
 __all__ = ["FILTERS", "format_day", "format_money", "mask_loan_id", "shorten"]
@@ -61,19 +61,34 @@ def shorten(text: str | None, limit: int, ellipsis: str = "…") -> str:
     return text[: max(limit - len(ellipsis), 0)] + ellipsis
 
 
+def _require(value: Any, filter_name: str, kind: type | tuple[type, ...]) -> None:
+    # Jinja hands Undefined to filters instead of raising; make StrictUndefined strict here too.
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    if not isinstance(value, kind):
+        raise TypeError(f"filter {filter_name} got {type(value).__name__}")
+
+
 @pass_context
 def _money(ctx: Context, amount: Any) -> str:
+    _require(amount, "money", (Decimal, int, str))
     return format_money(Decimal(amount), ctx["currency"], ctx["locale"])
 
 
 @pass_context
-def _date(ctx: Context, day: date) -> str:
+def _date(ctx: Context, day: Any) -> str:
+    _require(day, "date", date)
     return format_day(day, ctx["locale"])
+
+
+def _mask(loan_id: Any) -> str:
+    _require(loan_id, "mask", str)
+    return mask_loan_id(loan_id)
 
 
 FILTERS: dict[str, Any] = {
     "money": _money,
     "date": _date,
-    "mask": mask_loan_id,
+    "mask": _mask,
     "shorten": shorten,
 }

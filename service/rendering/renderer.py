@@ -195,7 +195,7 @@ class Renderer:
             title, body = (
                 "".join(compiled.template.blocks[b](context)).strip() for b in PUSH_BLOCKS
             )
-        except TemplateError as exc:
+        except Exception as exc:  # the sandbox and filters raise many types; all mean "broken"
             raise RenderError(f"template {rel}: {type(exc).__name__}: {exc}") from exc
         push = PushContent(
             title=title,
