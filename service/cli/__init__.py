@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 __all__ = ["main"]
 
 # Each module has `register(subparsers)`, which adds its commands and sets `func` on them.
-_COMMAND_MODULES = ("service.cli.run",)
+_COMMAND_MODULES = ("service.cli.run", "service.cli.db")
 
 Command = Callable[[argparse.Namespace], int]
 
