@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]  # (no stubs; used for admin DDL only)
 import pytest
 from sqlalchemy.engine import make_url
 
