@@ -137,3 +137,21 @@ class Settings(BaseSettings):
         "INFO", description="Log level."
     )
     log_format: Literal["json", "console"] = Field("json", description="Log line format.")
+
+    # --- ledger ---
+    ledger_retention_days: int = Field(
+        400,
+        ge=8,
+        description="Days of audit rows and finished notifications kept by `db purge`. Keep it "
+        "above the input topic's retention, so a replayed event still finds its claims, and "
+        "above 7 days, so the rolling caps still see their contacts.",
+    )
+    ledger_lease_s: float = Field(
+        120.0,
+        gt=0,
+        description="Lease of a send claim: after it, a claim left by a crashed worker is "
+        "reported as `unknown` (never resent). Keep above the longest dispatch with retries.",
+    )
+    ledger_timeout_s: float = Field(
+        10.0, gt=0, description="Connect and statement timeout of the ledger database."
+    )

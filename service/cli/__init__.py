@@ -14,6 +14,7 @@ _COMMAND_MODULES = (
     "service.cli.settings_docs",
     "service.cli.schema",
     "service.cli.templates",
+    "service.cli.db",
 )
 
 Command = Callable[[argparse.Namespace], int]

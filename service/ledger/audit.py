@@ -1,0 +1,77 @@
+"""Audit rows and the contact data they may hold: a masked form and a keyed hash, never raw."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import datetime
+
+from service.events import Channel, LoanOverdueEvent
+
+__all__ = ["AuditRow", "ContactRef", "contact_hash", "contact_of", "mask_phone", "mask_token"]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One decision about one notification, as the regulator's record keeps it."""
+
+    at: datetime
+    notification_id: str
+    result_id: str
+    event_id: str
+    borrower_id: str
+    loan_id: str
+    channel: str | None
+    status: str
+    reason: str
+    rule: str | None
+    policy_rule: str | None
+    template_name: str | None
+    template_version: str | None
+    provider: str | None
+    provider_message_id: str | None
+    provider_code: str | None
+    attempts: int
+    contact_masked: str | None
+    contact_hash: str | None
+    not_before: datetime | None
+    first_attempt_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRef:
+    masked: str
+    hashed: str
+
+
+def mask_phone(phone: str) -> str:
+    """+8613812341234 -> +86*******1234: country code and last four digits stay readable."""
+    keep_head = 3 if phone.startswith("+") else 2
+    if len(phone) <= keep_head + 4:
+        return "*" * len(phone)
+    return phone[:keep_head] + "*" * (len(phone) - keep_head - 4) + phone[-4:]
+
+
+def mask_token(provider: str, token: str) -> str:
+    """A push token shown as its provider and last four characters: fcm:****mnop."""
+    return f"{provider}:****{token[-4:]}" if len(token) > 8 else f"{provider}:****"
+
+
+def contact_hash(key: bytes, raw: str) -> str:
+    """HMAC-SHA256 of the raw phone number or token, hex: lets an auditor match a known number."""
+    return hmac.new(key, raw.encode(), hashlib.sha256).hexdigest()
+
+
+def contact_of(event: LoanOverdueEvent, channel: Channel | None, key: bytes) -> ContactRef | None:
+    """The address a notification on `channel` goes to (the one the processor uses)."""
+    borrower = event.borrower
+    if channel is Channel.SMS and borrower.phone:
+        return ContactRef(mask_phone(borrower.phone), contact_hash(key, borrower.phone))
+    if channel is Channel.PUSH and borrower.push_tokens:
+        token = borrower.push_tokens[0]
+        return ContactRef(
+            mask_token(token.provider.value, token.token), contact_hash(key, token.token)
+        )
+    return None

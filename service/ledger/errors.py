@@ -1,0 +1,33 @@
+"""The ledger's error tree; messages never carry personal data.
+
+LedgerError                  anything the ledger cannot do (a bug, a constraint, a bad row)
++-- LedgerUnavailableError   the database cannot be reached now (refused, reset, timed out,
+|                            locked): the pipeline pauses, retries with backoff, sends nothing
++-- SchemaOutOfDateError     the schema is not at the migrations' head: run
+                             `overdue-notifier db upgrade`
+"""
+
+from __future__ import annotations
+
+__all__ = ["LedgerError", "LedgerUnavailableError", "SchemaOutOfDateError"]
+
+
+class LedgerError(Exception):
+    """The ledger could not do what was asked."""
+
+
+class LedgerUnavailableError(LedgerError):
+    """The database is unreachable for now; retry later, and send nothing meanwhile."""
+
+
+class SchemaOutOfDateError(LedgerError):
+    """The database schema is behind (or ahead of) this version of the service."""
+
+    def __init__(self, *, current: str | None, head: str) -> None:
+        self.current = current
+        self.head = head
+        found = "an empty database" if current is None else f"schema revision {current}"
+        super().__init__(
+            f"the ledger database has {found}, this service needs revision {head}: "
+            "run `overdue-notifier db upgrade`"
+        )

@@ -1,0 +1,80 @@
+"""Schema migrations of the ledger (Alembic), run from code: no alembic.ini at runtime.
+
+Both entry points are coroutines, since the ledger's engines are async:
+
+    await upgrade(url)     bring the schema to head; on PostgreSQL under an advisory lock, so
+                           replicas that start together migrate one after the other (the later
+                           ones find the schema at head and do nothing); on SQLite under the
+                           database's write lock (BEGIN IMMEDIATE).
+    await is_current(url)  True when the schema is at head.
+
+The migration scripts ship inside the wheel as package data (see pyproject.toml).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.ledger.engine import build_engine, lock_key, translate_errors
+
+__all__ = ["VERSION_TABLE", "current_revision", "head_revision", "is_current", "upgrade"]
+
+VERSION_TABLE = "ledger_alembic_version"
+_HERE = Path(__file__).resolve().parent
+_MIGRATION_LOCK = lock_key("overdue-notifier:ledger:migrations")
+
+
+def _config(connection: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_HERE))
+    cfg.set_main_option("path_separator", "os")
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def _current(connection: Connection) -> str | None:
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    return context.get_current_revision()
+
+
+async def current_revision(conn: AsyncConnection) -> str | None:
+    """The revision the database is at; None for an empty database."""
+    return await conn.run_sync(_current)
+
+
+async def upgrade(url: str) -> None:
+    """Apply every migration up to head (idempotent; safe with several replicas at once)."""
+    engine = build_engine(url, timeout_s=60.0)
+    try:
+        async with translate_errors("schema upgrade"), engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Held until this transaction ends; PostgreSQL DDL is transactional, so the
+                # next replica waits here and then sees the schema already at head.
+                await conn.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
+            await conn.run_sync(lambda sync: command.upgrade(_config(sync), "head"))
+    finally:
+        await engine.dispose()
+
+
+async def is_current(url: str) -> bool:
+    engine = build_engine(url)
+    try:
+        async with translate_errors("schema check"), engine.connect() as conn:
+            return await current_revision(conn) == head_revision()
+    finally:
+        await engine.dispose()

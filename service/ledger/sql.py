@@ -1,0 +1,615 @@
+"""The ledger on SQL: PostgreSQL (asyncpg) in production, SQLite (aiosqlite) embedded.
+
+Row states of one notification (idempotency key = event id + channel + step):
+
+    (none) --admit SEND--> claimed --record--> decided
+    (none) --admit SUPPRESS--> decided
+    (none) --admit DEFER--> deferred --claim_due_deferred--> released --admit--> claimed | ...
+    claimed, lease expired --admit--> decided (status unknown, never resent)
+
+Serialisation: on PostgreSQL every admit() holds a transaction-scoped advisory lock on the
+borrower, so caps, cadence and claims of one borrower are decided one at a time across replicas;
+on SQLite every transaction starts with BEGIN IMMEDIATE (one writer). Rows that already exist
+are changed only under their `version` (optimistic check), which orders admit() against
+claim_due_deferred(). See docs/ledger.md for the round trips per event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    type_coerce,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from service.compliance import Candidate, Contact, Decision, Verdict, decide
+from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent, result_id_for
+from service.ledger.api import Admission, AdmissionKind, DeferredNotification
+from service.ledger.audit import AuditRow, contact_of
+from service.ledger.codec import plan_from_json, plan_to_json
+from service.ledger.engine import build_engine, lock_key, translate_errors
+from service.ledger.errors import LedgerError, SchemaOutOfDateError
+from service.ledger.migrations import current_revision, head_revision
+from service.ledger.schema import UtcDateTime, audit, notifications, opt_outs
+from service.policy.model import ContactRules, PlannedNotification
+
+__all__ = ["SqlLedger"]
+
+N = notifications.c
+
+# States of a notification row.
+CLAIMED = "claimed"
+DEFERRED = "deferred"
+RELEASED = "released"
+DECIDED = "decided"
+
+# Outcomes that count as a contact for caps and cadence (unknown: it may have reached them).
+_COUNTS_AS_CONTACT = frozenset(
+    {DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.UNKNOWN}
+)
+OPTED_OUT_BY_PROVIDER = "opted_out_by_provider"
+LEASE_EXPIRED = "claim_lease_expired"
+
+
+def _aware(now: datetime) -> datetime:
+    if now.tzinfo is None:
+        raise ValueError("the ledger needs aware datetimes")
+    return now
+
+
+class SqlLedger:
+    """NotificationLedger on a SQLAlchemy async engine. Create with `await SqlLedger.connect()`."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        hash_key: bytes,
+        rules: ContactRules,
+        default_timezone: str | None,
+        lease_s: float,
+    ) -> None:
+        self._engine = engine
+        self._key = hash_key
+        self._rules = rules
+        self._default_zone = default_timezone or None
+        self._lease = timedelta(seconds=lease_s)
+        self._postgres = engine.dialect.name == "postgresql"
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        hash_key: bytes,
+        rules: ContactRules,
+        default_timezone: str | None,
+        lease_s: float = 120.0,
+        timeout_s: float = 10.0,
+    ) -> SqlLedger:
+        """Open the ledger; SchemaOutOfDateError unless the schema is at the migrations' head."""
+        engine = build_engine(url, timeout_s=timeout_s)
+        try:
+            async with translate_errors("connect"), engine.connect() as conn:
+                current = await current_revision(conn)
+            head = head_revision()
+            if current != head:
+                raise SchemaOutOfDateError(current=current, head=head)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return cls(
+            engine,
+            hash_key=hash_key,
+            rules=rules,
+            default_timezone=default_timezone,
+            lease_s=lease_s,
+        )
+
+    async def ping(self) -> None:
+        async with translate_errors("ping"), self._engine.connect() as conn:
+            await conn.execute(select(literal(1)))
+
+    async def aclose(self) -> None:
+        await self._engine.dispose()
+
+    # --- admit ------------------------------------------------------------------------------
+
+    async def admit(
+        self, event: LoanOverdueEvent, plans: Sequence[PlannedNotification], now: datetime
+    ) -> list[Admission]:
+        now = _aware(now)
+        if not plans:
+            return []
+        borrower = event.borrower.borrower_id
+        ids = [plan.notification_id(event.event_id) for plan in plans]
+        cadence = max((p.cadence_days or 0 for p in plans), default=0)
+        since = now - timedelta(days=max(8, cadence + 2))
+        async with translate_errors("admit"), self._engine.begin() as conn:
+            if self._postgres:
+                await conn.execute(select(func.pg_advisory_xact_lock(lock_key(borrower))))
+            rows = (await conn.execute(_admit_query(ids, borrower, since))).all()
+            mine = set(ids)
+            existing = {r.notification_id: r for r in rows if r.notification_id in mine}
+            contacts = [
+                Contact(r.contact_at, Channel(r.channel), r.loan_id, r.stage)
+                for r in rows
+                if r.kind == "n" and r.contact_at is not None
+            ]
+            opted = {Channel(r.channel) for r in rows if r.kind == "o"}
+            opted.update(event.borrower.opted_out_channels)
+            step = _AdmitStep(self, conn, event, now, contacts, opted)
+            admissions = [
+                await step.admit_one(plan, nid, existing.get(nid))
+                for plan, nid in zip(plans, ids, strict=True)
+            ]
+            if step.inserts:
+                await conn.execute(insert(notifications), step.inserts)
+            if step.audits:
+                await conn.execute(insert(audit), step.audits)
+        return admissions
+
+    # --- record -----------------------------------------------------------------------------
+
+    async def record(self, event: LoanOverdueEvent, results: Sequence[DeliveryResult]) -> None:
+        """Store the outcomes of this event's sends in one transaction (one batch per table)."""
+        if not results:
+            return
+        params = [
+            {
+                "b_nid": r.notification_id,
+                "b_status": r.status.value,
+                "b_reason": r.reason,
+                "b_result": r.model_dump_json(),
+                "b_counts": r.status in _COUNTS_AS_CONTACT,
+                "b_at": r.occurred_at,
+            }
+            for r in results
+        ]
+        stmt = (
+            update(notifications)
+            .where(
+                N.notification_id == bindparam("b_nid"),
+                or_(N.state == CLAIMED, and_(N.state == DECIDED, N.status == "unknown")),
+            )
+            .values(
+                state=DECIDED,
+                status=bindparam("b_status"),
+                reason=bindparam("b_reason"),
+                result_json=bindparam("b_result"),
+                contact_at=case((bindparam("b_counts", type_=Boolean), N.contact_at), else_=null()),
+                lease_until=None,
+                event_json=None,
+                plan_json=None,
+                version=N.version + 1,
+                updated_at=bindparam("b_at", type_=N.updated_at.type),
+            )
+        )
+        audits = [self._audit_values(event, r, policy_rule=r.rule) for r in results]
+        stops = [
+            {
+                "borrower_id": r.borrower_id,
+                "channel": r.channel.value,
+                "source": f"provider:{r.provider or 'unknown'}",
+                "at": r.finished_at or r.occurred_at,
+            }
+            for r in results
+            if r.reason == OPTED_OUT_BY_PROVIDER and r.channel is not None
+        ]
+        async with translate_errors("record"), self._engine.begin() as conn:
+            await conn.execute(stmt, params)
+            await conn.execute(insert(audit), audits)
+            if stops:
+                await conn.execute(self._insert_ignore(opt_outs), stops)
+
+    # --- deferred ---------------------------------------------------------------------------
+
+    async def claim_due_deferred(self, now: datetime, limit: int) -> list[DeferredNotification]:
+        """Due deferred notifications, each released to this worker under a lease.
+
+        A released notification goes through admit() again (window, caps, staleness) before it
+        is sent; if this worker dies before that, the lease expires and another worker takes it.
+        """
+        now = _aware(now)
+        due = or_(
+            and_(N.state == DEFERRED, N.due_at <= now),
+            and_(N.state == RELEASED, N.lease_until <= now),
+        )
+        query = (
+            select(N.notification_id, N.event_json, N.plan_json)
+            .where(due)
+            .order_by(N.due_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        async with translate_errors("claim_due_deferred"), self._engine.begin() as conn:
+            rows = (await conn.execute(query)).all()
+            if not rows:
+                return []
+            await conn.execute(
+                update(notifications)
+                .where(N.notification_id.in_([r.notification_id for r in rows]))
+                .values(
+                    state=RELEASED,
+                    lease_until=now + self._lease,
+                    version=N.version + 1,
+                    updated_at=now,
+                )
+            )
+        return [
+            DeferredNotification(
+                event=LoanOverdueEvent.model_validate_json(r.event_json),
+                plan=plan_from_json(r.plan_json),
+                notification_id=r.notification_id,
+            )
+            for r in rows
+        ]
+
+    async def deferred_backlog(self, now: datetime) -> tuple[int, float | None]:
+        """Deferred notifications waiting, and how long the most overdue one has been due (s)."""
+        now = _aware(now)
+        query = select(
+            func.count(),
+            type_coerce(func.min(case((N.due_at <= now, N.due_at), else_=null())), UtcDateTime()),
+        ).where(N.state.in_([DEFERRED, RELEASED]))
+        async with translate_errors("deferred_backlog"), self._engine.connect() as conn:
+            count, oldest = (await conn.execute(query)).one()
+        if oldest is None:
+            return int(count), None
+        return int(count), (now - oldest).total_seconds()
+
+    # --- opt-outs, audit, retention ---------------------------------------------------------
+
+    async def record_opt_out(
+        self, borrower_id: str, channel: Channel, *, source: str, at: datetime
+    ) -> None:
+        """Remember that this borrower must not be contacted on this channel (idempotent)."""
+        values = {"borrower_id": borrower_id, "channel": channel.value, "source": source}
+        async with translate_errors("record_opt_out"), self._engine.begin() as conn:
+            await conn.execute(self._insert_ignore(opt_outs), [{**values, "at": _aware(at)}])
+
+    async def opt_outs(self, borrower_id: str) -> list[tuple[Channel, str, datetime]]:
+        """The borrower's opt-outs: (channel, source, since)."""
+        query = (
+            select(opt_outs.c.channel, opt_outs.c.source, opt_outs.c.at)
+            .where(opt_outs.c.borrower_id == borrower_id)
+            .order_by(opt_outs.c.at)
+        )
+        async with translate_errors("opt_outs"), self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(Channel(r.channel), r.source, r.at) for r in rows]
+
+    async def audit(
+        self, *, borrower_id: str | None = None, loan_id: str | None = None
+    ) -> list[AuditRow]:
+        """The contact history of a borrower or a loan, oldest first."""
+        if (borrower_id is None) == (loan_id is None):
+            raise ValueError("give exactly one of borrower_id and loan_id")
+        where = (
+            audit.c.borrower_id == borrower_id
+            if borrower_id is not None
+            else audit.c.loan_id == loan_id
+        )
+        query = select(audit).where(where).order_by(audit.c.at, audit.c.id)
+        async with translate_errors("audit"), self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [AuditRow(**{k: v for k, v in row.items() if k != "id"}) for row in rows]
+
+    async def purge(self, older_than: datetime) -> int:
+        """Delete audit rows and finished notifications older than `older_than`; rows deleted.
+
+        Live rows (claimed, deferred, released) and opt-outs are kept whatever their age.
+        """
+        older_than = _aware(older_than)
+        async with translate_errors("purge"), self._engine.begin() as conn:
+            gone_audit = await conn.execute(delete(audit).where(audit.c.at < older_than))
+            gone_rows = await conn.execute(
+                delete(notifications).where(N.state == DECIDED, N.updated_at < older_than)
+            )
+        return int(gone_audit.rowcount or 0) + int(gone_rows.rowcount or 0)
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _insert_ignore(self, table: Any) -> Any:
+        dialect_insert = postgresql.insert if self._postgres else sqlite.insert
+        return dialect_insert(table).on_conflict_do_nothing()
+
+    def _audit_values(
+        self,
+        event: LoanOverdueEvent,
+        result: DeliveryResult,
+        *,
+        policy_rule: str | None,
+        template_name: str | None = None,
+    ) -> dict[str, Any]:
+        contact = (
+            contact_of(event, result.channel, self._key)
+            if result.reason != "no_contact_address"
+            else None
+        )
+        return {
+            "at": result.finished_at or result.occurred_at,
+            "notification_id": result.notification_id or "",
+            "result_id": result.result_id,
+            "event_id": result.event_id,
+            "borrower_id": result.borrower_id,
+            "loan_id": result.loan_id,
+            "channel": result.channel.value if result.channel else None,
+            "status": result.status.value,
+            "reason": result.reason,
+            "rule": result.rule,
+            "policy_rule": policy_rule,
+            "template_name": result.template.name if result.template else template_name,
+            "template_version": result.template.version if result.template else None,
+            "provider": result.provider,
+            "provider_message_id": result.provider_message_id,
+            "provider_code": result.provider_code,
+            "attempts": result.attempts,
+            "contact_masked": contact.masked if contact else None,
+            "contact_hash": contact.hashed if contact else None,
+            "not_before": result.not_before,
+            "first_attempt_at": result.first_attempt_at,
+            "finished_at": result.finished_at,
+        }
+
+
+def _admit_query(ids: list[str], borrower: str, since: datetime) -> Any:
+    """One statement: this event's rows, the borrower's recent contacts, their opt-outs."""
+    rows = select(
+        literal("n").label("kind"),
+        N.notification_id,
+        N.channel,
+        N.loan_id,
+        N.stage,
+        N.state,
+        N.version,
+        N.lease_until,
+        N.due_at,
+        N.first_seen_at,
+        N.defer_count,
+        N.contact_at,
+        N.result_json,
+    ).where(
+        or_(
+            N.notification_id.in_(ids),
+            and_(N.borrower_id == borrower, N.contact_at >= since),
+        )
+    )
+    stops = select(
+        literal("o"),
+        null(),
+        opt_outs.c.channel,
+        *[null()] * 10,
+    ).where(opt_outs.c.borrower_id == borrower)
+    return union_all(rows, stops)
+
+
+class _AdmitStep:
+    """The decisions of one admit() call, inside its transaction."""
+
+    def __init__(
+        self,
+        ledger: SqlLedger,
+        conn: AsyncConnection,
+        event: LoanOverdueEvent,
+        now: datetime,
+        contacts: list[Contact],
+        opted: set[Channel],
+    ) -> None:
+        self.ledger = ledger
+        self.conn = conn
+        self.event = event
+        self.now = now
+        self.contacts = contacts
+        self.opted = opted
+        self.inserts: list[dict[str, Any]] = []
+        self.audits: list[dict[str, Any]] = []
+
+    async def admit_one(
+        self, plan: PlannedNotification, nid: str, row: Row[Any] | None
+    ) -> Admission:
+        now = self.now
+        first_seen = now
+        defer_count = 0
+        if row is not None:
+            if row.state == DECIDED:
+                return self._replay(plan, nid, row.result_json)
+            if row.state == CLAIMED:
+                if row.lease_until is not None and row.lease_until > now:
+                    return Admission(plan, nid, AdmissionKind.BUSY)
+                return await self._lease_expired(plan, nid, row)
+            if row.state == DEFERRED and row.due_at is not None and row.due_at > now:
+                return self._replay(plan, nid, row.result_json)
+            # Deferred and due, or released by the scheduler: decide afresh.
+            first_seen, defer_count = row.first_seen_at, row.defer_count
+
+        decision = self._decide(plan, first_seen)
+        values = self._row_values(plan, nid, decision, first_seen, defer_count)
+        result = self._result_for(plan, nid, decision, defer_count)
+        if row is not None:
+            changed = await self.conn.execute(
+                update(notifications)
+                .where(N.notification_id == nid, N.version == row.version)
+                .values(**values, version=row.version + 1)
+            )
+            if changed.rowcount != 1:
+                # The scheduler or another worker moved the row meanwhile: ask again later.
+                return Admission(plan, nid, AdmissionKind.BUSY)
+        else:
+            self.inserts.append({**values, "notification_id": nid, "version": 1})
+        if decision.verdict is Verdict.SEND:
+            # Later plans of the same event count this one against the caps.
+            self.contacts.append(Contact(now, plan.channel, self.event.loan.loan_id, plan.stage))
+            return Admission(plan, nid, AdmissionKind.SEND)
+        assert result is not None
+        self.audits.append(
+            self.ledger._audit_values(
+                self.event, result, policy_rule=plan.rule, template_name=plan.template
+            )
+        )
+        kind = AdmissionKind.DEFER if decision.verdict is Verdict.DEFER else AdmissionKind.SUPPRESS
+        return Admission(plan, nid, kind, result)
+
+    def _replay(self, plan: PlannedNotification, nid: str, stored: str | None) -> Admission:
+        if stored is None:
+            raise LedgerError("a decided notification has no stored result")
+        result = DeliveryResult.model_validate_json(stored)
+        return Admission(plan, nid, AdmissionKind.REPLAY, result)
+
+    async def _lease_expired(self, plan: PlannedNotification, nid: str, row: Row[Any]) -> Admission:
+        """A claim whose holder died: the provider may have been called, so report `unknown`."""
+        result = self._base_result(plan, nid).model_copy(
+            update={
+                "result_id": result_id_for(nid, DeliveryStatus.UNKNOWN),
+                "status": DeliveryStatus.UNKNOWN,
+                "reason": LEASE_EXPIRED,
+                "rule": "ledger.claim_lease",
+            }
+        )
+        changed = await self.conn.execute(
+            update(notifications)
+            .where(N.notification_id == nid, N.version == row.version)
+            .values(
+                state=DECIDED,
+                status=result.status.value,
+                reason=result.reason,
+                result_json=result.model_dump_json(),
+                lease_until=None,
+                event_json=None,
+                plan_json=None,
+                version=row.version + 1,
+                updated_at=self.now,
+            )
+        )
+        if changed.rowcount != 1:
+            return Admission(plan, nid, AdmissionKind.BUSY)
+        self.audits.append(
+            self.ledger._audit_values(
+                self.event, result, policy_rule=plan.rule, template_name=plan.template
+            )
+        )
+        return Admission(plan, nid, AdmissionKind.REPLAY, result)
+
+    def _decide(self, plan: PlannedNotification, first_seen: datetime) -> Decision:
+        borrower = self.event.borrower
+        has_address = (
+            bool(borrower.phone) if plan.channel is Channel.SMS else bool(borrower.push_tokens)
+        )
+        candidate = Candidate(
+            channel=plan.channel,
+            stage=plan.stage,
+            loan_id=self.event.loan.loan_id,
+            has_address=has_address,
+            opted_out=plan.channel in self.opted,
+            zone=borrower.timezone or self.ledger._default_zone,
+            phone=borrower.phone,
+            first_seen_at=first_seen,
+            not_before=plan.not_before,
+            cadence_days=plan.cadence_days,
+        )
+        return decide(candidate, self.ledger._rules, self.contacts, self.now)
+
+    def _base_result(self, plan: PlannedNotification, nid: str) -> DeliveryResult:
+        return DeliveryResult(
+            result_id=result_id_for(nid, DeliveryStatus.SUPPRESSED),
+            notification_id=nid,
+            event_id=self.event.event_id,
+            loan_id=self.event.loan.loan_id,
+            borrower_id=self.event.borrower.borrower_id,
+            channel=plan.channel,
+            status=DeliveryStatus.SUPPRESSED,
+            reason="",
+            rule=None,
+            occurred_at=self.now,
+        )
+
+    def _result_for(
+        self, plan: PlannedNotification, nid: str, decision: Decision, defer_count: int
+    ) -> DeliveryResult | None:
+        if decision.verdict is Verdict.SEND:
+            return None
+        deferred = decision.verdict is Verdict.DEFER
+        status = DeliveryStatus.DEFERRED if deferred else DeliveryStatus.SUPPRESSED
+        # Each deferral of the same notification is a new decision with its own result id.
+        sequence = defer_count if status is DeliveryStatus.DEFERRED else 0
+        return self._base_result(plan, nid).model_copy(
+            update={
+                "result_id": result_id_for(nid, status, sequence),
+                "status": status,
+                "reason": decision.reason,
+                "rule": decision.rule,
+                "not_before": decision.due_at,
+            }
+        )
+
+    def _row_values(
+        self,
+        plan: PlannedNotification,
+        nid: str,
+        decision: Decision,
+        first_seen: datetime,
+        defer_count: int,
+    ) -> dict[str, Any]:
+        event, now = self.event, self.now
+        values: dict[str, Any] = {
+            "event_id": event.event_id,
+            "borrower_id": event.borrower.borrower_id,
+            "loan_id": event.loan.loan_id,
+            "channel": plan.channel.value,
+            "stage": plan.stage.value,
+            "template": plan.template,
+            "first_seen_at": first_seen,
+            "updated_at": now,
+            "defer_count": defer_count,
+            "lease_until": None,
+            "due_at": None,
+            "contact_at": None,
+            "status": None,
+            "reason": None,
+            "result_json": None,
+            "event_json": None,
+            "plan_json": None,
+        }
+        result = self._result_for(plan, nid, decision, defer_count)
+        if decision.verdict is Verdict.SEND:
+            values.update(state=CLAIMED, lease_until=now + self.ledger._lease, contact_at=now)
+        elif decision.verdict is Verdict.DEFER:
+            assert result is not None
+            values.update(
+                state=DEFERRED,
+                due_at=decision.due_at,
+                defer_count=defer_count + 1,
+                status=result.status.value,
+                reason=result.reason,
+                result_json=result.model_dump_json(),
+                # The deferred send needs the event later; cleared once decided.
+                event_json=event.model_dump_json(),
+                plan_json=plan_to_json(plan),
+            )
+        else:
+            assert result is not None
+            values.update(
+                state=DECIDED,
+                status=result.status.value,
+                reason=result.reason,
+                result_json=result.model_dump_json(),
+            )
+        return values

@@ -1,0 +1,84 @@
+"""Builders for ledger tests: events, plans, and the results the processor would record."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from service.events import (
+    Channel,
+    DeliveryResult,
+    DeliveryStatus,
+    LoanOverdueEvent,
+    TemplateRef,
+    result_id_for,
+)
+from service.ledger.api import Admission
+from service.policy.model import PlannedNotification, Stage
+from tests.factories import event_dict
+
+# 10:00 in New York (EST), inside the default 08:00-21:00 window.
+MORNING_NY = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+# 22:00 in New York, after the window closed; it reopens at 08:00 = 13:00 UTC next day.
+NIGHT_NY = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
+NEXT_OPENING_NY = datetime(2026, 11, 21, 13, 0, tzinfo=UTC)
+
+
+def make_event(**kwargs: Any) -> LoanOverdueEvent:
+    loan_id = kwargs.pop("loan_id", None)
+    data = event_dict(**kwargs)
+    if loan_id is not None:
+        data["loan"]["loan_id"] = loan_id
+    return LoanOverdueEvent.model_validate(data)
+
+
+def make_plan(
+    channel: Channel = Channel.SMS,
+    *,
+    step: str = "s1",
+    stage: Stage = Stage.EARLY_OVERDUE,
+    not_before: datetime | None = None,
+    cadence_days: int | None = None,
+) -> PlannedNotification:
+    return PlannedNotification(
+        channel=channel,
+        stage=stage,
+        template=f"{stage.value}_{channel.value}",
+        priority=1,
+        step=step,
+        rule=f"policy.{stage.value}.{channel.value}",
+        not_before=not_before,
+        cadence_days=cadence_days,
+    )
+
+
+def outcome(
+    event: LoanOverdueEvent,
+    admission: Admission,
+    at: datetime,
+    *,
+    status: DeliveryStatus = DeliveryStatus.SENT,
+    reason: str = "sent",
+    provider: str = "twilio",
+) -> DeliveryResult:
+    """The result the processor records after dispatching an admitted notification."""
+    plan = admission.plan
+    return DeliveryResult(
+        result_id=result_id_for(admission.notification_id, status),
+        notification_id=admission.notification_id,
+        event_id=event.event_id,
+        loan_id=event.loan.loan_id,
+        borrower_id=event.borrower.borrower_id,
+        channel=plan.channel,
+        provider=provider,
+        template=TemplateRef(name=plan.template, version="3"),
+        locale="en-US",
+        status=status,
+        reason=reason,
+        rule=plan.rule,
+        attempts=1,
+        provider_message_id="SM123" if status is DeliveryStatus.SENT else None,
+        occurred_at=at,
+        first_attempt_at=at,
+        finished_at=at + timedelta(milliseconds=80),
+    )
