@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check templates-check system-deps clean
+.PHONY: demo test lint typecheck check templates-check deploy-check deploy-sync system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,16 @@ typecheck: $(STAMP)
 templates-check: $(STAMP)
 	$(BIN)/overdue-notifier templates check
 
-check: lint typecheck templates-check test
+# Kubernetes manifests, alert rules and their tests, Dockerfile, YAML (installs its own tools).
+deploy-check:
+	bash .ci/deploy-checks
+
+# Regenerate deploy/ files derived from the policy, templates, alert rules and dashboard list.
+deploy-sync:
+	$(PYTHON) deploy/tools/sync_app_config.py
+	$(PYTHON) deploy/tools/build_dashboard.py
+
+check: lint typecheck templates-check deploy-check test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

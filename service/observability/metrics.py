@@ -6,14 +6,18 @@ borrower id, loan id or anything personal.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from importlib.metadata import PackageNotFoundError, version
+
+from prometheus_client import Counter, Gauge, Histogram, Info
 
 __all__ = [
+    "BUILD_INFO",
     "CIRCUIT_OPEN",
     "DEFERRED_BACKLOG",
     "DEFERRED_OLDEST_AGE",
     "DLQ_RECORDS",
     "EVENTS_CONSUMED",
+    "EVENTS_RECEIVED",
     "IN_FLIGHT",
     "LAST_SEND",
     "NOTIFICATIONS",
@@ -29,6 +33,11 @@ __all__ = [
 
 _NS = "notifier"
 
+EVENTS_RECEIVED = Counter(
+    "events_received",
+    "Input records fetched from Kafka and handed to the lanes (before any outcome is known).",
+    namespace=_NS,
+)
 EVENTS_CONSUMED = Counter(
     "events_consumed",
     "Input events by how they ended: processed (results published) or dead_lettered.",
@@ -97,3 +106,12 @@ RENDER_SECONDS = Histogram(
     namespace=_NS,
     buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
 )
+
+# Present on every replica while it is scraped: the "service absent" alert watches it, and the
+# dashboard uses its labels to pick the namespace.
+BUILD_INFO = Info("build", "Version of the running service.", namespace=_NS)
+try:
+    _VERSION = version("overdue-notifier")
+except PackageNotFoundError:  # run from a source tree without installing
+    _VERSION = "dev"
+BUILD_INFO.info({"version": _VERSION})

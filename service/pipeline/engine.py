@@ -153,6 +153,7 @@ class ConsumerEngine:
             # Fetched just before a revocation; the new owner will read these again.
             return
         now = time.monotonic()
+        metrics.EVENTS_RECEIVED.inc(len(records))
         for record in records:
             tracker.add(record.offset, now)
             # Records without a key fall back to a per-partition lane: still in order.
