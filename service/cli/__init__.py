@@ -11,6 +11,7 @@ __all__ = ["main"]
 
 # Each module has `register(subparsers)`, which adds its commands and sets `func` on them.
 _COMMAND_MODULES = (
+    "service.cli.run",
     "service.cli.settings_docs",
     "service.cli.schema",
     "service.cli.templates",

@@ -127,6 +127,7 @@ class ConsumerEngine:
         assigned = list(self._trackers)
         if assigned:
             self._consumer.pause(*assigned)
+        self._lanes.stop_starting()
         left = self._lanes.in_flight
         cancelled = 0
         try:

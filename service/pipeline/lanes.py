@@ -27,6 +27,7 @@ class KeyedLanes:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._starting = True
 
     @property
     def in_flight(self) -> int:
@@ -53,9 +54,11 @@ class KeyedLanes:
     async def _drain(self, key: bytes) -> None:
         queue = self._queues[key]
         try:
-            while queue:
+            while queue and self._starting:
                 work = queue[0]
                 async with self._slots:
+                    if not self._starting:
+                        break
                     try:
                         await work()
                     except asyncio.CancelledError:
@@ -70,7 +73,8 @@ class KeyedLanes:
             if self._queues.get(key) is queue:
                 del self._queues[key]
             if queue:
-                # Cancelled: the remaining items will never run; they are redelivered by Kafka.
+                # Cancelled or stopped: the remaining items never ran; Kafka redelivers them,
+                # because their offsets are never marked finished.
                 for _ in range(len(queue)):
                     self._finished_one()
                 queue.clear()
@@ -79,6 +83,20 @@ class KeyedLanes:
         self._in_flight -= 1
         if self._in_flight == 0:
             self._idle.set()
+
+    def stop_starting(self) -> None:
+        """Start no new work: running items go on, queued ones are dropped (never started).
+
+        Used on shutdown: a send already under way is finished rather than cancelled (a
+        cancelled send leaves an ambiguous claim), and what never started is redelivered.
+        """
+        self._starting = False
+        for queue in self._queues.values():
+            # Keep the head: it is the running item if there is one; the lane drops it or
+            # finishes it when it looks at its queue next.
+            while len(queue) > 1:
+                queue.pop()
+                self._finished_one()
 
     async def wait_idle(self) -> None:
         """Wait until nothing is in flight (callers bound it with `asyncio.timeout`)."""

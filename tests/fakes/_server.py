@@ -57,6 +57,8 @@ class FakeProviderServer:
         self._release = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+        # Seconds every request of the scripted endpoint takes: a provider's real latency.
+        self.latency_s = 0.0
 
     # --- switches ---------------------------------------------------------------------------
     def script(self, reply: Reply, count: int = 1) -> None:
@@ -129,6 +131,8 @@ class FakeProviderServer:
 
     async def _scripted(self, received: ReceivedRequest) -> web.Response | None:
         """The scripted answer for this request, if one is queued (after hanging, if asked)."""
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
         if not self._script:
             return None
         reply = self._script.popleft()

@@ -1,0 +1,161 @@
+"""Wiring: settings in, a running service out. The only module that knows every room.
+
+Lifecycle (arq-style): start every dependency or fail naming it; consume until asked to stop;
+on SIGTERM stop fetching, give in-flight work `shutdown_grace_s`, cancel the rest, commit,
+close, and log the counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from functools import partial
+from typing import TextIO
+
+from service.channels.factory import build_dispatcher
+from service.config import Settings
+from service.events import LoanOverdueEvent
+from service.ledger.errors import LedgerUnavailableError
+from service.ledger.sql import SqlLedger
+from service.observability.health import Health
+from service.observability.http import build_http_app, serve_http
+from service.pipeline.engine import ConsumerEngine, EngineConfig
+from service.pipeline.kafka_clients import build_consumer, build_producer
+from service.pipeline.processor import NotificationProcessor
+from service.pipeline.publisher import ResultPublisher
+from service.pipeline.scheduler import DeferredScheduler
+from service.policy import load_policy, plan_notifications
+from service.policy.model import PlannedNotification
+from service.rendering import Renderer, resolve_locale
+
+__all__ = ["NotifierApp", "utc_now"]
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class NotifierApp:
+    """The service: one consumer-group member with its ledger, providers and HTTP endpoint."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        out: TextIO = sys.stdout,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.out = out
+        self.health = Health()
+        self.engine: ConsumerEngine | None = None
+        self.http_port: int | None = None
+        self._stop = asyncio.Event()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self.health.mark_stopping()
+        if self.engine is not None:
+            self.engine.request_stop()
+
+    async def run(self) -> None:
+        async with self._started() as engine:
+            await engine.run()
+
+    @contextlib.asynccontextmanager
+    async def _started(self) -> AsyncIterator[ConsumerEngine]:
+        s = self.settings
+        # Configuration first: a bad policy or template stops the start naming the file.
+        policy = load_policy(s.policy_file)
+        renderer = Renderer.load(
+            s.templates_dir, brand=s.brand_name, customer_service=s.customer_service
+        )
+        renderer.check_covers(policy)
+        default_zone = s.default_timezone or None
+        async with contextlib.AsyncExitStack() as stack:
+            ledger = await SqlLedger.connect(
+                s.database_url,
+                hash_key=s.hash_key.get_secret_value().encode(),
+                rules=policy.contact,
+                default_timezone=default_zone,
+            )
+            stack.push_async_callback(ledger.aclose)
+            dispatcher = await stack.enter_async_context(
+                build_dispatcher(s, out=self.out, clock=self.clock)
+            )
+            producer = build_producer(s)
+            await producer.start()
+            stack.push_async_callback(producer.stop)
+            publisher = ResultPublisher(
+                producer, results_topic=s.results_topic, dlq_topic=s.dlq_topic
+            )
+
+            def planner(event: LoanOverdueEvent, now: datetime) -> list[PlannedNotification]:
+                return plan_notifications(event, policy, now, default_timezone=default_zone)
+
+            processor = NotificationProcessor(
+                planner=planner,
+                ledger=ledger,
+                renderer=renderer,
+                locale_for=partial(resolve_locale, default=s.default_locale),
+                dispatcher=dispatcher,
+                clock=self.clock,
+                unavailable=(LedgerUnavailableError,),
+            )
+            consumer = build_consumer(s)
+            engine = ConsumerEngine(
+                consumer,
+                publisher,
+                processor,
+                EngineConfig(
+                    max_in_flight=s.max_in_flight,
+                    max_uncommitted=s.max_uncommitted,
+                    commit_interval_s=s.commit_interval_s,
+                    shutdown_grace_s=s.shutdown_grace_s,
+                    rebalance_drain_s=s.rebalance_drain_s,
+                ),
+                clock=self.clock,
+                on_tick=self.health.tick,
+            )
+            consumer.subscribe([s.input_topic], listener=engine.rebalance_listener)
+            await consumer.start()
+            stack.push_async_callback(consumer.stop)
+            self.health.add_check("ledger", ledger.ping)
+            self.health.add_check("kafka", _producer_ready(producer))
+            if s.http_port:
+                server = await stack.enter_async_context(
+                    serve_http(build_http_app(self.health), s.http_host, s.http_port)
+                )
+                self.http_port = server.port
+            scheduler = DeferredScheduler(
+                ledger, processor, publisher, clock=self.clock, interval_s=s.scheduler_interval_s
+            )
+            scheduler_task = asyncio.create_task(scheduler.run(self._stop))
+            stack.push_async_callback(_cancel, scheduler_task)
+            self.engine = engine
+            if self._stop.is_set():
+                engine.request_stop()
+            yield engine
+
+
+def _producer_ready(producer: object) -> Callable[[], Awaitable[None]]:
+    async def check() -> None:
+        # aiokafka exposes no public health probe; a metadata-known cluster is good enough.
+        client = producer._client  # type: ignore[attr-defined]
+        if not client.cluster.brokers():
+            raise ConnectionError("no Kafka broker known")
+
+    return check
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
