@@ -137,3 +137,14 @@ class Settings(BaseSettings):
         "INFO", description="Log level."
     )
     log_format: Literal["json", "console"] = Field("json", description="Log line format.")
+
+    # --- Operations -----------------------------------------------------------------------------
+    liveness_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="/healthz fails when the consumer's poll loop has not ticked for this long. "
+        "Keep above NOTIFIER_REBALANCE_DRAIN_S (a revocation blocks the loop while it drains).",
+    )
+    readiness_check_timeout_s: float = Field(
+        2.0, gt=0, description="Timeout of each /readyz dependency check (ledger, producer)."
+    )
