@@ -26,8 +26,8 @@ system-deps:
 	    else echo "stunnel4 is missing: sudo apt-get install stunnel4 (the TLS test needs it)"; exit 1; fi; }
 
 lint: $(STAMP)
-	$(BIN)/ruff check service tests
-	$(BIN)/ruff format --check service tests
+	$(BIN)/ruff check service tests deploy/tools
+	$(BIN)/ruff format --check service tests deploy/tools
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

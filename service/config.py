@@ -155,3 +155,13 @@ class Settings(BaseSettings):
     ledger_timeout_s: float = Field(
         10.0, gt=0, description="Connect and statement timeout of the ledger database."
     )
+    # --- Operations -----------------------------------------------------------------------------
+    liveness_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="/healthz fails when the consumer's poll loop has not ticked for this long. "
+        "Keep above NOTIFIER_REBALANCE_DRAIN_S (a revocation blocks the loop while it drains).",
+    )
+    readiness_check_timeout_s: float = Field(
+        2.0, gt=0, description="Timeout of each /readyz dependency check (ledger, producer)."
+    )

@@ -162,8 +162,7 @@ PANELS: list[Panel] = [
         "ops",
         [
             (
-                f"sum by (provider, outcome) "
-                f"(rate(notifier_provider_attempts_total{{{NS}}}[5m]))",
+                f"sum by (provider, outcome) (rate(notifier_provider_attempts_total{{{NS}}}[5m]))",
                 "{{provider}} {{outcome}}",
             )
         ],

@@ -194,10 +194,13 @@ def check_acls(docs: list[Doc], f: Findings) -> None:
         ("topic", s.get("NOTIFIER_DLQ_TOPIC", "loan.overdue.v1.dlq"), "Write"),
     }
     for user in _of_kind(docs, "KafkaUser"):
-        got = set()
+        got: set[tuple[str, str, str]] = set()
         for acl in user["spec"].get("authorization", {}).get("acls", []):
             res = acl["resource"]
-            if res.get("patternType", "literal") != "literal" or acl.get("type", "allow") != "allow":
+            if (
+                res.get("patternType", "literal") != "literal"
+                or acl.get("type", "allow") != "allow"
+            ):
                 f.error(f"{_name(user)}: only literal allow rules are expected: {res}")
             ops = acl.get("operations") or [acl.get("operation")]
             got.update((res["type"], res.get("name", ""), op) for op in ops)

@@ -104,7 +104,10 @@ def _volume_patch(templates: list[Path]) -> str:
     if templates:
         lines.append("            items:\n")
         for rel in templates:
-            lines += [f"              - key: {_key_for(rel)}\n", f"                path: {rel.as_posix()}\n"]
+            lines += [
+                f"              - key: {_key_for(rel)}\n",
+                f"                path: {rel.as_posix()}\n",
+            ]
     return "".join(lines)
 
 
@@ -126,7 +129,9 @@ def _prometheus_rule(rules: str) -> str:
 def _strip_comment_header(text: str) -> str:
     # rules.yaml starts with its own comment block; the PrometheusRule keeps only the groups.
     lines = text.splitlines(True)
-    while lines and (lines[0].startswith("#") or lines[0].startswith("---") or not lines[0].strip()):
+    while lines and (
+        lines[0].startswith("#") or lines[0].startswith("---") or not lines[0].strip()
+    ):
         lines.pop(0)
     return "".join(lines)
 
