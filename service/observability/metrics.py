@@ -22,9 +22,13 @@ __all__ = [
     "PARTITION_LAG",
     "PROVIDER_ATTEMPTS",
     "PROVIDER_LATENCY",
+    "RECEIPTS",
     "RENDER_SECONDS",
     "RESULTS_PUBLISHED",
     "RETRIES",
+    "SMPP_BOUND",
+    "SMPP_RECONNECTS",
+    "WEBHOOK_REJECTED",
 ]
 
 _NS = "notifier"
@@ -96,4 +100,24 @@ RENDER_SECONDS = Histogram(
     "Time to render one notification.",
     namespace=_NS,
     buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
+)
+
+# --- providers ---
+SMPP_BOUND = Gauge(
+    "smpp_bound", "1 while the SMPP session is bound to the SMSC.", ["provider"], namespace=_NS
+)
+SMPP_RECONNECTS = Counter(
+    "smpp_reconnects", "SMPP connection or bind attempts that failed.", ["provider"], namespace=_NS
+)
+RECEIPTS = Counter(
+    "provider_receipts",
+    "Delivery receipts and opt-out replies received, by provider and kind.",
+    ["provider", "kind"],
+    namespace=_NS,
+)
+WEBHOOK_REJECTED = Counter(
+    "receipt_webhook_rejected",
+    "Receipt callbacks refused (bad or missing signature, unreadable body).",
+    ["provider", "reason"],
+    namespace=_NS,
 )

@@ -1,0 +1,1 @@
+"""Fake provider peers: real local servers speaking each provider's protocol, started on port 0."""
