@@ -111,7 +111,9 @@ class Settings(BaseSettings):
     )
 
     # --- Providers ------------------------------------------------------------------------------
-    sms_provider: Literal["console", "twilio"] = Field("console", description="SMS adapter.")
+    sms_provider: Literal["console", "twilio", "smpp", "http_gateway"] = Field(
+        "console", description="SMS adapter."
+    )
     push_provider: Literal["console", "fcm"] = Field("console", description="Push adapter.")
     twilio_base_url: str = Field("https://api.twilio.com", description="Twilio API base URL.")
     twilio_account_sid: str = Field("", description="Twilio account SID.")
@@ -164,4 +166,168 @@ class Settings(BaseSettings):
     )
     readiness_check_timeout_s: float = Field(
         2.0, gt=0, description="Timeout of each /readyz dependency check (ledger, producer)."
+    )
+    # --- providers ---
+    smpp_host: str = Field("127.0.0.1", description="SMPP 3.4 SMSC (gateway) host.")
+    smpp_port: int = Field(2775, ge=1, le=65535, description="SMPP SMSC port.")
+    smpp_tls: bool = Field(False, description="Wrap the SMPP connection in TLS.")
+    smpp_system_id: str = Field("", max_length=15, description="SMPP bind system_id (account).")
+    smpp_password: SecretStr = Field(
+        SecretStr(""), description="SMPP bind password (at most 8 characters per SMPP 3.4)."
+    )
+    smpp_system_type: str = Field("", max_length=12, description="SMPP bind system_type.")
+    smpp_source_addr: str = Field(
+        "", max_length=20, description="Sender address (service code such as 106xxxx) or name."
+    )
+    smpp_source_addr_ton: int = Field(
+        0, ge=0, le=6, description="TON of the sender address (0 unknown, 5 alphanumeric)."
+    )
+    smpp_source_addr_npi: int = Field(0, ge=0, le=18, description="NPI of the sender address.")
+    smpp_dest_addr_ton: int = Field(
+        1, ge=0, le=6, description="TON of recipients (1 international: E.164 without '+')."
+    )
+    smpp_dest_addr_npi: int = Field(1, ge=0, le=18, description="NPI of recipients (1 E.164).")
+    smpp_window: int = Field(
+        10, ge=1, le=1000, description="Most submit_sm awaiting their submit_sm_resp at once."
+    )
+    smpp_enquire_link_s: float = Field(
+        30.0, gt=0, description="Seconds between enquire_link keep-alives."
+    )
+    smpp_response_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="How long a submit_sm, bind or enquire_link may wait for its answer. A "
+        "submit_sm without an answer in time is ambiguous (the SMSC may have accepted it).",
+    )
+    smpp_bind_wait_s: float = Field(
+        5.0, ge=0, description="How long a send waits for a bound session before failing."
+    )
+    smpp_reconnect_min_s: float = Field(1.0, gt=0, description="First reconnect delay.")
+    smpp_reconnect_max_s: float = Field(60.0, gt=0, description="Longest reconnect delay.")
+    smpp_throttle_pause_s: float = Field(
+        1.0,
+        ge=0,
+        description="After ESME_RTHROTTLED / ESME_RMSGQFUL every send of the session waits this "
+        "long before its next submit_sm.",
+    )
+    smpp_long_message: Literal["udh", "message_payload"] = Field(
+        "udh",
+        description="Long text: several submit_sm with a concatenation UDH, or one submit_sm "
+        "with the message_payload TLV (ask the gateway which it supports).",
+    )
+    smpp_registered_delivery: bool = Field(
+        True, description="Ask the SMSC for delivery receipts (deliver_sm)."
+    )
+    http_gateway_url: str = Field("", description="HTTP SMS gateway: URL of the send call.")
+    http_gateway_method: Literal["POST", "PUT", "GET"] = Field(
+        "POST", description="HTTP method of the send call (GET sends the body as query)."
+    )
+    http_gateway_body_format: Literal["json", "form"] = Field(
+        "json", description="Body encoding of the send call."
+    )
+    http_gateway_body_template: str = Field(
+        '{"account": "{account}", "password": "{password}", "mobile": "{phone_national}", '
+        '"content": "{text}", "uid": "{notification_id}"}',
+        description="JSON object; string values may hold {account}, {password}, {phone} "
+        "(E.164), {phone_digits} (no '+'), {phone_national} (country code stripped), {text}, "
+        "{notification_id}, {sender}.",
+    )
+    http_gateway_account: str = Field("", description="Value of {account} in the body.")
+    http_gateway_password: SecretStr = Field(
+        SecretStr(""), description="Value of {password} in the body."
+    )
+    http_gateway_sender: str = Field("", description="Value of {sender} in the body.")
+    http_gateway_country_code: str = Field(
+        "86", description="Country code stripped for {phone_national}."
+    )
+    http_gateway_auth_header: str = Field(
+        "Authorization", description="Name of the header carrying the credential, if any."
+    )
+    http_gateway_auth_value: SecretStr = Field(
+        SecretStr(""), description="Value of the auth header (e.g. 'Bearer ...'); empty: none."
+    )
+    http_gateway_message_id_path: str = Field(
+        "msgid", description="Dotted path of the message id in the JSON answer (e.g. data.0.id)."
+    )
+    http_gateway_code_path: str = Field(
+        "code", description="Dotted path of the result code in the JSON answer; empty: none."
+    )
+    http_gateway_success_codes: list[str] = Field(
+        ["0"], description="Result codes that mean accepted."
+    )
+    http_gateway_transient_codes: list[str] = Field(
+        [], description="Result codes worth retrying (throttled, busy)."
+    )
+    http_gateway_permanent_codes: list[str] = Field(
+        [], description="Result codes that fail the notification."
+    )
+    http_gateway_opt_out_codes: list[str] = Field(
+        [], description="Result codes meaning the recipient refused SMS (blacklisted)."
+    )
+    http_gateway_alert_codes: list[str] = Field(
+        [], description="Result codes meaning our account is misconfigured (page someone)."
+    )
+    http_gateway_unknown_code: Literal["transient", "permanent"] = Field(
+        "permanent", description="How a result code in none of the lists is treated."
+    )
+    http_gateway_receipt_secret: SecretStr = Field(
+        SecretStr(""),
+        description="HMAC-SHA256 key of the gateway's receipt callbacks; empty: refuse them all.",
+    )
+    http_gateway_receipt_signature_header: str = Field(
+        "X-Signature", description="Header holding the hex HMAC-SHA256 of the callback body."
+    )
+    http_gateway_receipt_id_path: str = Field(
+        "msgid", description="Dotted path of the message id in one receipt."
+    )
+    http_gateway_receipt_status_path: str = Field(
+        "status", description="Dotted path of the delivery status in one receipt."
+    )
+    http_gateway_receipt_delivered: list[str] = Field(
+        ["DELIVRD", "0"], description="Status values meaning delivered; others: undelivered."
+    )
+    http_gateway_receipt_pending: list[str] = Field(
+        ["ENROUTE", "ACCEPTD"], description="Status values that are not final (ignored)."
+    )
+    http_gateway_receipt_error_path: str = Field(
+        "err", description="Dotted path of the error code in one receipt; empty: none."
+    )
+    http_gateway_inbound_phone_path: str = Field(
+        "mobile", description="Dotted path of the sender's number in an inbound reply."
+    )
+    http_gateway_inbound_text_path: str = Field(
+        "content", description="Dotted path of the text in an inbound reply."
+    )
+    opt_out_keywords: list[str] = Field(
+        ["STOP", "UNSUBSCRIBE", "END", "QUIT", "STOPALL", "REVOKE", "OPTOUT", "CANCEL", "TD", "R"],
+        description="Inbound replies (whole text, case-insensitive) that opt the sender out.",
+    )
+    receipts_public_url: str | None = Field(
+        None,
+        description="Public base URL of the receipt webhook as providers call it (behind a "
+        "proxy the local URL differs, and Twilio signs the public one).",
+    )
+    apns_base_url: str = Field("https://api.push.apple.com", description="APNs base URL.")
+    apns_key_file: Path | None = Field(None, description="APNs token-auth key (.p8, ES256).")
+    apns_key_id: str = Field("", description="APNs key id (kid).")
+    apns_team_id: str = Field("", description="Apple developer team id (iss).")
+    apns_topic: str = Field("", description="apns-topic: the app's bundle id.")
+    apns_jwt_refresh_s: float = Field(
+        3000.0,
+        gt=0,
+        le=3600,
+        description="Age at which the provider JWT is replaced (APNs refuses tokens older than "
+        "an hour and throttles refreshing more often than every 20 minutes).",
+    )
+    jpush_base_url: str = Field("https://api.jpush.cn", description="JPush API base URL.")
+    jpush_app_key: str = Field("", description="JPush appKey.")
+    jpush_master_secret: SecretStr = Field(SecretStr(""), description="JPush masterSecret.")
+    jpush_platform: list[Literal["android", "ios"]] = Field(
+        ["android"], description="JPush platforms addressed."
+    )
+    jpush_time_to_live_s: int = Field(
+        86_400, ge=0, le=864_000, description="How long JPush keeps an offline message."
+    )
+    jpush_apns_production: bool = Field(
+        True, description="JPush options.apns_production (for iOS via JPush)."
     )

@@ -26,9 +26,13 @@ __all__ = [
     "PARTITION_LAG",
     "PROVIDER_ATTEMPTS",
     "PROVIDER_LATENCY",
+    "RECEIPTS",
     "RENDER_SECONDS",
     "RESULTS_PUBLISHED",
     "RETRIES",
+    "SMPP_BOUND",
+    "SMPP_RECONNECTS",
+    "WEBHOOK_REJECTED",
 ]
 
 _NS = "notifier"
@@ -115,3 +119,22 @@ try:
 except PackageNotFoundError:  # run from a source tree without installing
     _VERSION = "dev"
 BUILD_INFO.info({"version": _VERSION})
+# --- providers ---
+SMPP_BOUND = Gauge(
+    "smpp_bound", "1 while the SMPP session is bound to the SMSC.", ["provider"], namespace=_NS
+)
+SMPP_RECONNECTS = Counter(
+    "smpp_reconnects", "SMPP connection or bind attempts that failed.", ["provider"], namespace=_NS
+)
+RECEIPTS = Counter(
+    "provider_receipts",
+    "Delivery receipts and opt-out replies received, by provider and kind.",
+    ["provider", "kind"],
+    namespace=_NS,
+)
+WEBHOOK_REJECTED = Counter(
+    "receipt_webhook_rejected",
+    "Receipt callbacks refused (bad or missing signature, unreadable body).",
+    ["provider", "reason"],
+    namespace=_NS,
+)

@@ -1,4 +1,4 @@
-"""Fake providers for tests: real local HTTP servers speaking Twilio's and FCM's protocols."""
+"""Fake providers for tests: real local HTTP servers speaking each provider's protocol."""
 
 from tests.fakes._server import FakeProviderServer, ReceivedRequest, Reply
 from tests.fakes.fcm import FCM_ERRORS, FakeFcm, fcm_error, fcm_unauthenticated

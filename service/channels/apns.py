@@ -1,0 +1,201 @@
+"""APNs adapter: HTTP/2 POST /3/device/{token} with an ES256 provider token (JWT).
+
+The JWT is cached and replaced when older than `jwt_refresh_s` (APNs refuses tokens older than
+an hour and answers TooManyProviderTokenUpdates when they change more than every 20 minutes).
+A 403 ExpiredProviderToken replaces it at once and the request is repeated once: APNs refused
+the first request before accepting it, so the repeat cannot duplicate.
+
+The apns-id is derived from the notification id, so the same notification always carries the
+same apns-id, and it is what `send` returns.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import jwt
+
+from service.channels.base import OutboundMessage
+from service.channels.errors import PermanentProviderError, ProviderError, TransientProviderError
+from service.channels.http_failures import (
+    error_for_transport,
+    quiet_http_client_logs,
+    retry_after_seconds,
+)
+from service.config import Settings
+from service.events import Channel
+
+__all__ = ["ApnsConfig", "ApnsSender", "build_apns_sender"]
+
+MAX_PAYLOAD = 4096
+_APNS_ID_NAMESPACE = uuid.UUID("0f5b8d0a-3c59-4c1e-9d0f-8a4a2b6c9e11")
+_DEAD_TOKEN = frozenset({"BadDeviceToken", "Unregistered"})
+_TRANSIENT_STATUS = frozenset({429, 500, 503})
+_ALERT_REASONS = frozenset(
+    {
+        "InvalidProviderToken",
+        "MissingProviderToken",
+        "BadCertificate",
+        "BadTopic",
+        "TopicDisallowed",
+        "BadCertificateEnvironment",
+        "BadEnvironmentKeyIdInToken",
+        "UnrelatedKeyIdInToken",
+        "Forbidden",
+        "BadPath",
+        "MissingTopic",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ApnsConfig:
+    base_url: str
+    key_pem: str = field(repr=False)
+    key_id: str
+    team_id: str
+    topic: str
+    jwt_refresh_s: float = 3000.0
+    timeout_s: float = 10.0
+    provider: str = "apns"
+
+
+class ApnsSender:
+    """`Sender` for iOS devices through APNs."""
+
+    def __init__(
+        self,
+        config: ApnsConfig,
+        *,
+        client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._clock = clock
+        quiet_http_client_logs()
+        # APNs speaks only HTTP/2: over TLS by ALPN, over plain http (tests) by prior knowledge.
+        self._client = client or httpx.AsyncClient(
+            base_url=config.base_url, http1=False, http2=True, timeout=config.timeout_s
+        )
+        self._token: str | None = None
+        self._token_issued_at = 0.0
+        self.token_refreshes = 0
+
+    @property
+    def provider(self) -> str:
+        return self._config.provider
+
+    @property
+    def channel(self) -> Channel:
+        return Channel.PUSH
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def send(self, message: OutboundMessage) -> str:
+        push = message.content.push
+        if push is None:
+            raise PermanentProviderError("message has no push content", provider=self.provider)
+        alert = {"title": push.title, "body": push.body}
+        payload: dict[str, object] = {"aps": {"alert": alert, "sound": "default"}}
+        payload.update(push.data)
+        if push.deep_link:
+            payload["deep_link"] = push.deep_link
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        if len(body) > MAX_PAYLOAD:
+            raise PermanentProviderError(
+                "payload larger than 4096 bytes", provider=self.provider, code="PayloadTooLarge"
+            )
+        apns_id = str(uuid.uuid5(_APNS_ID_NAMESPACE, message.notification_id))
+        response = await self._post(message.recipient, body, apns_id)
+        if response.status_code == 403 and _reason(response) == "ExpiredProviderToken":
+            self._token = None
+            response = await self._post(message.recipient, body, apns_id)
+        if response.status_code == 200:
+            return str(response.headers.get("apns-id", apns_id))
+        raise self._error(response)
+
+    async def _post(self, token: str, body: bytes, apns_id: str) -> httpx.Response:
+        headers = {
+            "authorization": f"bearer {self._bearer()}",
+            "apns-topic": self._config.topic,
+            "apns-push-type": "alert",
+            "apns-priority": "10",
+            "apns-id": apns_id,
+            "content-type": "application/json",
+        }
+        try:
+            return await self._client.post(f"/3/device/{token}", content=body, headers=headers)
+        except httpx.TransportError as exc:
+            raise error_for_transport(exc, provider=self.provider) from None
+
+    def _bearer(self) -> str:
+        now = self._clock()
+        if self._token is None or now - self._token_issued_at >= self._config.jwt_refresh_s:
+            self._token = jwt.encode(
+                {"iss": self._config.team_id, "iat": int(now)},
+                self._config.key_pem,
+                algorithm="ES256",
+                headers={"kid": self._config.key_id},
+            )
+            self._token_issued_at = now
+            self.token_refreshes += 1
+        return self._token
+
+    def _error(self, response: httpx.Response) -> ProviderError:
+        status = response.status_code
+        reason = _reason(response) or str(status)
+        message = f"APNs answered {status} {reason}"
+        if status in _TRANSIENT_STATUS or reason == "TooManyProviderTokenUpdates":
+            return TransientProviderError(
+                message,
+                provider=self.provider,
+                code=reason,
+                retry_after=retry_after_seconds(response),
+            )
+        if status == 403 and reason == "ExpiredProviderToken":
+            # A fresh token was refused as expired too: our clock or key is wrong.
+            return TransientProviderError(message, provider=self.provider, code=reason, alert=True)
+        return PermanentProviderError(
+            message,
+            provider=self.provider,
+            code=reason,
+            dead_token=status == 410 or reason in _DEAD_TOKEN,
+            alert=reason in _ALERT_REASONS,
+        )
+
+
+def _reason(response: httpx.Response) -> str | None:
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    reason = data.get("reason") if isinstance(data, dict) else None
+    return reason if isinstance(reason, str) else None
+
+
+def build_apns_sender(
+    settings: Settings,
+    *,
+    client: httpx.AsyncClient | None = None,
+    clock: Callable[[], float] = time.time,
+) -> ApnsSender:
+    if settings.apns_key_file is None:
+        raise ValueError("NOTIFIER_APNS_KEY_FILE is required for the APNs adapter")
+    key_pem = Path(settings.apns_key_file).read_text(encoding="ascii")
+    config = ApnsConfig(
+        base_url=settings.apns_base_url,
+        key_pem=key_pem,
+        key_id=settings.apns_key_id,
+        team_id=settings.apns_team_id,
+        topic=settings.apns_topic,
+        jwt_refresh_s=settings.apns_jwt_refresh_s,
+        timeout_s=settings.send_timeout_s,
+    )
+    return ApnsSender(config, client=client, clock=clock)

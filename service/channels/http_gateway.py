@@ -1,0 +1,262 @@
+"""A configurable HTTP SMS gateway adapter: the request and the answer's shape are settings.
+
+Typical mainland-China industry SMS gateways take account, password, mobile and content in a
+JSON or form body and always answer HTTP 200 with a result code and a message id in JSON, e.g.
+`{"code": "0", "msgid": "..."}`. Everything that varies between gateways is configuration:
+URL, method, body format, a body template whose string values hold {placeholders}, an auth
+header, the dotted paths of the id and the result code in the answer, and which result codes
+mean success, retry, fail, opt-out or misconfiguration.
+
+Classification: transport failures per `http_failures`; HTTP 429 and 5xx transient; 401/403
+permanent with alert; other 4xx permanent; a 2xx answer is judged by its result code; a 2xx
+that cannot be read is ambiguous (the gateway may have taken the message).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+
+from service.channels.base import OutboundMessage
+from service.channels.errors import (
+    AmbiguousProviderError,
+    PermanentProviderError,
+    ProviderError,
+    TransientProviderError,
+)
+from service.channels.http_failures import (
+    error_for_transport,
+    quiet_http_client_logs,
+    retry_after_seconds,
+)
+from service.config import Settings
+from service.events import Channel
+
+__all__ = [
+    "PLACEHOLDERS",
+    "HttpGatewayConfig",
+    "HttpGatewaySender",
+    "build_http_gateway_sender",
+    "dotted_get",
+    "national_number",
+]
+
+PLACEHOLDERS = frozenset(
+    {
+        "account",
+        "password",
+        "phone",
+        "phone_digits",
+        "phone_national",
+        "text",
+        "notification_id",
+        "sender",
+    }
+)
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def dotted_get(data: Any, path: str) -> Any:
+    """`data.0.id` style lookup through dicts and lists; None when any step is missing."""
+    current = data
+    for step in path.split("."):
+        if isinstance(current, Mapping):
+            current = current.get(step)
+        elif isinstance(current, list) and step.isdigit() and int(step) < len(current):
+            current = current[int(step)]
+        else:
+            return None
+    return current
+
+
+def national_number(e164: str, country_code: str) -> str:
+    digits = e164.lstrip("+")
+    return digits[len(country_code) :] if digits.startswith(country_code) else digits
+
+
+def parse_body_template(template: str) -> dict[str, Any]:
+    """Validate the template at start: a JSON object using only known placeholders."""
+    try:
+        parsed = json.loads(template)
+    except ValueError as exc:
+        raise ValueError(f"NOTIFIER_HTTP_GATEWAY_BODY_TEMPLATE is not JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise ValueError("NOTIFIER_HTTP_GATEWAY_BODY_TEMPLATE must be a JSON object")
+    unknown = set(_PLACEHOLDER.findall(template)) - PLACEHOLDERS
+    if unknown:
+        raise ValueError(
+            f"NOTIFIER_HTTP_GATEWAY_BODY_TEMPLATE has unknown placeholders {sorted(unknown)}"
+        )
+    return parsed
+
+
+def _fill(value: Any, values: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), value)
+    if isinstance(value, dict):
+        return {k: _fill(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, values) for v in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class HttpGatewayConfig:
+    url: str
+    body_template: Mapping[str, Any]
+    method: Literal["POST", "PUT", "GET"] = "POST"
+    body_format: Literal["json", "form"] = "json"
+    account: str = ""
+    password: str = field(default="", repr=False)
+    sender: str = ""
+    country_code: str = "86"
+    auth_header: str = "Authorization"
+    auth_value: str = field(default="", repr=False)
+    message_id_path: str = "msgid"
+    code_path: str = "code"
+    success_codes: frozenset[str] = frozenset({"0"})
+    transient_codes: frozenset[str] = frozenset()
+    permanent_codes: frozenset[str] = frozenset()
+    opt_out_codes: frozenset[str] = frozenset()
+    alert_codes: frozenset[str] = frozenset()
+    unknown_code: Literal["transient", "permanent"] = "permanent"
+    timeout_s: float = 10.0
+    provider: str = "http_gateway"
+
+
+class HttpGatewaySender:
+    """`Sender` for an HTTP SMS gateway described entirely by `HttpGatewayConfig`."""
+
+    def __init__(
+        self, config: HttpGatewayConfig, *, client: httpx.AsyncClient | None = None
+    ) -> None:
+        self._config = config
+        quiet_http_client_logs()
+        self._client = client or httpx.AsyncClient(timeout=config.timeout_s)
+
+    @property
+    def provider(self) -> str:
+        return self._config.provider
+
+    @property
+    def channel(self) -> Channel:
+        return Channel.SMS
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _body(self, message: OutboundMessage) -> dict[str, Any]:
+        sms = message.content.sms
+        if sms is None:
+            raise PermanentProviderError("message has no SMS content", provider=self.provider)
+        c = self._config
+        values = {
+            "account": c.account,
+            "password": c.password,
+            "phone": message.recipient,
+            "phone_digits": message.recipient.lstrip("+"),
+            "phone_national": national_number(message.recipient, c.country_code),
+            "text": sms.text,
+            "notification_id": message.notification_id,
+            "sender": c.sender,
+        }
+        filled: dict[str, Any] = _fill(dict(c.body_template), values)
+        return filled
+
+    async def send(self, message: OutboundMessage) -> str:
+        c = self._config
+        body = self._body(message)
+        headers = {c.auth_header: c.auth_value} if c.auth_value else {}
+        kwargs: dict[str, Any]
+        if c.method == "GET":
+            kwargs = {"params": {k: str(v) for k, v in body.items()}}
+        elif c.body_format == "form":
+            kwargs = {"data": {k: str(v) for k, v in body.items()}}
+        else:
+            kwargs = {"json": body}
+        try:
+            response = await self._client.request(c.method, c.url, headers=headers, **kwargs)
+        except httpx.TransportError as exc:
+            raise error_for_transport(exc, provider=self.provider) from None
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise TransientProviderError(
+                f"gateway answered HTTP {status}",
+                provider=self.provider,
+                code=str(status),
+                retry_after=retry_after_seconds(response),
+            )
+        if status >= 400:
+            raise PermanentProviderError(
+                f"gateway answered HTTP {status}",
+                provider=self.provider,
+                code=str(status),
+                alert=status in (401, 403),
+            )
+        try:
+            answer = response.json()
+        except ValueError:
+            raise AmbiguousProviderError(
+                "gateway answered 2xx with a body that is not JSON", provider=self.provider
+            ) from None
+        if c.code_path:
+            code = dotted_get(answer, c.code_path)
+            code_text = "" if code is None else str(code)
+            if code_text not in c.success_codes:
+                raise self._refusal(code_text)
+        message_id = dotted_get(answer, c.message_id_path)
+        # Accepted without an id: our notification id (sent as {notification_id}) is the key
+        # the gateway's receipts can be matched on.
+        return str(message_id) if message_id not in (None, "") else message.notification_id
+
+    def _refusal(self, code: str) -> ProviderError:
+        c = self._config
+        text = f"gateway refused with code {code or '(none)'}"
+        if code in c.opt_out_codes:
+            return PermanentProviderError(text, provider=self.provider, code=code, opt_out=True)
+        if code in c.alert_codes:
+            return PermanentProviderError(text, provider=self.provider, code=code, alert=True)
+        if code in c.transient_codes:
+            return TransientProviderError(text, provider=self.provider, code=code)
+        if code in c.permanent_codes or c.unknown_code == "permanent":
+            return PermanentProviderError(text, provider=self.provider, code=code)
+        return TransientProviderError(text, provider=self.provider, code=code)
+
+
+def http_gateway_config_from_settings(settings: Settings) -> HttpGatewayConfig:
+    s = settings
+    if not s.http_gateway_url:
+        raise ValueError("NOTIFIER_HTTP_GATEWAY_URL is required for the HTTP gateway adapter")
+    return HttpGatewayConfig(
+        url=s.http_gateway_url,
+        body_template=parse_body_template(s.http_gateway_body_template),
+        method=s.http_gateway_method,
+        body_format=s.http_gateway_body_format,
+        account=s.http_gateway_account,
+        password=s.http_gateway_password.get_secret_value(),
+        sender=s.http_gateway_sender,
+        country_code=s.http_gateway_country_code,
+        auth_header=s.http_gateway_auth_header,
+        auth_value=s.http_gateway_auth_value.get_secret_value(),
+        message_id_path=s.http_gateway_message_id_path,
+        code_path=s.http_gateway_code_path,
+        success_codes=frozenset(s.http_gateway_success_codes),
+        transient_codes=frozenset(s.http_gateway_transient_codes),
+        permanent_codes=frozenset(s.http_gateway_permanent_codes),
+        opt_out_codes=frozenset(s.http_gateway_opt_out_codes),
+        alert_codes=frozenset(s.http_gateway_alert_codes),
+        unknown_code=s.http_gateway_unknown_code,
+        timeout_s=s.send_timeout_s,
+    )
+
+
+def build_http_gateway_sender(
+    settings: Settings, *, client: httpx.AsyncClient | None = None
+) -> HttpGatewaySender:
+    """Raises ValueError naming the setting when the configuration cannot work."""
+    return HttpGatewaySender(http_gateway_config_from_settings(settings), client=client)

@@ -1,0 +1,154 @@
+"""JPush v3 adapter (Android push in mainland China): POST /v3/push, Basic appKey:masterSecret.
+
+One request addresses one registration_id. Errors come as HTTP status plus a JSON
+`{"error": {"code": N, "message": ...}}`; the code decides: 1000 and 1030 (JPush internal error,
+internal timeout) are transient like 429 and 5xx; 1011 (no such target) means the registration
+id is gone; 1004 / 1008 (authentication, bad appKey) are our misconfiguration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from service.channels.base import OutboundMessage
+from service.channels.errors import PermanentProviderError, ProviderError, TransientProviderError
+from service.channels.http_failures import (
+    error_for_transport,
+    quiet_http_client_logs,
+    retry_after_seconds,
+)
+from service.config import Settings
+from service.events import Channel
+
+__all__ = ["JPushConfig", "JPushSender", "build_jpush_sender"]
+
+_TRANSIENT_CODES = frozenset({1000, 1030})
+_DEAD_TOKEN_CODES = frozenset({1011})
+_ALERT_CODES = frozenset({1004, 1008})
+
+
+@dataclass(frozen=True, slots=True)
+class JPushConfig:
+    base_url: str
+    app_key: str
+    master_secret: str = field(repr=False)
+    platform: tuple[str, ...] = ("android",)
+    time_to_live_s: int = 86_400
+    apns_production: bool = True
+    timeout_s: float = 10.0
+    provider: str = "jpush"
+
+
+class JPushSender:
+    """`Sender` for devices registered with JPush."""
+
+    def __init__(self, config: JPushConfig, *, client: httpx.AsyncClient | None = None) -> None:
+        self._config = config
+        quiet_http_client_logs()
+        self._client = client or httpx.AsyncClient(
+            base_url=config.base_url,
+            auth=httpx.BasicAuth(config.app_key, config.master_secret),
+            timeout=config.timeout_s,
+        )
+
+    @property
+    def provider(self) -> str:
+        return self._config.provider
+
+    @property
+    def channel(self) -> Channel:
+        return Channel.PUSH
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _payload(self, message: OutboundMessage) -> dict[str, Any]:
+        push = message.content.push
+        if push is None:
+            raise PermanentProviderError("message has no push content", provider=self.provider)
+        extras: dict[str, str] = dict(push.data)
+        if push.deep_link:
+            extras["deep_link"] = push.deep_link
+        notification: dict[str, Any] = {}
+        if "android" in self._config.platform:
+            android: dict[str, Any] = {"alert": push.body, "title": push.title, "extras": extras}
+            if push.deep_link:
+                android["intent"] = {"url": push.deep_link}
+            notification["android"] = android
+        if "ios" in self._config.platform:
+            notification["ios"] = {
+                "alert": {"title": push.title, "body": push.body},
+                "sound": "default",
+                "extras": extras,
+            }
+        return {
+            "platform": list(self._config.platform),
+            "audience": {"registration_id": [message.recipient]},
+            "notification": notification,
+            "options": {
+                "time_to_live": self._config.time_to_live_s,
+                "apns_production": self._config.apns_production,
+            },
+        }
+
+    async def send(self, message: OutboundMessage) -> str:
+        payload = self._payload(message)
+        try:
+            response = await self._client.post("/v3/push", json=payload)
+        except httpx.TransportError as exc:
+            raise error_for_transport(exc, provider=self.provider) from None
+        if response.status_code == 200:
+            msg_id = _json(response).get("msg_id")
+            if msg_id is None:
+                raise PermanentProviderError(
+                    "200 without msg_id", provider=self.provider, code="no_msg_id"
+                )
+            return str(msg_id)
+        raise self._error(response)
+
+    def _error(self, response: httpx.Response) -> ProviderError:
+        status = response.status_code
+        error = _json(response).get("error")
+        code = error.get("code") if isinstance(error, dict) else None
+        code_text = str(code) if code is not None else str(status)
+        message = f"JPush answered {status} code {code_text}"
+        if status == 429 or status >= 500 or code in _TRANSIENT_CODES:
+            retry_after = retry_after_seconds(response) or retry_after_seconds(
+                response, "X-Rate-Limit-Reset"
+            )
+            return TransientProviderError(
+                message, provider=self.provider, code=code_text, retry_after=retry_after
+            )
+        return PermanentProviderError(
+            message,
+            provider=self.provider,
+            code=code_text,
+            dead_token=code in _DEAD_TOKEN_CODES,
+            alert=code in _ALERT_CODES or status == 401,
+        )
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def build_jpush_sender(
+    settings: Settings, *, client: httpx.AsyncClient | None = None
+) -> JPushSender:
+    config = JPushConfig(
+        base_url=settings.jpush_base_url,
+        app_key=settings.jpush_app_key,
+        master_secret=settings.jpush_master_secret.get_secret_value(),
+        platform=tuple(settings.jpush_platform),
+        time_to_live_s=settings.jpush_time_to_live_s,
+        apns_production=settings.jpush_apns_production,
+        timeout_s=settings.send_timeout_s,
+    )
+    return JPushSender(config, client=client)

@@ -1,0 +1,84 @@
+"""A local industry-style HTTP SMS gateway: always HTTP 200, a result code and a msgid in JSON.
+
+Records each request (method, headers, parsed JSON or form body, query). Answers are queued by
+the test: a result code (the gateway's way of refusing), a raw HTTP status, a hang, a drop, or a
+non-JSON body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass(frozen=True)
+class GatewayAnswer:
+    code: str = "0"
+    http_status: int = 200
+    hang: bool = False
+    drop: bool = False
+    not_json: bool = False
+
+
+@dataclass(frozen=True)
+class GatewayRequest:
+    method: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    query: dict[str, str]
+
+
+class FakeHttpGateway:
+    def __init__(self) -> None:
+        self.requests: list[GatewayRequest] = []
+        self.answers: deque[GatewayAnswer] = deque()
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+        self._release = asyncio.Event()
+        self._counter = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/sms/send"
+
+    async def start(self) -> FakeHttpGateway:
+        app = web.Application()
+        app.router.add_route("*", "/sms/send", self._send)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def aclose(self) -> None:
+        self._release.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _send(self, request: web.Request) -> web.StreamResponse:
+        body: dict[str, Any] = {}
+        if request.content_type == "application/json":
+            body = await request.json()
+        elif request.can_read_body:
+            body = dict(await request.post())
+        self.requests.append(
+            GatewayRequest(request.method, dict(request.headers), body, dict(request.query))
+        )
+        answer = self.answers.popleft() if self.answers else GatewayAnswer()
+        if answer.hang:
+            await self._release.wait()
+        if answer.drop and request.transport is not None:
+            request.transport.close()
+            await self._release.wait()
+        if answer.http_status != 200:
+            return web.Response(status=answer.http_status, text="error")
+        if answer.not_json:
+            return web.Response(text="<html>ok</html>", content_type="text/html")
+        if answer.code != "0":
+            return web.json_response({"code": answer.code, "msg": "refused"})
+        self._counter += 1
+        return web.json_response({"code": "0", "msg": "ok", "data": {"msgid": f"G{self._counter}"}})
