@@ -54,7 +54,10 @@ class NotifierApp:
         self.settings = settings
         self.clock = clock
         self.out = out
-        self.health = Health()
+        self.health = Health(
+            liveness_timeout_s=settings.liveness_timeout_s,
+            check_timeout_s=settings.readiness_check_timeout_s,
+        )
         self.engine: ConsumerEngine | None = None
         self.http_port: int | None = None
         self._stop = asyncio.Event()

@@ -6,10 +6,14 @@ import argparse
 import asyncio
 import logging
 import signal
+import sys
 
 from service.app import NotifierApp
 from service.cli.settings_docs import load_settings
+from service.ledger.errors import LedgerError
 from service.observability.logging import configure_logging
+from service.policy import PolicyError
+from service.rendering import TemplateConfigError
 
 __all__ = ["register"]
 
@@ -23,10 +27,20 @@ async def _serve(app: NotifierApp) -> None:
     await app.run()
 
 
+# What a wrong deployment looks like at start: each names the file, variable or command to fix.
+_STARTUP_ERRORS = (PolicyError, TemplateConfigError, LedgerError, ValueError, OSError)
+
+
 def _run(args: argparse.Namespace) -> int:
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(_serve(NotifierApp(settings)))
+    try:
+        asyncio.run(_serve(NotifierApp(settings)))
+    except _STARTUP_ERRORS as exc:
+        # One readable line on stderr and a non-zero exit: Kubernetes shows it in the pod's
+        # last state, and the process never consumes with a half-built configuration.
+        print(f"overdue-notifier: cannot start: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

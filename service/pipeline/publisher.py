@@ -7,6 +7,7 @@ aiokafka batches them; the caller learns of success only when Kafka has acknowle
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -19,6 +20,8 @@ from service.pipeline import dlq
 from service.pipeline.decode import UndecodableEvent
 
 __all__ = ["ResultPublisher"]
+
+log = logging.getLogger(__name__)
 
 _CONTENT_TYPE = ("content-type", b"application/json")
 
@@ -44,6 +47,20 @@ class ResultPublisher:
         await asyncio.gather(*futures)
         metrics.RESULTS_PUBLISHED.inc(len(results))
         for result in results:
+            # One line per decision: what an operator greps for. Masking happens in logging.
+            log.info(
+                "notification decision",
+                extra={
+                    "event_id": result.event_id,
+                    "loan_id": result.loan_id,
+                    "channel": result.channel.value if result.channel else None,
+                    "status": result.status.value,
+                    "reason": result.reason,
+                    "rule": result.rule,
+                    "provider": result.provider,
+                    "attempts": result.attempts,
+                },
+            )
             metrics.NOTIFICATIONS.labels(
                 channel=result.channel.value if result.channel else "none",
                 provider=result.provider or "none",
