@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+import tomllib
 from datetime import time, timedelta
 from importlib import resources
 from pathlib import Path
@@ -128,4 +130,7 @@ def test_empty_file_is_refused(tmp_path: Path) -> None:
 def test_default_policy_ships_as_package_data() -> None:
     """pyproject declares the YAML as package data, so an installed wheel has the default."""
     pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
-    assert 'service = ["policy/*.yaml"]' in pyproject.read_text(encoding="utf-8")
+    globs = tomllib.loads(pyproject.read_text(encoding="utf-8"))["tool"]["setuptools"][
+        "package-data"
+    ]["service"]
+    assert any(fnmatch.fnmatch("policy/default_policy.yaml", g) for g in globs)
