@@ -10,7 +10,13 @@ from collections.abc import Callable, Sequence
 __all__ = ["main"]
 
 # Each module has `register(subparsers)`, which adds its commands and sets `func` on them.
-_COMMAND_MODULES = ("service.cli.settings_docs", "service.cli.schema")
+_COMMAND_MODULES = (
+    "service.cli.settings_docs",
+    "service.cli.schema",
+    "service.cli.validate",
+    "service.cli.emit",
+    "service.cli.dlq",
+)
 
 Command = Callable[[argparse.Namespace], int]
 
