@@ -25,13 +25,14 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self
 
+import pydantic
 from aiokafka import AIOKafkaProducer
 
 from service.config import Settings
 from service.events import LoanOverdueEvent
 from service.kafka_config import client_options
 
-__all__ = ["Headers", "OverdueEventProducer", "build_event", "encode_event"]
+__all__ = ["Headers", "InvalidEventError", "OverdueEventProducer", "build_event", "encode_event"]
 
 Headers = Sequence[tuple[str, bytes]]
 _CONTENT_TYPE = ("content-type", b"application/json")
@@ -63,7 +64,7 @@ def build_event(
     repayment_url: str | None = None,
     repayment_methods: Iterable[str] = (),
 ) -> LoanOverdueEvent:
-    """A validated input event (raises pydantic.ValidationError naming the bad field).
+    """A validated input event (raises `InvalidEventError` naming the bad fields).
 
     `event_id` defaults to a random UUID: pass a deterministic one (e.g. loan id + decision
     date) so that re-emitting the same decision is recognised as a duplicate and sends nothing.
@@ -95,22 +96,44 @@ def build_event(
     }
     methods = list(repayment_methods)
     repayment = {"url": repayment_url, "methods": methods} if repayment_url or methods else None
-    return LoanOverdueEvent.model_validate(
-        {
-            "event_id": event_id or str(uuid.uuid4()),
-            "occurred_at": occurred_at or datetime.now(UTC),
-            "schema_version": "1",
-            "loan": loan,
-            "borrower": borrower,
-            "risk_level": risk_level,
-            "repayment": repayment,
-        }
-    )
+    try:
+        return _validate(
+            {
+                "event_id": event_id or str(uuid.uuid4()),
+                "occurred_at": occurred_at or datetime.now(UTC),
+                "schema_version": "1",
+                "loan": loan,
+                "borrower": borrower,
+                "risk_level": risk_level,
+                "repayment": repayment,
+            }
+        )
+    except pydantic.ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        paths = tuple(".".join(str(p) for p in e["loc"]) for e in errors)
+        message = "; ".join(f"{path}: {e['msg']}" for path, e in zip(paths, errors, strict=True))
+        raise InvalidEventError(message, paths=paths) from None
 
 
-def _money(value: Decimal | str | int | None) -> str | None:
-    # The contract carries money as decimal strings; Decimal keeps every cent on the way.
-    return None if value is None else str(value)
+def _validate(data: dict[str, Any]) -> LoanOverdueEvent:
+    return LoanOverdueEvent.model_validate(data)
+
+
+class InvalidEventError(ValueError):
+    """The keyword arguments do not make a valid event; the message names the fields and,
+    unlike pydantic's own text, never repeats their values (phone numbers)."""
+
+    def __init__(self, message: str, *, paths: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.paths = paths
+
+
+def _money(value: Decimal | str | int | None) -> str | float | None:
+    # The contract carries money as decimal strings; Decimal keeps every cent on the way. A
+    # float goes through unchanged so that the contract refuses it, as the service would.
+    if value is None or isinstance(value, float):
+        return value
+    return str(value)
 
 
 def encode_event(event: LoanOverdueEvent) -> bytes:
