@@ -13,15 +13,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.kafka_security import KafkaSecurity
 
 __all__ = ["Settings"]
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="NOTIFIER_", extra="ignore", frozen=True, validate_default=True
+        env_prefix="NOTIFIER_",
+        extra="ignore",
+        frozen=True,
+        validate_default=True,
+        # A validation error must never echo what it was given: that may be a password.
+        hide_input_in_errors=True,
     )
 
     # --- Kafka --------------------------------------------------------------------------------
@@ -331,3 +338,70 @@ class Settings(BaseSettings):
     jpush_apns_production: bool = Field(
         True, description="JPush options.apns_production (for iOS via JPush)."
     )
+    # --- kafka security -------------------------------------------------------------------------
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="How every Kafka client connects: PLAINTEXT (embedded broker only), SSL "
+        "(TLS, optionally mTLS), SASL_SSL (TLS + SASL login), SASL_PLAINTEXT (refused unless "
+        "NOTIFIER_KAFKA_SASL_ALLOW_PLAINTEXT).",
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None,
+        description="PEM bundle of the CA(s) that signed the brokers' certificates; unset: the "
+        "system trust store (enough for public CAs such as MSK or Confluent Cloud).",
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        None, description="PEM client certificate (chain) for mTLS, e.g. a Strimzi KafkaUser's."
+    )
+    kafka_ssl_keyfile: Path | None = Field(
+        None, description="PEM private key of the client certificate (mTLS)."
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(
+        None, description="Password of an encrypted client key."
+    )
+    kafka_ssl_key_password_file: Path | None = Field(
+        None, description="File holding the client key's password (a mounted Secret)."
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        True,
+        description="Verify that each broker's certificate names the host connected to. Turn "
+        "off only for brokers reached through addresses their certificates do not list.",
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism (with SASL_SSL)."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password.")
+    kafka_sasl_password_file: Path | None = Field(
+        None, description="File holding the SASL password (a mounted Secret)."
+    )
+    kafka_sasl_allow_plaintext: bool = Field(
+        False,
+        description="Allow SASL_PLAINTEXT, which sends credentials (PLAIN: the password itself) "
+        "unencrypted. Only for isolated test clusters.",
+    )
+
+    @property
+    def kafka_security(self) -> KafkaSecurity:
+        """The connection-security settings as one value (what kafka_config builds from)."""
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol,
+            cafile=self.kafka_ssl_cafile,
+            certfile=self.kafka_ssl_certfile,
+            keyfile=self.kafka_ssl_keyfile,
+            key_password=self.kafka_ssl_key_password,
+            key_password_file=self.kafka_ssl_key_password_file,
+            check_hostname=self.kafka_ssl_check_hostname,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=self.kafka_sasl_password,
+            sasl_password_file=self.kafka_sasl_password_file,
+            sasl_allow_plaintext=self.kafka_sasl_allow_plaintext,
+        )
+
+    @model_validator(mode="after")
+    def _kafka_security_is_usable(self) -> Settings:
+        problems = self.kafka_security.problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self

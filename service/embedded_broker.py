@@ -41,6 +41,9 @@ class EmbeddedBroker:
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
+    # The port clients are told to connect to (metadata); differs from `port` when a TLS
+    # terminator sits in front of the broker.
+    advertised_port: int | None = None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -65,20 +68,36 @@ class EmbeddedBroker:
 
 
 def start_broker(
-    log_dir: Path, port: int | None = None, startup_timeout: float = 10.0
+    log_dir: Path,
+    port: int | None = None,
+    startup_timeout: float = 10.0,
+    *,
+    advertised_port: int | None = None,
 ) -> EmbeddedBroker:
+    """Start Tansu on `port`; with `advertised_port`, clients are told to reconnect there
+    (e.g. to a TLS terminator that forwards to `port`)."""
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"tansu-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(  # noqa: S603 - fixed argv, binary from an installed package
-            [_broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            [
+                _broker_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                advertised,
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "RUST_LOG": os.environ.get("TANSU_LOG", "warn")},
         )
-    broker = EmbeddedBroker(port=port, process=process, log_path=log_path)
+    broker = EmbeddedBroker(
+        port=port, process=process, log_path=log_path, advertised_port=advertised_port
+    )
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -91,8 +110,10 @@ def start_broker(
 
 
 @contextlib.contextmanager
-def running_broker(log_dir: Path, port: int | None = None) -> Iterator[EmbeddedBroker]:
-    broker = start_broker(log_dir, port)
+def running_broker(
+    log_dir: Path, port: int | None = None, *, advertised_port: int | None = None
+) -> Iterator[EmbeddedBroker]:
+    broker = start_broker(log_dir, port, advertised_port=advertised_port)
     try:
         yield broker
     finally:

@@ -16,6 +16,9 @@ _COMMAND_MODULES = (
     "service.cli.schema",
     "service.cli.templates",
     "service.cli.db",
+    "service.cli.validate",
+    "service.cli.emit",
+    "service.cli.dlq",
 )
 
 Command = Callable[[argparse.Namespace], int]

@@ -1,4 +1,7 @@
-"""`overdue-notifier schema export`: the JSON Schemas of both events, written from the models.
+"""`overdue-notifier schema export|asyncapi`: the contract, written from the models.
+
+`export` writes the JSON Schemas of both events; `asyncapi` writes the AsyncAPI 3.0 document
+of the input, results and dead-letter topics (service/cli/asyncapi.py), which embeds them.
 
 The files under schemas/ are what upstream and downstream teams read; a test keeps them equal to
 what the models say, so the contract cannot drift silently.
@@ -43,9 +46,28 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _asyncapi(args: argparse.Namespace) -> int:
+    from service.cli.asyncapi import asyncapi_text
+
+    text = asyncapi_text()
+    if str(args.output) == "-":
+        print(text, end="")
+        return 0
+    args.output.write_text(text, encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     schema = sub.add_parser("schema", help="The event contract as JSON Schema.")
     commands = schema.add_subparsers(dest="schema_command", metavar="COMMAND", required=True)
     export = commands.add_parser("export", help="Write the JSON Schemas of both events.")
     export.add_argument("--dir", type=Path, default=Path("schemas"), help="Target directory.")
     export.set_defaults(func=_export)
+    asyncapi = commands.add_parser(
+        "asyncapi", help="Write the AsyncAPI 3.0 document of the input, results and DLQ topics."
+    )
+    asyncapi.add_argument(
+        "--output", type=Path, default=Path("asyncapi.yaml"), help="Target file; - for stdout."
+    )
+    asyncapi.set_defaults(func=_asyncapi)

@@ -25,7 +25,12 @@ def load_settings(**overrides: Any) -> Settings:
     except pydantic.ValidationError as exc:
         lines = ["invalid configuration:"]
         for error in exc.errors(include_url=False, include_input=False):
-            field = str(error["loc"][0]) if error["loc"] else "?"
+            if not error["loc"]:
+                # A check across fields (e.g. Kafka security): its messages name the variables.
+                message = error["msg"].removeprefix("Value error, ")
+                lines.extend(f"  {part}" for part in message.split("; "))
+                continue
+            field = str(error["loc"][0])
             lines.append(f"  NOTIFIER_{field.upper()}: {error['msg']}")
         raise SettingsError("\n".join(lines)) from None
 

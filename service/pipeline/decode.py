@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pydantic
+import pydantic_core
 
 from service.events import LoanOverdueEvent
 
@@ -17,6 +18,8 @@ class UndecodableEvent:
 
     error_class: str
     message: str
+    # Field locations at fault (e.g. "loan.amount_due"; "(root)" for the whole value).
+    paths: tuple[str, ...] = ()
 
 
 def decode_event(value: bytes | None) -> LoanOverdueEvent | UndecodableEvent:
@@ -25,13 +28,15 @@ def decode_event(value: bytes | None) -> LoanOverdueEvent | UndecodableEvent:
     try:
         return LoanOverdueEvent.model_validate_json(value)
     except pydantic.ValidationError as exc:
-        return UndecodableEvent("ValidationError", _describe(exc))
+        errors = exc.errors(include_url=False, include_input=False)
+        paths = tuple(dict.fromkeys(_location(e["loc"]) for e in errors))
+        return UndecodableEvent("ValidationError", _describe(errors), paths)
 
 
-def _describe(exc: pydantic.ValidationError) -> str:
+def _location(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(root)"
+
+
+def _describe(errors: list[pydantic_core.ErrorDetails]) -> str:
     # Locations and messages only: pydantic's default text echoes input values (phone numbers).
-    parts = []
-    for error in exc.errors(include_url=False, include_input=False):
-        location = ".".join(str(p) for p in error["loc"]) or "(root)"
-        parts.append(f"{location}: {error['msg']}")
-    return "; ".join(parts)[:1000]
+    return "; ".join(f"{_location(e['loc'])}: {e['msg']}" for e in errors)[:1000]

@@ -1,0 +1,323 @@
+"""The AsyncAPI 3.0 document of the service's topics, generated from the event models.
+
+`overdue-notifier schema asyncapi` writes asyncapi.yaml; a test keeps the file equal to what
+this module produces, so the document, the JSON Schemas under schemas/ and the models cannot
+drift apart. Payload schemas are the same JSON Schemas as `schema export` (reused through
+`schema_documents`), with their `$defs` moved to components/schemas.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import yaml
+
+from service.events import Channel, DeliveryResult, DeliveryStatus, TemplateRef, result_id_for
+from service.pipeline import dlq
+
+__all__ = ["EXAMPLE_INPUT_EVENT", "asyncapi_document", "asyncapi_text"]
+
+_KAFKA_BINDING = "0.5.0"
+
+# The README's example, and the golden example valid/early-overdue-zh-all-fields.json
+# (a test keeps the three equal).
+EXAMPLE_INPUT_EVENT: dict[str, Any] = {
+    "event_id": "evt-20261122-000123",
+    "occurred_at": "2026-11-22T09:00:00+08:00",
+    "schema_version": "1",
+    "loan": {
+        "loan_id": "JB2026000123",
+        "product": "cash-loan",
+        "currency": "CNY",
+        "amount_due": "1239.70",
+        "due_date": "2026-11-12",
+        "days_past_due": 10,
+        "principal": "1200.00",
+        "interest": "27.30",
+        "penalty": "12.40",
+        "installment": {"number": 3, "total": 12},
+    },
+    "borrower": {
+        "borrower_id": "B-889201",
+        "locale": "zh-CN",
+        "timezone": "Asia/Shanghai",
+        "phone": "+8613800138000",
+        "push_tokens": [{"provider": "jpush", "token": "push-token-0001"}],
+        "name": "王小明",
+        "preferred_reminder_time": "10:30",
+        "opted_out_channels": [],
+    },
+    "risk_level": "high",
+    "repayment": {"url": "https://pay.example.cn/r/abc", "methods": ["app", "bank transfer"]},
+}
+
+
+def _example_result() -> dict[str, Any]:
+    nid = "evt-20261122-000123:sms:early_overdue"
+    result = DeliveryResult(
+        result_id=result_id_for(nid, DeliveryStatus.SENT),
+        notification_id=nid,
+        event_id="evt-20261122-000123",
+        loan_id="JB2026000123",
+        borrower_id="B-889201",
+        channel=Channel.SMS,
+        provider="smpp",
+        template=TemplateRef(name="early_overdue.sms", version="3f2a9c1e"),
+        locale="zh-CN",
+        status=DeliveryStatus.SENT,
+        reason="sent",
+        rule="stage:early_overdue/high",
+        attempts=1,
+        provider_message_id="0a1b2c3d",
+        sms_parts=2,
+        occurred_at=datetime.fromisoformat("2026-11-22T10:30:02+08:00"),
+        first_attempt_at=datetime.fromisoformat("2026-11-22T10:30:01+08:00"),
+        finished_at=datetime.fromisoformat("2026-11-22T10:30:02+08:00"),
+    )
+    data: dict[str, Any] = result.model_dump(mode="json")
+    return data
+
+
+def _schemas() -> dict[str, Any]:
+    """Both payload schemas with their definitions, referenced from components/schemas."""
+    # Imported here: service.cli.schema registers the command that imports this module.
+    from service.cli.schema import SCHEMA_FILES, schema_documents
+
+    schemas: dict[str, Any] = {}
+    for name, text in schema_documents().items():
+        schema = json.loads(text.replace('"#/$defs/', '"#/components/schemas/'))
+        for key in ("$schema", "$id"):
+            schema.pop(key)
+        for def_name, definition in schema.pop("$defs", {}).items():
+            if schemas.setdefault(def_name, definition) != definition:
+                raise ValueError(f"two different schemas are both called {def_name}")
+        schemas[SCHEMA_FILES[name].__name__] = schema
+    return dict(sorted(schemas.items()))
+
+
+def _string_header(description: str, example: str) -> dict[str, Any]:
+    return {"type": "string", "description": description, "examples": [example]}
+
+
+def _key(description: str) -> dict[str, Any]:
+    return {"key": {"type": "string", "description": description}, "bindingVersion": _KAFKA_BINDING}
+
+
+def _messages() -> dict[str, Any]:
+    input_headers = {
+        "type": "object",
+        "description": "All optional. The x-replay headers are set by `overdue-notifier dlq "
+        "replay` on a record re-published from the dead-letter topic.",
+        "properties": {
+            "content-type": _string_header("application/json", "application/json"),
+            dlq.HEADER_REPLAYED_FROM: _string_header(
+                "Dead-letter record replayed: topic/partition/offset", "loan.overdue.v1.dlq/0/42"
+            ),
+            dlq.HEADER_REPLAY_COUNT: _string_header("How often it was replayed", "1"),
+            dlq.HEADER_REPLAYED_AT: _string_header(
+                "When it was replayed (ISO 8601)", "2026-11-22T11:00:00+00:00"
+            ),
+        },
+    }
+    dlq_headers = {
+        "type": "object",
+        "description": "The original record's headers, plus these (values never contain field "
+        "values of the event, only field locations and messages).",
+        "required": [
+            dlq.HEADER_ERROR_CLASS,
+            dlq.HEADER_ERROR_MESSAGE,
+            dlq.HEADER_SOURCE_TOPIC,
+            dlq.HEADER_SOURCE_PARTITION,
+            dlq.HEADER_SOURCE_OFFSET,
+            dlq.HEADER_FAILED_AT,
+        ],
+        "properties": {
+            dlq.HEADER_ERROR_CLASS: {
+                "type": "string",
+                "enum": ["ValidationError", "EmptyValue", "ProcessingError"],
+                "description": "ValidationError: not JSON or not the contract; EmptyValue: a "
+                "tombstone; ProcessingError: a bug while handling a valid event",
+            },
+            dlq.HEADER_ERROR_MESSAGE: _string_header(
+                "Field locations and messages, at most 1000 characters",
+                "schema_version: Value error, schema_version 2 is not v1; a new major is a "
+                "new topic",
+            ),
+            dlq.HEADER_SOURCE_TOPIC: _string_header(
+                "Topic the record came from", "loan.overdue.v1"
+            ),
+            dlq.HEADER_SOURCE_PARTITION: _string_header("Its partition", "0"),
+            dlq.HEADER_SOURCE_OFFSET: _string_header("Its offset", "41"),
+            dlq.HEADER_FAILED_AT: _string_header(
+                "When it was dead-lettered (ISO 8601)", "2026-11-22T10:00:00+00:00"
+            ),
+        },
+    }
+    rejected = {**EXAMPLE_INPUT_EVENT, "schema_version": "2"}
+    return {
+        "LoanOverdueEvent": {
+            "name": "LoanOverdueEvent",
+            "title": "Loan at a decision point",
+            "summary": "One loan at one decision point (before the due date, on it, or overdue).",
+            "description": "Unknown fields are ignored; schema_version 1 or 1.N is accepted, "
+            "any other major is dead-lettered (docs/kafka.md, compatibility rules). Money is a "
+            "decimal string. Try your events with `overdue-notifier validate FILE...`.",
+            "contentType": "application/json",
+            "headers": input_headers,
+            "payload": {"$ref": "#/components/schemas/LoanOverdueEvent"},
+            "bindings": {"kafka": _key("borrower_id: one borrower's events stay in order")},
+            "examples": [
+                {
+                    "name": "early-overdue-zh",
+                    "summary": "10 days past due, Chinese locale, every optional field",
+                    "headers": {"content-type": "application/json"},
+                    "payload": EXAMPLE_INPUT_EVENT,
+                }
+            ],
+        },
+        "DeliveryResult": {
+            "name": "DeliveryResult",
+            "title": "Delivery result",
+            "summary": "One notification decision, or a later receipt for it.",
+            "description": "Consumers drop duplicates by result_id (a republished decision has "
+            "the same id).",
+            "contentType": "application/json",
+            "headers": {
+                "type": "object",
+                "properties": {
+                    "content-type": _string_header("application/json", "application/json"),
+                    "event_id": _string_header("The input event answered", "evt-20261122-000123"),
+                },
+            },
+            "payload": {"$ref": "#/components/schemas/DeliveryResult"},
+            "bindings": {"kafka": _key("borrower_id, as on the input topic")},
+            "examples": [{"name": "sms-sent", "payload": _example_result()}],
+        },
+        "DeadLetter": {
+            "name": "DeadLetter",
+            "title": "Dead-lettered input record",
+            "summary": "An input record that could not be decoded, validated or processed.",
+            "description": "Key, value and headers are the original record's, byte for byte; "
+            "the value may be anything (not even JSON). Re-drive with `overdue-notifier dlq "
+            "replay`.",
+            "headers": dlq_headers,
+            "payload": {"description": "The original value, unchanged"},
+            "bindings": {"kafka": _key("The original key (borrower_id), possibly absent")},
+            "examples": [
+                {
+                    "name": "schema-version-2",
+                    "headers": {
+                        dlq.HEADER_ERROR_CLASS: "ValidationError",
+                        dlq.HEADER_ERROR_MESSAGE: "schema_version: Value error, schema_version "
+                        "2 is not v1; a new major is a new topic",
+                        dlq.HEADER_SOURCE_TOPIC: "loan.overdue.v1",
+                        dlq.HEADER_SOURCE_PARTITION: "0",
+                        dlq.HEADER_SOURCE_OFFSET: "41",
+                        dlq.HEADER_FAILED_AT: "2026-11-22T10:00:00+00:00",
+                    },
+                    "payload": rejected,
+                }
+            ],
+        },
+    }
+
+
+def _channel(address: str, message: str, description: str) -> dict[str, Any]:
+    return {
+        "address": address,
+        "description": description,
+        "messages": {message: {"$ref": f"#/components/messages/{message}"}},
+        "bindings": {"kafka": {"topic": address, "bindingVersion": _KAFKA_BINDING}},
+    }
+
+
+def _operation(action: str, channel: str, message: str, summary: str) -> dict[str, Any]:
+    return {
+        "action": action,
+        "summary": summary,
+        "channel": {"$ref": f"#/channels/{channel}"},
+        "messages": [{"$ref": f"#/channels/{channel}/messages/{message}"}],
+    }
+
+
+def asyncapi_document() -> dict[str, Any]:
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "overdue-notifier",
+            "version": "1.0.0",
+            "description": "Loan repayment reminders: loan events in, delivery results out. "
+            "Generated from the pydantic models by `overdue-notifier schema asyncapi`; do not "
+            "edit by hand.",
+            "license": {"name": "Apache-2.0"},
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "production": {
+                "host": "{bootstrap}",
+                "protocol": "kafka-secure",
+                "description": "TLS, with SASL SCRAM or PLAIN, or mutual TLS (docs/kafka.md).",
+                "variables": {
+                    "bootstrap": {
+                        "default": "kafka-bootstrap:9093",
+                        "description": "NOTIFIER_KAFKA_BOOTSTRAP_SERVERS",
+                    }
+                },
+                "security": [
+                    {"$ref": "#/components/securitySchemes/scramSha512"},
+                    {"$ref": "#/components/securitySchemes/scramSha256"},
+                    {"$ref": "#/components/securitySchemes/plain"},
+                    {"$ref": "#/components/securitySchemes/mutualTls"},
+                ],
+            }
+        },
+        "channels": {
+            "loanOverdue": _channel(
+                "loan.overdue.v1",
+                "LoanOverdueEvent",
+                "Loan events from upstream (NOTIFIER_INPUT_TOPIC). Key: borrower id.",
+            ),
+            "deliveryResults": _channel(
+                "notification.delivery.v1",
+                "DeliveryResult",
+                "One result per notification decision (NOTIFIER_RESULTS_TOPIC).",
+            ),
+            "deadLetters": _channel(
+                "loan.overdue.v1.dlq",
+                "DeadLetter",
+                "Input records that could not be handled (NOTIFIER_DLQ_TOPIC).",
+            ),
+        },
+        "operations": {
+            "receiveLoanOverdue": _operation(
+                "receive", "loanOverdue", "LoanOverdueEvent", "The service consumes loan events."
+            ),
+            "sendDeliveryResult": _operation(
+                "send", "deliveryResults", "DeliveryResult", "The service publishes results."
+            ),
+            "sendDeadLetter": _operation(
+                "send", "deadLetters", "DeadLetter", "The service dead-letters bad records."
+            ),
+        },
+        "components": {
+            "schemas": _schemas(),
+            "messages": _messages(),
+            "securitySchemes": {
+                "scramSha512": {"type": "scramSha512", "description": "SASL_SSL, SCRAM-SHA-512"},
+                "scramSha256": {"type": "scramSha256", "description": "SASL_SSL, SCRAM-SHA-256"},
+                "plain": {"type": "plain", "description": "SASL_SSL, PLAIN"},
+                "mutualTls": {"type": "X509", "description": "SSL with a client certificate"},
+            },
+        },
+    }
+
+
+def asyncapi_text() -> str:
+    """The document as YAML, stable from run to run."""
+    header = "# Generated by `overdue-notifier schema asyncapi` from service/events.py.\n"
+    body = yaml.safe_dump(
+        asyncapi_document(), sort_keys=False, allow_unicode=True, width=100, indent=2
+    )
+    return header + body
