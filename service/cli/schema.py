@@ -59,7 +59,7 @@ def _asyncapi(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    schema = sub.add_parser("schema", help="The event contract as JSON Schema.")
+    schema = sub.add_parser("schema", help="The event contract: JSON Schemas, AsyncAPI document.")
     commands = schema.add_subparsers(dest="schema_command", metavar="COMMAND", required=True)
     export = commands.add_parser("export", help="Write the JSON Schemas of both events.")
     export.add_argument("--dir", type=Path, default=Path("schemas"), help="Target directory.")
