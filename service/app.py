@@ -19,6 +19,7 @@ from typing import TextIO
 from service.channels.factory import build_dispatcher
 from service.config import Settings
 from service.events import LoanOverdueEvent
+from service.kafka_preflight import check_tls
 from service.ledger.errors import LedgerUnavailableError
 from service.ledger.sql import SqlLedger
 from service.observability.health import Health
@@ -82,6 +83,8 @@ class NotifierApp:
         )
         renderer.check_covers(policy)
         default_zone = s.default_timezone or None
+        # aiokafka reports a refused certificate as "Unable to bootstrap"; this names the cause.
+        await check_tls(s)
         async with contextlib.AsyncExitStack() as stack:
             ledger = await SqlLedger.connect(
                 s.database_url,

@@ -9,6 +9,7 @@ A `.jsonl` file holds one event per line; any other file is one event (the recor
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Iterable, Iterator
@@ -20,6 +21,7 @@ from pydantic import BaseModel
 
 from service.events import LoanOverdueEvent
 from service.pipeline.decode import UndecodableEvent, decode_event
+from service.policy import Policy, load_policy
 from service.policy.model import Stage
 
 __all__ = ["Verdict", "default_stage", "ignored_fields", "read_records", "register", "verdict"]
@@ -54,24 +56,14 @@ class Verdict:
         return text
 
 
-def default_stage(days_past_due: int) -> Stage | None:
-    """The stage under the default policy (DOMAIN.md); None before the first reminder.
+@functools.cache
+def _shipped_policy() -> Policy:
+    return load_policy(None)
 
-    The policy file can move these boundaries; this is what the shipped policy does.
-    """
-    if days_past_due < -3:
-        return None
-    if days_past_due < 0:
-        return Stage.PRE_DUE
-    if days_past_due == 0:
-        return Stage.DUE_TODAY
-    if days_past_due <= 3:
-        return Stage.GRACE
-    if days_past_due <= 30:
-        return Stage.EARLY_OVERDUE
-    if days_past_due <= 90:
-        return Stage.LATE_OVERDUE
-    return Stage.PRE_LEGAL
+
+def default_stage(days_past_due: int) -> Stage | None:
+    """The stage under the shipped policy; None before the first reminder."""
+    return _shipped_policy().stage_for(days_past_due)
 
 
 def ignored_fields(raw: Any, model: BaseModel, prefix: str = "") -> list[str]:
