@@ -166,11 +166,20 @@ class ConsumerEngine:
         self, tracker: OffsetTracker, record: ConsumerRecord[bytes, bytes]
     ) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
-            await self._process_record(record)
-            # The tracker object is captured, not looked up: a partition revoked and assigned
-            # again gets a new tracker that a late finish of the old one must not touch.
-            tracker.finish(record.offset)
-            self._progress.set()
+            if tracker.closed:
+                # Revoked before it started: the partition's new owner processes it (its
+                # offset was never committed), so starting it here would only race that owner.
+                return
+            tracker.running += 1
+            try:
+                await self._process_record(record)
+                # The tracker object is captured, not looked up: a partition revoked and
+                # assigned again gets a new tracker that a late finish of the old one must not
+                # touch.
+                tracker.finish(record.offset)
+            finally:
+                tracker.running -= 1
+                self._progress.set()
 
         return run
 
@@ -287,13 +296,16 @@ class ConsumerEngine:
         log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
-        """Finish what is in flight for the revoked partitions (within a budget), then commit."""
+        """Let records of the revoked partitions that are being processed finish (within a
+        budget), leave the ones not started to the new owner, then commit what is done."""
         revoked = {tp for tp in revoked if tp in self._trackers}
         if not revoked:
             return
+        for tp in revoked:
+            self._trackers[tp].closed = True
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._config.rebalance_drain_s):
-                while any(self._trackers[tp].unfinished() for tp in revoked):
+                while any(self._trackers[tp].running for tp in revoked):
                     self._progress.clear()
                     await self._progress.wait()
         await self._commit(list(revoked))

@@ -15,7 +15,7 @@ __all__ = ["OffsetTracker"]
 class OffsetTracker:
     """Offsets of one partition, in fetch order, and which of them are finished."""
 
-    __slots__ = ("_committed", "_done", "_pending", "_started_at")
+    __slots__ = ("_committed", "_done", "_pending", "_started_at", "closed", "running")
 
     def __init__(self, committed: int | None = None) -> None:
         self._pending: deque[int] = deque()
@@ -23,6 +23,10 @@ class OffsetTracker:
         self._started_at: dict[int, float] = {}
         # The position last handed to commit (None before the first commit).
         self._committed = committed
+        # Set when the partition is revoked: records not yet started are left to the new owner.
+        self.closed = False
+        # Records of this partition being processed right now.
+        self.running = 0
 
     def __len__(self) -> int:
         """Offsets fetched and not yet below the committable position."""
