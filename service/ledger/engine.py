@@ -3,7 +3,8 @@
 SQLite: SQLAlchemy emits `BEGIN IMMEDIATE` itself, so every ledger transaction takes the write
 lock up front and transactions from several processes run one after the other (single writer);
 WAL lets readers continue meanwhile. PostgreSQL: asyncpg with connect and command timeouts, and
-a pre-ping so that connections broken while the database was away are replaced.
+pool invalidation on disconnect errors, so that connections broken while the database was
+away are replaced.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def build_engine(url: str, *, timeout_s: float = 10.0) -> AsyncEngine:
         connect_args=connect_args,
         # Parameters hold borrower ids and contact data: keep them out of exception messages.
         hide_parameters=True,
-        pool_pre_ping=True,
+        # No pre-ping (it would cost a round trip per transaction): a disconnect error
+        # invalidates the pool, so the call after an outage gets fresh connections.
     )
     if parsed.get_backend_name() == "sqlite":
         _sqlite_transactions(engine)

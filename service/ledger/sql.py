@@ -124,6 +124,11 @@ class SqlLedger:
             lease_s=lease_s,
         )
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine, for instrumentation (statement counts, pool metrics)."""
+        return self._engine
+
     async def ping(self) -> None:
         async with translate_errors("ping"), self._engine.connect() as conn:
             await conn.execute(select(literal(1)))
