@@ -3,7 +3,8 @@
 SQLite: SQLAlchemy emits `BEGIN IMMEDIATE` itself, so every ledger transaction takes the write
 lock up front and transactions from several processes run one after the other (single writer);
 WAL lets readers continue meanwhile. PostgreSQL: asyncpg with connect and command timeouts, and
-a pre-ping so that connections broken while the database was away are replaced.
+pool invalidation on disconnect errors, so that connections broken while the database was
+away are replaced.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from service.ledger.errors import LedgerError, LedgerUnavailableError
 
-__all__ = ["build_engine", "lock_key", "translate_errors"]
+__all__ = ["build_engine", "ensure_sqlite_directory", "lock_key", "translate_errors"]
 
 # sqlite3 error texts that mean "not now" rather than "never" (contention, a missing volume).
 _SQLITE_TRANSIENT = ("database is locked", "unable to open database file", "disk i/o error")
@@ -32,9 +33,6 @@ def build_engine(url: str, *, timeout_s: float = 10.0) -> AsyncEngine:
     connect_args: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         connect_args["timeout"] = timeout_s  # busy timeout: wait this long for the write lock
-        database = parsed.database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
     elif parsed.get_backend_name() == "postgresql":
         connect_args["timeout"] = timeout_s
         connect_args["command_timeout"] = timeout_s
@@ -43,11 +41,19 @@ def build_engine(url: str, *, timeout_s: float = 10.0) -> AsyncEngine:
         connect_args=connect_args,
         # Parameters hold borrower ids and contact data: keep them out of exception messages.
         hide_parameters=True,
-        pool_pre_ping=True,
+        # No pre-ping (it would cost a round trip per transaction): a disconnect error
+        # invalidates the pool, so the call after an outage gets fresh connections.
     )
     if parsed.get_backend_name() == "sqlite":
         _sqlite_transactions(engine)
     return engine
+
+
+def ensure_sqlite_directory(url: str) -> None:
+    """Create the directory of a SQLite ledger file (done by `db upgrade`, never by `run`)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
 
 
 def _sqlite_transactions(engine: AsyncEngine) -> None:

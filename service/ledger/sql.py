@@ -124,6 +124,11 @@ class SqlLedger:
             lease_s=lease_s,
         )
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine, for instrumentation (statement counts, pool metrics)."""
+        return self._engine
+
     async def ping(self) -> None:
         async with translate_errors("ping"), self._engine.connect() as conn:
             await conn.execute(select(literal(1)))
@@ -141,6 +146,8 @@ class SqlLedger:
             return []
         borrower = event.borrower.borrower_id
         ids = [plan.notification_id(event.event_id) for plan in plans]
+        if len(set(ids)) != len(ids):
+            raise ValueError("planned notifications of one event need distinct channel+step")
         cadence = max((p.cadence_days or 0 for p in plans), default=0)
         since = now - timedelta(days=max(8, cadence + 2))
         async with translate_errors("admit"), self._engine.begin() as conn:

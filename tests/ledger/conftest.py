@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -30,7 +31,7 @@ def _admin_dsn(url: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def fresh_postgres_database(url: str) -> AsyncIterator[str]:
+async def fresh_postgres_database(url: str, label: str = "") -> AsyncIterator[str]:
     """A new, empty database on the server of `url`, dropped on exit."""
     try:
         admin = await asyncpg.connect(_admin_dsn(url), timeout=5)
@@ -39,7 +40,9 @@ async def fresh_postgres_database(url: str) -> AsyncIterator[str]:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
-    name = f"ledger_test_{uuid.uuid4().hex[:12]}"
+    # The test's name in the database name makes a leftover easy to trace.
+    suffix = re.sub(r"[^a-z0-9]+", "_", label.lower())[:36]
+    name = f"ledger_test_{uuid.uuid4().hex[:8]}_{suffix}".rstrip("_")
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
         yield make_url(url).set(database=name).render_as_string(hide_password=False)
@@ -56,7 +59,7 @@ async def empty_url(
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'ledger.sqlite3'}"
         return
-    async with fresh_postgres_database(postgres_url) as url:
+    async with fresh_postgres_database(postgres_url, request.node.name) as url:
         yield url
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from sqlalchemy import event as event_api
+
 from service.events import Channel, DeliveryStatus
 from service.ledger.api import AdmissionKind
 from tests.ledger.conftest import LedgerFactory
@@ -107,3 +109,25 @@ async def test_late_record_after_unknown_replaces_it(make_ledger: LedgerFactory)
     await ledger.record(event, [real])
     [replay] = await ledger.admit(event, plans, MORNING_NY + timedelta(minutes=5))
     assert replay.result == real
+
+
+async def test_statements_per_event_do_not_grow_with_plans(make_ledger: LedgerFactory) -> None:
+    """admit() and record() issue a fixed number of statements, whatever the number of plans."""
+    ledger = await make_ledger()
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, sql: str, *_args: object) -> None:
+        statements.append(sql.split()[0].upper())
+
+    event_api.listen(ledger.engine.sync_engine, "before_cursor_execute", count)
+    lock = 1 if ledger.engine.dialect.name == "postgresql" else 0
+    for n_plans in (1, 4):
+        event = make_event(borrower_id=f"rt-{n_plans}")
+        plans = [make_plan(Channel.PUSH, step=f"p{i}") for i in range(n_plans)]
+        statements.clear()
+        admissions = await ledger.admit(event, plans, MORNING_NY)
+        # BEGIN IMMEDIATE is a statement on SQLite; PostgreSQL's BEGIN/COMMIT are not counted.
+        assert len(statements) - statements.count("BEGIN") == lock + 2, statements
+        statements.clear()
+        await ledger.record(event, [outcome(event, a, MORNING_NY) for a in admissions])
+        assert len(statements) - statements.count("BEGIN") == 2, statements

@@ -23,7 +23,12 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.ledger.engine import build_engine, lock_key, translate_errors
+from service.ledger.engine import (
+    build_engine,
+    ensure_sqlite_directory,
+    lock_key,
+    translate_errors,
+)
 
 __all__ = ["VERSION_TABLE", "current_revision", "head_revision", "is_current", "upgrade"]
 
@@ -59,6 +64,8 @@ async def current_revision(conn: AsyncConnection) -> str | None:
 
 async def upgrade(url: str) -> None:
     """Apply every migration up to head (idempotent; safe with several replicas at once)."""
+    async with translate_errors("schema upgrade"):
+        ensure_sqlite_directory(url)
     engine = build_engine(url, timeout_s=60.0)
     try:
         async with translate_errors("schema upgrade"), engine.begin() as conn:
