@@ -54,6 +54,10 @@ class NotificationLedger(Protocol):
         """Deferred notifications due at `now`, each claimed so no other replica sends it."""
         ...
 
+    async def deferred_backlog(self, now: datetime) -> tuple[int, float | None]:
+        """Deferred notifications waiting, and the age in seconds of the oldest one already due."""
+        ...
+
     async def ping(self) -> None:
         """Raise if the database is unreachable."""
         ...

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from service.ledger.api import DeferredNotification, NotificationLedger
+from service.observability import metrics
 from service.pipeline.engine import RetryLater
 from service.pipeline.processor import NotificationProcessor
 from service.pipeline.publisher import ResultPublisher
@@ -57,7 +58,13 @@ class DeferredScheduler:
 
     async def run_once(self) -> int:
         """Release what is due now; returns how many notifications were handled."""
-        due = await self._ledger.claim_due_deferred(self._clock(), self._batch_size)
+        now = self._clock()
+        # Measured before releasing: a backlog that is due and does not shrink pass after pass
+        # is what the "deferred backlog not draining" alert looks for.
+        waiting, oldest_due_age = await self._ledger.deferred_backlog(now)
+        metrics.DEFERRED_BACKLOG.set(waiting)
+        metrics.DEFERRED_OLDEST_AGE.set(oldest_due_age or 0.0)
+        due = await self._ledger.claim_due_deferred(now, self._batch_size)
         if not due:
             return 0
         outcomes = await asyncio.gather(*(self._release(item) for item in due))

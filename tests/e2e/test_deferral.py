@@ -1,0 +1,63 @@
+"""Quiet hours end to end: deferred at night, sent by the scheduler when the window opens."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from prometheus_client import REGISTRY
+
+from service.embedded_broker import EmbeddedBroker
+from tests.e2e.conftest import processed, results_of, running_app, service_settings, wait_until
+from tests.factories import event_dict
+from tests.fakes import FakeFcm, FakeTwilio
+from tests.kafka_tools import produce_events
+
+
+def backlog() -> float | None:
+    return REGISTRY.get_sample_value("notifier_deferred_backlog")
+
+
+class SettableClock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def test_a_night_time_event_is_deferred_then_sent_when_the_window_opens(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """At 22:30 in New York nothing is sent and a `deferred` result says when; once the clock
+    passes 08:00 local the scheduler sends it and publishes `sent` for the same notification."""
+    # 03:30 UTC = 22:30 the evening before in New York (EST).
+    clock = SettableClock(datetime(2026, 11, 20, 3, 30, tzinfo=UTC))
+    async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
+        settings = await service_settings(
+            kafka_broker.bootstrap_servers, tmp_path, twilio, fcm, scheduler_interval_s=0.1
+        )
+        event = event_dict(borrower_id="b-night", days_past_due=45, risk_level="medium")
+        await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [event])
+        async with running_app(settings, clock=clock) as app:
+            await wait_until(lambda: processed(app) == 1, app)
+            deferred = await results_of(settings, expect=1)
+            assert twilio.sent == []
+            assert [r["status"] for r in deferred] == ["deferred"]
+            assert deferred[0]["reason"] == "quiet_hours"
+            due = datetime.fromisoformat(deferred[0]["not_before"])
+            assert due == datetime(2026, 11, 20, 13, 0, tzinfo=UTC)  # 08:00 in New York
+
+            await wait_until(lambda: backlog() == 1, app)
+
+            clock.now = due + timedelta(minutes=1)
+            await wait_until(lambda: len(twilio.sent) == 1, app)
+            await wait_until(lambda: backlog() == 0, app)
+        results = await results_of(settings, expect=2)
+
+    assert [r.form["To"] for r in twilio.sent] == ["+14155550123"]
+    statuses = {(r["notification_id"], r["status"]) for r in results}
+    assert statuses == {
+        (deferred[0]["notification_id"], "deferred"),
+        (deferred[0]["notification_id"], "sent"),
+    }
