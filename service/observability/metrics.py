@@ -18,6 +18,7 @@ __all__ = [
     "DLQ_RECORDS",
     "EVENTS_CONSUMED",
     "EVENTS_RECEIVED",
+    "FAILOVERS",
     "IN_FLIGHT",
     "LAST_SEND",
     "NOTIFICATIONS",
@@ -27,6 +28,7 @@ __all__ = [
     "PROVIDER_ATTEMPTS",
     "PROVIDER_LATENCY",
     "RECEIPTS",
+    "RECEIPTS_UNMATCHED",
     "RENDER_SECONDS",
     "RESULTS_PUBLISHED",
     "RETRIES",
@@ -136,5 +138,18 @@ WEBHOOK_REJECTED = Counter(
     "receipt_webhook_rejected",
     "Receipt callbacks refused (bad or missing signature, unreadable body).",
     ["provider", "reason"],
+    namespace=_NS,
+)
+# --- routing ---
+FAILOVERS = Counter(
+    "provider_failovers",
+    "Sends handed to the next provider of their route (retries exhausted, circuit open, ...).",
+    ["from_provider", "to_provider"],
+    namespace=_NS,
+)
+RECEIPTS_UNMATCHED = Counter(
+    "receipts_unmatched",
+    "Delivery receipts whose provider message id matched no notification in the ledger.",
+    ["provider"],
     namespace=_NS,
 )
