@@ -4,6 +4,7 @@ provider takes a message only when the previous one cannot have accepted it."""
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
 
@@ -172,7 +173,7 @@ async def test_country_routes_pick_providers_by_phone_prefix(
     ],
 )
 def test_bad_routing_settings_are_refused_naming_the_variable(
-    values: dict[str, str], variable: str
+    values: dict[str, Any], variable: str
 ) -> None:
     """A routing setting that cannot work stops the start with a message naming it."""
     with pytest.raises(ValueError, match=variable):
