@@ -14,6 +14,11 @@ from tests.fakes import FakeTwilio
 from tests.fakes.http_gateway import FakeHttpGateway
 from tests.fakes.smpp import FakeSmsc
 
+# The ledger on SQLite and PostgreSQL, as the ledger tests have it.
+from tests.ledger.conftest import empty_url, ledger, ledger_url, make_ledger
+
+__all__ = ["empty_url", "ledger", "ledger_url", "make_ledger"]
+
 
 class ManualMonotonic:
     """A monotonic clock in seconds that only moves when the test says so."""
