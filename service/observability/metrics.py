@@ -74,7 +74,10 @@ PROVIDER_LATENCY = Histogram(
 )
 RETRIES = Counter("retries", "Retried provider attempts.", ["provider"], namespace=_NS)
 CIRCUIT_OPEN = Gauge(
-    "circuit_open", "1 while the provider's circuit breaker is open.", ["provider"], namespace=_NS
+    "circuit_open",
+    "1 while the provider's circuit breaker is open or half-open (not yet proven healthy).",
+    ["provider"],
+    namespace=_NS,
 )
 IN_FLIGHT = Gauge("in_flight_events", "Events consumed and not yet finished.", namespace=_NS)
 PARTITION_LAG = Gauge(
