@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ from service.receipts.model import ReceiptSink
 __all__ = ["RoutePlan", "build_dispatcher", "route_plan"]
 
 SenderFactory = Callable[[], Sender]
+
+log = logging.getLogger(__name__)
 
 _SMS = "NOTIFIER_SMS_PROVIDER"
 _PUSH = "NOTIFIER_PUSH_PROVIDER"
@@ -113,6 +116,7 @@ def build_dispatcher(
         factories[(Channel.SMS, name)] = _sms_factory(name, settings, out, clock, sink)
     for name in plan.push:
         factories[(Channel.PUSH, name)] = _push_factory(name, settings, out, clock)
+    _warn_if_lease_too_short(settings, plan)
     circuit = CircuitConfig(
         window_s=settings.circuit_window_s,
         min_calls=settings.circuit_min_calls,
@@ -177,6 +181,25 @@ async def _close_all(senders: list[Sender]) -> None:
     for sender in senders:
         with contextlib.suppress(Exception):
             await sender.aclose()
+
+
+def _warn_if_lease_too_short(settings: Settings, plan: RoutePlan) -> None:
+    """A dispatch that outlives its ledger claim is reported `unknown` by a redelivery while it
+    still runs: say so at start when the worst case (every provider of the longest route using
+    its whole retry budget) exceeds the lease."""
+    s = settings
+    longest = max([len(plan.sms), *(len(p) for p in plan.sms_by_country.values()), 1])
+    per_provider = (
+        s.send_max_attempts * s.send_timeout_s
+        + (s.send_max_attempts - 1) * s.send_backoff_max_s
+        + s.send_max_attempts * s.rate_limit_max_wait_s
+    )
+    worst = longest * per_provider
+    if worst > s.ledger_lease_s:
+        log.warning(
+            "NOTIFIER_LEDGER_LEASE_S is shorter than the longest possible dispatch",
+            extra={"lease_s": s.ledger_lease_s, "worst_case_s": worst, "providers": longest},
+        )
 
 
 def _require(value: str, variable: str, where: str) -> str:
