@@ -31,6 +31,8 @@ from service.pipeline.publisher import ResultPublisher
 from service.pipeline.scheduler import DeferredScheduler
 from service.policy import load_policy, plan_notifications
 from service.policy.model import PlannedNotification
+from service.receipts.sink import LedgerReceiptSink
+from service.receipts.webhook import build_receipt_routes
 from service.rendering import Renderer, resolve_locale
 
 __all__ = ["NotifierApp", "utc_now"]
@@ -93,14 +95,21 @@ class NotifierApp:
                 default_timezone=default_zone,
             )
             stack.push_async_callback(ledger.aclose)
-            dispatcher = await stack.enter_async_context(
-                build_dispatcher(s, out=self.out, clock=self.clock)
-            )
             producer = build_producer(s)
             await producer.start()
             stack.push_async_callback(producer.stop)
             publisher = ResultPublisher(
                 producer, results_topic=s.results_topic, dlq_topic=s.dlq_topic
+            )
+            # Receipts (webhook, SMPP deliver_sm) -> ledger + delivered/undelivered results.
+            receipts = LedgerReceiptSink(
+                ledger.receipts(),
+                publisher,
+                clock=self.clock,
+                match_window_s=s.receipt_match_window_s,
+            )
+            dispatcher = await stack.enter_async_context(
+                build_dispatcher(s, out=self.out, clock=self.clock, sink=receipts)
             )
 
             def planner(event: LoanOverdueEvent, now: datetime) -> list[PlannedNotification]:
@@ -137,7 +146,14 @@ class NotifierApp:
             self.health.add_check("kafka", _producer_ready(producer))
             if s.http_port:
                 server = await stack.enter_async_context(
-                    serve_http(build_http_app(self.health), s.http_host, s.http_port)
+                    serve_http(
+                        build_http_app(
+                            self.health,
+                            extra_routes=build_receipt_routes(s, receipts, clock=self.clock),
+                        ),
+                        s.http_host,
+                        s.http_port,
+                    )
                 )
                 self.http_port = server.port
             scheduler = DeferredScheduler(
@@ -145,6 +161,10 @@ class NotifierApp:
             )
             scheduler_task = asyncio.create_task(scheduler.run(self._stop))
             stack.push_async_callback(_cancel, scheduler_task)
+            rematch_task = asyncio.create_task(
+                receipts.run(self._stop, interval_s=s.scheduler_interval_s)
+            )
+            stack.push_async_callback(_cancel, rematch_task)
             self.engine = engine
             if self._stop.is_set():
                 engine.request_stop()

@@ -118,10 +118,16 @@ class Settings(BaseSettings):
     )
 
     # --- Providers ------------------------------------------------------------------------------
-    sms_provider: Literal["console", "twilio", "smpp", "http_gateway"] = Field(
-        "console", description="SMS adapter."
+    sms_provider: str = Field(
+        "console",
+        description="SMS providers in failover order, comma-separated, among console, twilio, "
+        "smpp, http_gateway (e.g. smpp,twilio). See NOTIFIER_SMS_ROUTES for per-country lists.",
     )
-    push_provider: Literal["console", "fcm"] = Field("console", description="Push adapter.")
+    push_provider: str = Field(
+        "console",
+        description="Push adapters, comma-separated, among fcm, apns, jpush (each serves the "
+        "tokens of its own provider) and console (serves any token without an adapter).",
+    )
     twilio_base_url: str = Field("https://api.twilio.com", description="Twilio API base URL.")
     twilio_account_sid: str = Field("", description="Twilio account SID.")
     twilio_auth_token: SecretStr = Field(SecretStr(""), description="Twilio auth token.")
@@ -405,3 +411,46 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    # --- routing ---
+    sms_routes: str = Field(
+        "",
+        description="Per-country SMS provider lists by E.164 country code, overriding "
+        "NOTIFIER_SMS_PROVIDER for those numbers: CC:provider[,provider];... (e.g. "
+        "86:smpp,http_gateway;1:twilio). The longest matching code wins.",
+    )
+    provider_rate_limits: str = Field(
+        "",
+        description="Messages per second toward each provider, shared by all sends of the "
+        "process: provider:rate,... (e.g. smpp:50,twilio:10). Unlisted providers: unlimited.",
+    )
+    rate_limit_max_wait_s: float = Field(
+        5.0,
+        ge=0,
+        description="Longest wait for a rate-limit token before the send fails over to the next "
+        "provider (or fails as rate_limited). The wait is not an attempt.",
+    )
+    circuit_window_s: int = Field(
+        60, ge=1, le=3600, description="Sliding window of the circuit breakers' error rate."
+    )
+    circuit_min_calls: int = Field(
+        20, ge=1, description="Calls within the window before a circuit breaker may open."
+    )
+    circuit_error_rate: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Share of failed attempts (transient, ambiguous, our config) in the window "
+        "that opens a provider's circuit breaker.",
+    )
+    circuit_cool_down_s: float = Field(
+        30.0,
+        ge=0,
+        description="How long an open circuit refuses calls before letting one probe through.",
+    )
+    receipt_match_window_s: float = Field(
+        300.0,
+        ge=0,
+        description="How long a delivery receipt whose message id is not (yet) in the ledger is "
+        "kept and matched again (a receipt can overtake the recording of its send).",
+    )

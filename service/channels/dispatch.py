@@ -1,4 +1,5 @@
-"""Dispatch: route a message to its sender, retry transient failures, and say how it ended.
+"""Dispatch: route a message to its providers, retry transient failures, fail over, and say
+how it ended.
 
 `Dispatcher.dispatch` never raises for provider trouble; it returns a `DispatchOutcome` whose
 `reason` is a machine-readable code (see docs/channels.md):
@@ -9,22 +10,32 @@
   failed    retries_exhausted     transient errors until the attempt cap
   failed    provider_throttled    the provider asked us to wait longer than send_backoff_max_s
   failed    no_route              no sender for this channel / push provider
+  failed    circuit_open          the provider's circuit breaker is open (and no other took it)
+  failed    rate_limited          no rate-limit token within rate_limit_max_wait_s
   unknown   ambiguous_timeout     an attempt timed out after the request may have been accepted
   unknown   ambiguous_connection_lost / ambiguous_unreadable_response / ambiguous_adapter_error
 
 `unknown` is never retried: no provider offers an idempotency key, so a resend could deliver the
 reminder twice. Tenacity retries `TransientProviderError` only.
+
+Failover (the same notification id, under the same ledger claim): the next provider of the
+route is tried after retries_exhausted, provider_throttled, circuit_open, rate_limited and
+provider_config_error (our credentials at that provider: it refused before accepting). Never
+after an ambiguous outcome (the first provider may have sent it) nor after a refusal about the
+recipient (an invalid number is invalid everywhere). The outcome names the provider that
+decided it; `attempts` counts the attempts at every provider.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, cast
 
 from tenacity import (
     AsyncRetrying,
@@ -36,13 +47,15 @@ from tenacity import (
 )
 
 from service.channels.base import OutboundMessage, Sender
+from service.channels.circuit import CircuitBreaker
 from service.channels.errors import (
     AmbiguousProviderError,
     PermanentProviderError,
     ProviderError,
     TransientProviderError,
 )
-from service.events import Channel
+from service.channels.ratelimit import TokenBucket
+from service.channels.routing import country_codes, route_key_candidates
 from service.observability import metrics
 
 __all__ = ["REASONS", "DispatchOutcome", "Dispatcher"]
@@ -58,6 +71,8 @@ REASONS: Mapping[str, str] = {
     "retries_exhausted": "transient errors on every allowed attempt",
     "provider_throttled": "Retry-After longer than send_backoff_max_s; not retried early",
     "no_route": "no sender configured for this channel or push provider",
+    "circuit_open": "the provider's circuit breaker is open and no other provider took it",
+    "rate_limited": "no rate-limit token for the provider within rate_limit_max_wait_s",
     "ambiguous_timeout": "no answer within the attempt timeout; the provider may have sent it",
     "ambiguous_connection_lost": "connection lost after the request was sent",
     "ambiguous_unreadable_response": "accepted, but the answer carried no message id",
@@ -79,64 +94,145 @@ class DispatchOutcome:
     finished_at: datetime | None = None
     opt_out: bool = False
     dead_token: bool = False
+    # Every provider that was called, in order (failover); the last one is `provider`.
+    providers_tried: tuple[str, ...] = ()
 
 
 class _RetryAfterTooLong(Exception):
     """The provider's Retry-After exceeds our longest wait: stop rather than retry early."""
 
 
+class _CircuitOpen(Exception):
+    """The provider's circuit breaker refused the call: nothing was sent."""
+
+
+class _RateLimited(Exception):
+    """No rate-limit token within the wait cap: nothing was sent."""
+
+
+@dataclass(slots=True)
+class _Tally:
+    """Attempts of one dispatch across every provider it tried."""
+
+    attempts: int = 0
+    first_attempt_at: datetime | None = None
+    tried: list[str] = field(default_factory=list)
+
+
 class Dispatcher:
-    """Routes by channel ("sms") or push provider ("push:fcm", fallback "push"); owns senders."""
+    """Routes a message to its providers in failover order; owns the senders.
+
+    `routes` maps a route key (see service/channels/routing.py: "sms", "sms:86", "push:fcm",
+    "push") to one sender or to senders in failover order. `circuits` and `rate_limits` are per
+    provider name (`Sender.provider`); a provider without one is never short-circuited or
+    limited.
+    """
 
     def __init__(
         self,
-        routes: Mapping[str, Sender],
+        routes: Mapping[str, Sender | Sequence[Sender]],
         *,
         timeout_s: float,
         max_attempts: int,
         backoff_max_s: float,
         clock: Callable[[], datetime],
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        circuits: Mapping[str, CircuitBreaker] | None = None,
+        rate_limits: Mapping[str, TokenBucket] | None = None,
+        rate_limit_max_wait_s: float = 5.0,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        self._routes = dict(routes)
+        self._routes: dict[str, tuple[Sender, ...]] = {
+            key: _as_tuple(value) for key, value in routes.items()
+        }
+        self._sms_codes = country_codes(self._routes)
         self._timeout_s = timeout_s
         self._max_attempts = max_attempts
         self._backoff_max_s = backoff_max_s
         self._clock = clock
         self._sleep = sleep
+        self._circuits = dict(circuits or {})
+        self._rate_limits = dict(rate_limits or {})
+        self._rate_limit_max_wait_s = rate_limit_max_wait_s
         # 0.5 s, 1 s, 2 s, ... plus up to 0.5 s of jitter so retries of many lanes spread out.
         self._backoff = wait_exponential(
             multiplier=_INITIAL_BACKOFF_S, max=backoff_max_s
         ) + wait_random(0, _INITIAL_BACKOFF_S)
 
+    def routes_for(self, message: OutboundMessage) -> tuple[Sender, ...]:
+        """The senders for `message`, in failover order (empty: no route)."""
+        for key in route_key_candidates(message, self._sms_codes):
+            senders = self._routes.get(key)
+            if senders:
+                return senders
+        return ()
+
     def route_for(self, message: OutboundMessage) -> Sender | None:
-        if message.channel is Channel.SMS:
-            return self._routes.get("sms")
-        if message.push_provider is not None:
-            sender = self._routes.get(f"push:{message.push_provider.value}")
-            if sender is not None:
-                return sender
-        return self._routes.get("push")
+        """The first-choice sender for `message`."""
+        senders = self.routes_for(message)
+        return senders[0] if senders else None
 
     async def dispatch(self, message: OutboundMessage) -> DispatchOutcome:
-        sender = self.route_for(message)
-        ctx = {"notification_id": message.notification_id, "channel": message.channel.value}
-        if sender is None:
+        senders = self.routes_for(message)
+        ctx: dict[str, object] = {
+            "notification_id": message.notification_id,
+            "channel": message.channel.value,
+        }
+        if not senders:
             log.warning("no sender for message", extra={**ctx, "push": _push_name(message)})
             return DispatchOutcome("failed", "no_route", None, finished_at=self._clock())
+        tally = _Tally()
+        outcome: DispatchOutcome | None = None
+        for index, sender in enumerate(senders):
+            outcome, may_fail_over = await self._dispatch_to(sender, message, tally, ctx)
+            if not may_fail_over or index + 1 == len(senders):
+                break
+            nxt = senders[index + 1].provider
+            metrics.FAILOVERS.labels(from_provider=sender.provider, to_provider=nxt).inc()
+            log.warning(
+                "failing over to the next provider",
+                extra={**ctx, "provider": sender.provider, "next": nxt, "reason": outcome.reason},
+            )
+        assert outcome is not None
+        return dataclasses.replace(outcome, providers_tried=tuple(tally.tried))
+
+    async def _dispatch_to(
+        self,
+        sender: Sender,
+        message: OutboundMessage,
+        tally: _Tally,
+        base_ctx: Mapping[str, object],
+    ) -> tuple[DispatchOutcome, bool]:
+        """One provider with its retries. Returns the outcome and whether failing over to the
+        next provider is safe (the message cannot have been accepted by this one)."""
         provider = sender.provider
-        ctx["provider"] = provider
-        attempts = 0
-        first_attempt_at: datetime | None = None
+        ctx = {**base_ctx, "provider": provider}
+        circuit = self._circuits.get(provider)
+        bucket = self._rate_limits.get(provider)
 
         async def attempt() -> str:
-            nonlocal attempts, first_attempt_at
-            attempts += 1
-            if first_attempt_at is None:
-                first_attempt_at = self._clock()
-            return await self._attempt(sender, message)
+            if circuit is not None and not circuit.allow():
+                raise _CircuitOpen()
+            if bucket is not None:
+                wait = bucket.reserve(self._rate_limit_max_wait_s)
+                if wait is None:
+                    if circuit is not None:
+                        circuit.abandon()
+                    raise _RateLimited()
+                if wait > 0:
+                    try:
+                        await self._sleep(wait)
+                    except BaseException:
+                        if circuit is not None:
+                            circuit.abandon()
+                        raise
+            if not tally.tried or tally.tried[-1] != provider:
+                tally.tried.append(provider)
+            tally.attempts += 1
+            if tally.first_attempt_at is None:
+                tally.first_attempt_at = self._clock()
+            return await self._attempt(sender, message, circuit)
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._max_attempts),
@@ -162,8 +258,8 @@ class Dispatcher:
                 provider,
                 provider_message_id=message_id,
                 provider_code=code,
-                attempts=attempts,
-                first_attempt_at=first_attempt_at,
+                attempts=tally.attempts,
+                first_attempt_at=tally.first_attempt_at,
                 finished_at=self._clock(),
                 opt_out=opt_out,
                 dead_token=dead_token,
@@ -171,58 +267,78 @@ class Dispatcher:
 
         try:
             message_id: str = await retrying(attempt)
+        except _CircuitOpen:
+            log.warning("circuit open; provider not called", extra=ctx)
+            return outcome("failed", "circuit_open"), True
+        except _RateLimited:
+            log.warning("no rate-limit token within the wait cap", extra=ctx)
+            return outcome("failed", "rate_limited"), True
         except _RetryAfterTooLong as exc:
             cause = exc.__cause__
             code = cause.code if isinstance(cause, ProviderError) else None
             log.warning("provider throttled beyond our backoff cap", extra={**ctx, "code": code})
-            return outcome("failed", "provider_throttled", code=code)
+            return outcome("failed", "provider_throttled", code=code), True
         except TransientProviderError as exc:
             log.warning(
                 "transient errors on every attempt",
-                extra={**ctx, "code": exc.code, "attempts": attempts},
+                extra={**ctx, "code": exc.code, "attempts": tally.attempts},
             )
-            return outcome("failed", "retries_exhausted", code=exc.code)
+            return outcome("failed", "retries_exhausted", code=exc.code), True
         except PermanentProviderError as exc:
             reason = "provider_config_error" if exc.alert else "provider_rejected"
             level = logging.ERROR if exc.alert else logging.INFO
             log.log(level, "provider refused message", extra={**ctx, "code": exc.code})
-            return outcome(
+            # Our own misconfiguration at this provider (alert) says nothing about the
+            # recipient, and the provider refused before accepting: the next one may send it.
+            # A refusal about the recipient (invalid number, opted out, dead token) holds at
+            # every provider.
+            refused = outcome(
                 "failed",
                 reason,
                 code=exc.code,
                 opt_out=exc.opt_out,
                 dead_token=exc.dead_token,
             )
+            return refused, exc.alert and not (exc.opt_out or exc.dead_token)
         except AmbiguousProviderError as exc:
             reason = f"ambiguous_{exc.code}"
             if reason not in REASONS:
                 reason = "ambiguous_timeout"
             log.warning("send outcome unknown; not resending", extra={**ctx, "code": exc.code})
-            return outcome("unknown", reason, code=exc.code)
-        return outcome("sent", "sent", message_id=message_id)
+            # Never fail over: this provider may have accepted it.
+            return outcome("unknown", reason, code=exc.code), False
+        return outcome("sent", "sent", message_id=message_id), False
 
-    async def _attempt(self, sender: Sender, message: OutboundMessage) -> str:
+    async def _attempt(
+        self, sender: Sender, message: OutboundMessage, circuit: CircuitBreaker | None
+    ) -> str:
         provider = sender.provider
         started = time.perf_counter()
+        healthy: bool | None = None
         try:
             async with asyncio.timeout(self._timeout_s):
                 message_id = await sender.send(message)
         except TimeoutError:
+            healthy = False
             metrics.PROVIDER_ATTEMPTS.labels(provider=provider, outcome="ambiguous").inc()
             raise AmbiguousProviderError(
                 "attempt timed out", provider=provider, code="timeout"
             ) from None
         except TransientProviderError:
+            healthy = False
             metrics.PROVIDER_ATTEMPTS.labels(provider=provider, outcome="transient").inc()
             raise
-        except PermanentProviderError:
+        except PermanentProviderError as exc:
+            healthy = not exc.alert
             metrics.PROVIDER_ATTEMPTS.labels(provider=provider, outcome="permanent").inc()
             raise
         except AmbiguousProviderError:
+            healthy = False
             metrics.PROVIDER_ATTEMPTS.labels(provider=provider, outcome="ambiguous").inc()
             raise
         except Exception as exc:
             # A bug in an adapter may strike after the request left: treat as ambiguous.
+            healthy = False
             metrics.PROVIDER_ATTEMPTS.labels(provider=provider, outcome="ambiguous").inc()
             log.error(
                 "adapter failed unexpectedly",
@@ -231,10 +347,19 @@ class Dispatcher:
             raise AmbiguousProviderError(
                 f"adapter error {type(exc).__name__}", provider=provider, code="adapter_error"
             ) from None
+        else:
+            healthy = True
         finally:
             metrics.PROVIDER_LATENCY.labels(provider=provider).observe(
                 time.perf_counter() - started
             )
+            if circuit is not None:
+                if healthy is None:
+                    circuit.abandon()  # cancelled: says nothing about the provider
+                elif healthy:
+                    circuit.success()
+                else:
+                    circuit.failure()
         metrics.PROVIDER_ATTEMPTS.labels(provider=provider, outcome="ok").inc()
         return message_id
 
@@ -261,18 +386,25 @@ class Dispatcher:
     async def aclose(self) -> None:
         """Close every sender once (a sender may serve several routes)."""
         seen: set[int] = set()
-        for sender in self._routes.values():
-            if id(sender) in seen:
-                continue
-            seen.add(id(sender))
-            try:
-                await sender.aclose()
-            except Exception as exc:
-                log.warning(
-                    "sender failed to close",
-                    extra={"provider": sender.provider, "error": type(exc).__name__},
-                )
+        for senders in self._routes.values():
+            for sender in senders:
+                if id(sender) in seen:
+                    continue
+                seen.add(id(sender))
+                try:
+                    await sender.aclose()
+                except Exception as exc:
+                    log.warning(
+                        "sender failed to close",
+                        extra={"provider": sender.provider, "error": type(exc).__name__},
+                    )
 
 
 def _push_name(message: OutboundMessage) -> str | None:
     return message.push_provider.value if message.push_provider else None
+
+
+def _as_tuple(value: Sender | Sequence[Sender]) -> tuple[Sender, ...]:
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    return (cast("Sender", value),)

@@ -1,29 +1,97 @@
-"""Build the dispatcher and its senders from Settings; close them when the service stops.
+"""Build the dispatcher, its routes, senders, circuit breakers and rate limits from Settings.
 
-Configuration problems (a Twilio SID missing, an unreadable service-account file) raise
-ValueError naming the NOTIFIER_ variable when `build_dispatcher` is *called*, before anything
-is opened, so the service refuses to start instead of failing every send.
+Configuration problems (an unknown provider name, a Twilio SID missing, an unreadable key
+file) raise ValueError naming the NOTIFIER_ variable when `build_dispatcher` is *called*, before
+anything is opened, so the service refuses to start instead of failing every send. Senders are
+opened on enter (the SMPP session starts binding in the background) and closed on exit.
+
+One sender per provider serves every route that names it, so a provider's circuit breaker and
+rate limit are shared by all its routes and all tasks of the process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TextIO
 
+from service.channels.apns import build_apns_sender
 from service.channels.base import Sender
+from service.channels.circuit import CircuitBreaker, CircuitConfig
 from service.channels.console import ConsoleSender
 from service.channels.dispatch import Dispatcher
 from service.channels.fcm import FcmSender
 from service.channels.google_oauth import ServiceAccount, load_service_account
+from service.channels.http_gateway import HttpGatewaySender, http_gateway_config_from_settings
+from service.channels.jpush import build_jpush_sender
+from service.channels.ratelimit import TokenBucket
+from service.channels.routing import (
+    PUSH_PROVIDERS,
+    SMS_PROVIDERS,
+    parse_provider_list,
+    parse_rate_limits,
+    parse_sms_routes,
+)
+from service.channels.smpp import build_smpp_sender
 from service.channels.twilio import TwilioSender
 from service.config import Settings
 from service.events import Channel
+from service.receipts.model import ReceiptSink
 
-__all__ = ["build_dispatcher"]
+__all__ = ["RoutePlan", "build_dispatcher", "route_plan"]
 
 SenderFactory = Callable[[], Sender]
+
+log = logging.getLogger(__name__)
+
+_SMS = "NOTIFIER_SMS_PROVIDER"
+_PUSH = "NOTIFIER_PUSH_PROVIDER"
+_ROUTES = "NOTIFIER_SMS_ROUTES"
+_RATES = "NOTIFIER_PROVIDER_RATE_LIMITS"
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePlan:
+    """The routing settings, parsed: provider names only, no senders yet."""
+
+    sms: tuple[str, ...]
+    sms_by_country: Mapping[str, tuple[str, ...]]
+    push: tuple[str, ...]
+    rate_limits: Mapping[str, float]
+
+    def sms_providers(self) -> list[str]:
+        """Every SMS provider some route uses, each once."""
+        names = list(self.sms)
+        for providers in self.sms_by_country.values():
+            names += [p for p in providers if p not in names]
+        return names
+
+    def route_keys(self) -> dict[str, tuple[str, ...]]:
+        """Route key -> provider names, e.g. {"sms": ("smpp", "twilio"), "push:fcm": ("fcm",)}."""
+        routes: dict[str, tuple[str, ...]] = {"sms": self.sms}
+        for code, providers in self.sms_by_country.items():
+            routes[f"sms:{code}"] = providers
+        for name in self.push:
+            routes["push" if name == "console" else f"push:{name}"] = (name,)
+        return routes
+
+
+def route_plan(settings: Settings) -> RoutePlan:
+    """Parse and check the routing settings; ValueError names the variable."""
+    sms = parse_provider_list(settings.sms_provider, variable=_SMS, allowed=SMS_PROVIDERS)
+    by_country = parse_sms_routes(settings.sms_routes, variable=_ROUTES, allowed=SMS_PROVIDERS)
+    push = parse_provider_list(settings.push_provider, variable=_PUSH, allowed=PUSH_PROVIDERS)
+    rates = parse_rate_limits(
+        settings.provider_rate_limits,
+        variable=_RATES,
+        allowed=sorted({*SMS_PROVIDERS, *PUSH_PROVIDERS}),
+    )
+    return RoutePlan(sms, by_country, push, rates)
 
 
 def build_dispatcher(
@@ -32,74 +100,188 @@ def build_dispatcher(
     out: TextIO,
     clock: Callable[[], datetime],
     extra_routes: Mapping[str, Sender] | None = None,
+    sink: ReceiptSink | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> contextlib.AbstractAsyncContextManager[Dispatcher]:
     """Validate now; open senders on enter; close them (extra routes included) on exit.
 
-    Routes: "sms", and "push:<provider>" or the "push" fallback. `extra_routes` override or add
-    routes (e.g. "push:apns"); the dispatcher then owns and closes those senders too.
+    `extra_routes` override or add routes (e.g. "push:apns"); the dispatcher then owns and
+    closes those senders too. `sink` receives the SMPP session's delivery receipts and replies;
+    it is required when an SMS route uses smpp.
     """
-    factories: dict[str, SenderFactory] = {}
-    factories["sms"] = _sms_factory(settings, out, clock)
-    push_key, push_factory = _push_factory(settings, out, clock)
-    factories[push_key] = push_factory
-    return _running(settings, factories, dict(extra_routes or {}), clock)
+    plan = route_plan(settings)
+    factories: dict[tuple[Channel, str], SenderFactory] = {}
+    for name in plan.sms_providers():
+        factories[(Channel.SMS, name)] = _sms_factory(name, settings, out, clock, sink)
+    for name in plan.push:
+        factories[(Channel.PUSH, name)] = _push_factory(name, settings, out, clock)
+    _warn_if_lease_too_short(settings, plan)
+    circuit = CircuitConfig(
+        window_s=settings.circuit_window_s,
+        min_calls=settings.circuit_min_calls,
+        error_rate=settings.circuit_error_rate,
+        cool_down_s=settings.circuit_cool_down_s,
+    )
+    return _running(
+        settings, plan, factories, dict(extra_routes or {}), clock, sleep, monotonic, circuit
+    )
 
 
 @contextlib.asynccontextmanager
 async def _running(
     settings: Settings,
-    factories: Mapping[str, SenderFactory],
+    plan: RoutePlan,
+    factories: Mapping[tuple[Channel, str], SenderFactory],
     extra: Mapping[str, Sender],
     clock: Callable[[], datetime],
+    sleep: Callable[[float], Awaitable[None]],
+    monotonic: Callable[[], float],
+    circuit: CircuitConfig,
 ) -> AsyncIterator[Dispatcher]:
-    routes: dict[str, Sender] = {key: make() for key, make in factories.items()}
-    routes.update(extra)
+    senders: dict[tuple[Channel, str], Sender] = {}
+    try:
+        for sender_key, make in factories.items():
+            senders[sender_key] = make()
+    except BaseException:
+        await _close_all([*senders.values(), *extra.values()])
+        raise
+    routes: dict[str, tuple[Sender, ...]] = {}
+    for key, names in plan.route_keys().items():
+        channel = Channel.SMS if key.startswith("sms") else Channel.PUSH
+        routes[key] = tuple(senders[(channel, name)] for name in names)
+    for key, sender in extra.items():
+        routes[key] = (sender,)
+    providers = {s.provider for group in routes.values() for s in group}
     dispatcher = Dispatcher(
         routes,
         timeout_s=settings.send_timeout_s,
         max_attempts=settings.send_max_attempts,
         backoff_max_s=settings.send_backoff_max_s,
         clock=clock,
+        sleep=sleep,
+        circuits={p: CircuitBreaker(p, circuit, monotonic=monotonic) for p in providers},
+        rate_limits={
+            p: TokenBucket(rate, monotonic=monotonic) for p, rate in plan.rate_limits.items()
+        },
+        rate_limit_max_wait_s=settings.rate_limit_max_wait_s,
     )
     try:
+        for sender in senders.values():
+            start = getattr(sender, "start", None)
+            if start is not None:
+                # The SMPP session: binds in the background, never fails on a down SMSC.
+                await start()
         yield dispatcher
     finally:
         await dispatcher.aclose()
 
 
-def _require(value: str, variable: str, provider: str) -> str:
+async def _close_all(senders: list[Sender]) -> None:
+    for sender in senders:
+        with contextlib.suppress(Exception):
+            await sender.aclose()
+
+
+def _warn_if_lease_too_short(settings: Settings, plan: RoutePlan) -> None:
+    """A dispatch that outlives its ledger claim is reported `unknown` by a redelivery while it
+    still runs: say so at start when the worst case (every provider of the longest route using
+    its whole retry budget) exceeds the lease."""
+    s = settings
+    longest = max([len(plan.sms), *(len(p) for p in plan.sms_by_country.values()), 1])
+    per_provider = (
+        s.send_max_attempts * s.send_timeout_s
+        + (s.send_max_attempts - 1) * s.send_backoff_max_s
+        + (s.send_max_attempts * s.rate_limit_max_wait_s if plan.rate_limits else 0.0)
+    )
+    worst = longest * per_provider
+    # One provider alone is the pre-failover trade-off (documented with the lease); failover
+    # multiplies it, which is worth a line at start.
+    if longest > 1 and worst > s.ledger_lease_s:
+        log.warning(
+            "NOTIFIER_LEDGER_LEASE_S is shorter than the longest possible dispatch",
+            extra={"lease_s": s.ledger_lease_s, "worst_case_s": worst, "providers": longest},
+        )
+
+
+def _require(value: str, variable: str, where: str) -> str:
     if not value.strip():
-        raise ValueError(f"{variable} is required when {provider} is the provider")
+        raise ValueError(f"{variable} is required when {where}")
     return value
 
 
-def _sms_factory(settings: Settings, out: TextIO, clock: Callable[[], datetime]) -> SenderFactory:
-    if settings.sms_provider == "console":
+def _sms_factory(
+    name: str,
+    settings: Settings,
+    out: TextIO,
+    clock: Callable[[], datetime],
+    sink: ReceiptSink | None,
+) -> SenderFactory:
+    where = f"{_SMS} or {_ROUTES} names {name}"
+    if name == "console":
         return lambda: ConsoleSender(Channel.SMS, out)
-    where = "NOTIFIER_SMS_PROVIDER=twilio"
+    if name == "twilio":
+        return _twilio_factory(settings, clock, where)
+    if name == "smpp":
+        _require(settings.smpp_system_id, "NOTIFIER_SMPP_SYSTEM_ID", where)
+        if sink is None:
+            raise ValueError(f"smpp needs a receipt sink for its delivery receipts ({where})")
+        receipts = sink
+        return lambda: build_smpp_sender(settings, receipts, clock=clock)
+    if name == "http_gateway":
+        config = http_gateway_config_from_settings(settings)
+        return lambda: HttpGatewaySender(config)
+    raise ValueError(f"{_SMS}: unknown provider {name!r}")
+
+
+def _twilio_factory(settings: Settings, clock: Callable[[], datetime], where: str) -> SenderFactory:
     sid = _require(settings.twilio_account_sid, "NOTIFIER_TWILIO_ACCOUNT_SID", where)
     token = _require(
         settings.twilio_auth_token.get_secret_value(), "NOTIFIER_TWILIO_AUTH_TOKEN", where
     )
     sender_id = _require(settings.twilio_from, "NOTIFIER_TWILIO_FROM", where)
     base_url = _require(settings.twilio_base_url, "NOTIFIER_TWILIO_BASE_URL", where)
+    callback = settings.twilio_status_callback
+    if callback is None and settings.receipts_public_url:
+        # Receipts come back to our webhook unless another URL is configured.
+        callback = settings.receipts_public_url.rstrip("/") + "/receipts/twilio/status"
     return lambda: TwilioSender(
         base_url=base_url,
         account_sid=sid,
         auth_token=token,
         from_=sender_id,
-        status_callback=settings.twilio_status_callback,
+        status_callback=callback,
         timeout_s=settings.send_timeout_s,
         clock=clock,
     )
 
 
 def _push_factory(
-    settings: Settings, out: TextIO, clock: Callable[[], datetime]
-) -> tuple[str, SenderFactory]:
-    if settings.push_provider == "console":
-        return "push", lambda: ConsoleSender(Channel.PUSH, out)
-    where = "NOTIFIER_PUSH_PROVIDER=fcm"
+    name: str, settings: Settings, out: TextIO, clock: Callable[[], datetime]
+) -> SenderFactory:
+    where = f"{_PUSH} names {name}"
+    if name == "console":
+        return lambda: ConsoleSender(Channel.PUSH, out)
+    if name == "fcm":
+        return _fcm_factory(settings, clock, where)
+    if name == "apns":
+        path = settings.apns_key_file
+        if path is None or not path.is_file():
+            raise ValueError(f"NOTIFIER_APNS_KEY_FILE must name a readable .p8 file when {where}")
+        _require(settings.apns_key_id, "NOTIFIER_APNS_KEY_ID", where)
+        _require(settings.apns_team_id, "NOTIFIER_APNS_TEAM_ID", where)
+        _require(settings.apns_topic, "NOTIFIER_APNS_TOPIC", where)
+        return lambda: build_apns_sender(settings)
+    if name == "jpush":
+        _require(settings.jpush_app_key, "NOTIFIER_JPUSH_APP_KEY", where)
+        _require(
+            settings.jpush_master_secret.get_secret_value(), "NOTIFIER_JPUSH_MASTER_SECRET", where
+        )
+        return lambda: build_jpush_sender(settings)
+    raise ValueError(f"{_PUSH}: unknown provider {name!r}")
+
+
+def _fcm_factory(settings: Settings, clock: Callable[[], datetime], where: str) -> SenderFactory:
     path = settings.fcm_service_account_file
     if path is None:
         raise ValueError(f"NOTIFIER_FCM_SERVICE_ACCOUNT_FILE is required when {where}")
@@ -110,7 +292,7 @@ def _push_factory(
     project_id = settings.fcm_project_id or account.project_id or ""
     _require(project_id, "NOTIFIER_FCM_PROJECT_ID", where)
     base_url = _require(settings.fcm_base_url, "NOTIFIER_FCM_BASE_URL", where)
-    return "push:fcm", lambda: FcmSender(
+    return lambda: FcmSender(
         base_url=base_url,
         project_id=project_id,
         account=account,

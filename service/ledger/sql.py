@@ -48,6 +48,7 @@ from service.ledger.codec import plan_from_json, plan_to_json
 from service.ledger.engine import build_engine, lock_key, translate_errors
 from service.ledger.errors import LedgerError, SchemaOutOfDateError
 from service.ledger.migrations import current_revision, head_revision
+from service.ledger.receipts import ReceiptStore
 from service.ledger.schema import UtcDateTime, audit, notifications, opt_outs
 from service.policy.model import ContactRules, PlannedNotification
 
@@ -128,6 +129,10 @@ class SqlLedger:
     def engine(self) -> AsyncEngine:
         """The engine, for instrumentation (statement counts, pool metrics)."""
         return self._engine
+
+    def receipts(self) -> ReceiptStore:
+        """Lookups and writes of delivery receipts and STOP replies (service/ledger/receipts.py)."""
+        return ReceiptStore(self._engine, hash_key=self._key)
 
     async def ping(self) -> None:
         async with translate_errors("ping"), self._engine.connect() as conn:

@@ -18,6 +18,7 @@ __all__ = [
     "DLQ_RECORDS",
     "EVENTS_CONSUMED",
     "EVENTS_RECEIVED",
+    "FAILOVERS",
     "IN_FLIGHT",
     "LAST_SEND",
     "NOTIFICATIONS",
@@ -27,6 +28,7 @@ __all__ = [
     "PROVIDER_ATTEMPTS",
     "PROVIDER_LATENCY",
     "RECEIPTS",
+    "RECEIPTS_UNMATCHED",
     "RENDER_SECONDS",
     "RESULTS_PUBLISHED",
     "RETRIES",
@@ -72,7 +74,10 @@ PROVIDER_LATENCY = Histogram(
 )
 RETRIES = Counter("retries", "Retried provider attempts.", ["provider"], namespace=_NS)
 CIRCUIT_OPEN = Gauge(
-    "circuit_open", "1 while the provider's circuit breaker is open.", ["provider"], namespace=_NS
+    "circuit_open",
+    "1 while the provider's circuit breaker is open or half-open (not yet proven healthy).",
+    ["provider"],
+    namespace=_NS,
 )
 IN_FLIGHT = Gauge("in_flight_events", "Events consumed and not yet finished.", namespace=_NS)
 PARTITION_LAG = Gauge(
@@ -136,5 +141,18 @@ WEBHOOK_REJECTED = Counter(
     "receipt_webhook_rejected",
     "Receipt callbacks refused (bad or missing signature, unreadable body).",
     ["provider", "reason"],
+    namespace=_NS,
+)
+# --- routing ---
+FAILOVERS = Counter(
+    "provider_failovers",
+    "Sends handed to the next provider of their route (retries exhausted, circuit open, ...).",
+    ["from_provider", "to_provider"],
+    namespace=_NS,
+)
+RECEIPTS_UNMATCHED = Counter(
+    "receipts_unmatched",
+    "Delivery receipts whose provider message id matched no notification in the ledger.",
+    ["provider"],
     namespace=_NS,
 )
