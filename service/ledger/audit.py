@@ -6,10 +6,19 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from service.events import Channel, LoanOverdueEvent
+from service.events import Channel, DeliveryResult, LoanOverdueEvent
 
-__all__ = ["AuditRow", "ContactRef", "contact_hash", "contact_of", "mask_phone", "mask_token"]
+__all__ = [
+    "AuditRow",
+    "ContactRef",
+    "audit_values",
+    "contact_hash",
+    "contact_of",
+    "mask_phone",
+    "mask_token",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +84,38 @@ def contact_of(event: LoanOverdueEvent, channel: Channel | None, key: bytes) -> 
             mask_token(token.provider.value, token.token), contact_hash(key, token.token)
         )
     return None
+
+
+def audit_values(
+    result: DeliveryResult,
+    *,
+    at: datetime,
+    contact: ContactRef | None,
+    policy_rule: str | None = None,
+    template_name: str | None = None,
+) -> dict[str, Any]:
+    """The audit row of one decision or receipt: masked contact and its hash, never the raw."""
+    return {
+        "at": at,
+        "notification_id": result.notification_id or "",
+        "result_id": result.result_id,
+        "event_id": result.event_id,
+        "borrower_id": result.borrower_id,
+        "loan_id": result.loan_id,
+        "channel": result.channel.value if result.channel else None,
+        "status": result.status.value,
+        "reason": result.reason,
+        "rule": result.rule,
+        "policy_rule": policy_rule,
+        "template_name": result.template.name if result.template else template_name,
+        "template_version": result.template.version if result.template else None,
+        "provider": result.provider,
+        "provider_message_id": result.provider_message_id,
+        "provider_code": result.provider_code,
+        "attempts": result.attempts,
+        "contact_masked": contact.masked if contact else None,
+        "contact_hash": contact.hashed if contact else None,
+        "not_before": result.not_before,
+        "first_attempt_at": result.first_attempt_at,
+        "finished_at": result.finished_at,
+    }

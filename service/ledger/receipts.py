@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.events import Channel, DeliveryResult, DeliveryStatus, TemplateRef
-from service.ledger.audit import contact_hash
+from service.ledger.audit import ContactRef, audit_values, contact_hash
 from service.ledger.engine import translate_errors
 from service.ledger.schema import audit, notifications, opt_outs
 
@@ -75,7 +75,14 @@ class ReceiptStore:
         async with translate_errors("record_receipt"), self._engine.begin() as conn:
             if (await conn.execute(seen)).first() is not None:
                 return False
-            await conn.execute(audit.insert(), [_audit_row(result, contact_masked, contact_hash)])
+            # Both come from the send's own audit row, where they are set together or not at all.
+            contact = (
+                ContactRef(contact_masked, contact_hash)
+                if contact_masked is not None and contact_hash is not None
+                else None
+            )
+            row = audit_values(result, at=result.occurred_at, contact=contact)
+            await conn.execute(audit.insert(), [row])
         return True
 
     async def borrowers_with_phone(self, phone: str) -> list[str]:
@@ -133,32 +140,3 @@ def _sent_result(row: Any) -> DeliveryResult:
         first_attempt_at=row["first_attempt_at"],
         finished_at=row["finished_at"],
     )
-
-
-def _audit_row(
-    result: DeliveryResult, contact_masked: str | None, contact_hash: str | None
-) -> dict[str, Any]:
-    return {
-        "at": result.occurred_at,
-        "notification_id": result.notification_id or "",
-        "result_id": result.result_id,
-        "event_id": result.event_id,
-        "borrower_id": result.borrower_id,
-        "loan_id": result.loan_id,
-        "channel": result.channel.value if result.channel else None,
-        "status": result.status.value,
-        "reason": result.reason,
-        "rule": result.rule,
-        "policy_rule": None,
-        "template_name": result.template.name if result.template else None,
-        "template_version": result.template.version if result.template else None,
-        "provider": result.provider,
-        "provider_message_id": result.provider_message_id,
-        "provider_code": result.provider_code,
-        "attempts": result.attempts,
-        "contact_masked": contact_masked,
-        "contact_hash": contact_hash,
-        "not_before": None,
-        "first_attempt_at": result.first_attempt_at,
-        "finished_at": result.finished_at,
-    }

@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from service.compliance import Candidate, Contact, Decision, Verdict, decide
 from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent, result_id_for
 from service.ledger.api import Admission, AdmissionKind, DeferredNotification
-from service.ledger.audit import AuditRow, contact_of
+from service.ledger.audit import AuditRow, audit_values, contact_of
 from service.ledger.codec import plan_from_json, plan_to_json
 from service.ledger.engine import build_engine, lock_key, translate_errors
 from service.ledger.errors import LedgerError, SchemaOutOfDateError
@@ -357,30 +357,13 @@ class SqlLedger:
             if result.reason != "no_contact_address"
             else None
         )
-        return {
-            "at": result.finished_at or result.occurred_at,
-            "notification_id": result.notification_id or "",
-            "result_id": result.result_id,
-            "event_id": result.event_id,
-            "borrower_id": result.borrower_id,
-            "loan_id": result.loan_id,
-            "channel": result.channel.value if result.channel else None,
-            "status": result.status.value,
-            "reason": result.reason,
-            "rule": result.rule,
-            "policy_rule": policy_rule,
-            "template_name": result.template.name if result.template else template_name,
-            "template_version": result.template.version if result.template else None,
-            "provider": result.provider,
-            "provider_message_id": result.provider_message_id,
-            "provider_code": result.provider_code,
-            "attempts": result.attempts,
-            "contact_masked": contact.masked if contact else None,
-            "contact_hash": contact.hashed if contact else None,
-            "not_before": result.not_before,
-            "first_attempt_at": result.first_attempt_at,
-            "finished_at": result.finished_at,
-        }
+        return audit_values(
+            result,
+            at=result.finished_at or result.occurred_at,
+            contact=contact,
+            policy_rule=policy_rule,
+            template_name=template_name,
+        )
 
 
 def _admit_query(ids: list[str], borrower: str, since: datetime) -> Any:
