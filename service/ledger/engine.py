@@ -3,8 +3,9 @@
 SQLite: SQLAlchemy emits `BEGIN IMMEDIATE` itself, so every ledger transaction takes the write
 lock up front and transactions from several processes run one after the other (single writer);
 WAL lets readers continue meanwhile. Within one process the pool holds a single connection, so
-transactions wait for each other on the event loop rather than in sqlite's busy handler. PostgreSQL: asyncpg with connect and command timeouts, and
-a pre-ping so that connections broken while the database was away are replaced.
+transactions wait for each other on the event loop rather than in sqlite's busy handler.
+PostgreSQL: asyncpg with connect and command timeouts, and a pre-ping so that connections
+broken while the database was away are replaced.
 """
 
 from __future__ import annotations
