@@ -19,6 +19,8 @@ from typing import TextIO
 from service.channels.factory import build_dispatcher
 from service.config import Settings
 from service.events import LoanOverdueEvent
+from service.ledger.api import NotificationLedger
+from service.ledger.batching import BatchingLedger
 from service.ledger.errors import LedgerUnavailableError
 from service.ledger.sql import SqlLedger
 from service.observability.health import Health
@@ -80,12 +82,15 @@ class NotifierApp:
         renderer.check_covers(policy)
         default_zone = s.default_timezone or None
         async with contextlib.AsyncExitStack() as stack:
-            ledger = await SqlLedger.connect(
+            sql_ledger = await SqlLedger.connect(
                 s.database_url,
                 hash_key=s.hash_key.get_secret_value().encode(),
                 rules=policy.contact,
                 default_timezone=default_zone,
             )
+            ledger: NotificationLedger = sql_ledger
+            if s.ledger_batch_max > 1:
+                ledger = BatchingLedger(sql_ledger, max_batch=s.ledger_batch_max)
             stack.push_async_callback(ledger.aclose)
             dispatcher = await stack.enter_async_context(
                 build_dispatcher(s, out=self.out, clock=self.clock)

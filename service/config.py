@@ -331,3 +331,11 @@ class Settings(BaseSettings):
     jpush_apns_production: bool = Field(
         True, description="JPush options.apns_production (for iOS via JPush)."
     )
+    # --- throughput ---
+    ledger_batch_max: int = Field(
+        200,
+        ge=1,
+        le=10_000,
+        description="Most events whose ledger admit (or record) calls share one transaction "
+        "(group commit of concurrent calls; 1 = one transaction per event).",
+    )
