@@ -332,6 +332,14 @@ class Settings(BaseSettings):
         True, description="JPush options.apns_production (for iOS via JPush)."
     )
     # --- throughput ---
+    provider_max_connections: int = Field(
+        200,
+        ge=1,
+        le=10_000,
+        description="Concurrent requests (and kept-alive connections) per HTTP provider. "
+        "Throughput per provider is at most this divided by its latency (200 at 50 ms: "
+        "4,000 sends/s); a send waiting for a slot has not started its timeout.",
+    )
     ledger_batch_max: int = Field(
         200,
         ge=1,

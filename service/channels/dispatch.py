@@ -19,6 +19,7 @@ reminder twice. Tenacity retries `TransientProviderError` only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -97,10 +98,19 @@ class Dispatcher:
         backoff_max_s: float,
         clock: Callable[[], datetime],
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_concurrent: int | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self._routes = dict(routes)
+        # Attempts at one sender at a time. Waiting for a slot happens *before* the attempt's
+        # timeout starts: a message that never left must not time out as "ambiguous" (under
+        # load, requests queued in httpx's pool did, and were reported `unknown`).
+        self._slots: dict[int, asyncio.Semaphore] = (
+            {id(s): asyncio.Semaphore(max_concurrent) for s in self._routes.values()}
+            if max_concurrent
+            else {}
+        )
         self._timeout_s = timeout_s
         self._max_attempts = max_attempts
         self._backoff_max_s = backoff_max_s
@@ -131,12 +141,15 @@ class Dispatcher:
         attempts = 0
         first_attempt_at: datetime | None = None
 
+        slot = self._slots.get(id(sender))
+
         async def attempt() -> str:
             nonlocal attempts, first_attempt_at
-            attempts += 1
-            if first_attempt_at is None:
-                first_attempt_at = self._clock()
-            return await self._attempt(sender, message)
+            async with slot if slot is not None else contextlib.nullcontext():
+                attempts += 1
+                if first_attempt_at is None:
+                    first_attempt_at = self._clock()
+                return await self._attempt(sender, message)
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._max_attempts),

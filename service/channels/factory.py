@@ -60,6 +60,7 @@ async def _running(
         max_attempts=settings.send_max_attempts,
         backoff_max_s=settings.send_backoff_max_s,
         clock=clock,
+        max_concurrent=settings.provider_max_connections,
     )
     try:
         yield dispatcher
@@ -91,6 +92,7 @@ def _sms_factory(settings: Settings, out: TextIO, clock: Callable[[], datetime])
         status_callback=settings.twilio_status_callback,
         timeout_s=settings.send_timeout_s,
         clock=clock,
+        max_connections=settings.provider_max_connections,
     )
 
 
@@ -117,4 +119,5 @@ def _push_factory(
         token_url=settings.fcm_token_url,
         timeout_s=settings.send_timeout_s,
         clock=clock,
+        max_connections=settings.provider_max_connections,
     )
