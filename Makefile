@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check templates-check deploy-check deploy-sync system-deps clean
+.PHONY: demo bench bench-smoke test lint typecheck check templates-check deploy-check deploy-sync system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,15 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/overdue-notifier demo
+
+# Throughput benchmark (bench/README.md): raw aiokafka loop vs naive consumer vs the service.
+# Pass options with ARGS, e.g. make bench ARGS="--events 200000 --ledger postgres".
+bench: $(STAMP)
+	$(BIN)/python -m bench $(ARGS)
+
+# A run of seconds that CI can afford: checks that every consumer answers every event.
+bench-smoke: $(STAMP)
+	$(BIN)/python -m bench --events 300 --naive-events 20 --latency-ms 5 --paced-events 100
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
@@ -26,8 +35,8 @@ system-deps:
 	    else echo "stunnel4 is missing: sudo apt-get install stunnel4 (the TLS test needs it)"; exit 1; fi; }
 
 lint: $(STAMP)
-	$(BIN)/ruff check service tests deploy/tools
-	$(BIN)/ruff format --check service tests deploy/tools
+	$(BIN)/ruff check service tests deploy/tools bench
+	$(BIN)/ruff format --check service tests deploy/tools bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -20,6 +20,8 @@ from service.channels.factory import build_dispatcher
 from service.config import Settings
 from service.events import LoanOverdueEvent
 from service.kafka_preflight import check_tls
+from service.ledger.api import NotificationLedger
+from service.ledger.batching import BatchingLedger
 from service.ledger.errors import LedgerUnavailableError
 from service.ledger.sql import SqlLedger
 from service.observability.health import Health
@@ -88,12 +90,15 @@ class NotifierApp:
         # aiokafka reports a refused certificate as "Unable to bootstrap"; this names the cause.
         await check_tls(s)
         async with contextlib.AsyncExitStack() as stack:
-            ledger = await SqlLedger.connect(
+            sql_ledger = await SqlLedger.connect(
                 s.database_url,
                 hash_key=s.hash_key.get_secret_value().encode(),
                 rules=policy.contact,
                 default_timezone=default_zone,
             )
+            ledger: NotificationLedger = sql_ledger
+            if s.ledger_batch_max > 1:
+                ledger = BatchingLedger(sql_ledger, max_batch=s.ledger_batch_max)
             stack.push_async_callback(ledger.aclose)
             producer = build_producer(s)
             await producer.start()
@@ -103,7 +108,7 @@ class NotifierApp:
             )
             # Receipts (webhook, SMPP deliver_sm) -> ledger + delivered/undelivered results.
             receipts = LedgerReceiptSink(
-                ledger.receipts(),
+                sql_ledger.receipts(),
                 publisher,
                 clock=self.clock,
                 match_window_s=s.receipt_match_window_s,

@@ -454,3 +454,19 @@ class Settings(BaseSettings):
         description="How long a delivery receipt whose message id is not (yet) in the ledger is "
         "kept and matched again (a receipt can overtake the recording of its send).",
     )
+    # --- throughput ---
+    provider_max_connections: int = Field(
+        200,
+        ge=1,
+        le=10_000,
+        description="Concurrent requests (and kept-alive connections) per HTTP provider. "
+        "Throughput per provider is at most this divided by its latency (200 at 50 ms: "
+        "4,000 sends/s); a send waiting for a slot has not started its timeout.",
+    )
+    ledger_batch_max: int = Field(
+        200,
+        ge=1,
+        le=10_000,
+        description="Most events whose ledger admit (or record) calls share one transaction "
+        "(group commit of concurrent calls; 1 = one transaction per event).",
+    )

@@ -29,6 +29,7 @@ decided it; `attempts` counts the attempts at every provider.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -140,6 +141,7 @@ class Dispatcher:
         circuits: Mapping[str, CircuitBreaker] | None = None,
         rate_limits: Mapping[str, TokenBucket] | None = None,
         rate_limit_max_wait_s: float = 5.0,
+        max_concurrent: int | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -147,6 +149,13 @@ class Dispatcher:
             key: _as_tuple(value) for key, value in routes.items()
         }
         self._sms_codes = country_codes(self._routes)
+        # Attempts at one sender at a time. Waiting for a slot happens *before* the attempt's
+        # timeout starts: a message that never left must not time out as "ambiguous" (under
+        # load, requests queued in httpx's pool did, and were reported `unknown`).
+        senders = {id(s): s for group in self._routes.values() for s in group}
+        self._slots: dict[int, asyncio.Semaphore] = (
+            {key: asyncio.Semaphore(max_concurrent) for key in senders} if max_concurrent else {}
+        )
         self._timeout_s = timeout_s
         self._max_attempts = max_attempts
         self._backoff_max_s = backoff_max_s
@@ -211,6 +220,8 @@ class Dispatcher:
         circuit = self._circuits.get(provider)
         bucket = self._rate_limits.get(provider)
 
+        slot = self._slots.get(id(sender))
+
         async def attempt() -> str:
             if circuit is not None and not circuit.allow():
                 raise _CircuitOpen()
@@ -227,12 +238,13 @@ class Dispatcher:
                         if circuit is not None:
                             circuit.abandon()
                         raise
-            if not tally.tried or tally.tried[-1] != provider:
-                tally.tried.append(provider)
-            tally.attempts += 1
-            if tally.first_attempt_at is None:
-                tally.first_attempt_at = self._clock()
-            return await self._attempt(sender, message, circuit)
+            async with slot if slot is not None else contextlib.nullcontext():
+                if not tally.tried or tally.tried[-1] != provider:
+                    tally.tried.append(provider)
+                tally.attempts += 1
+                if tally.first_attempt_at is None:
+                    tally.first_attempt_at = self._clock()
+                return await self._attempt(sender, message, circuit)
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._max_attempts),

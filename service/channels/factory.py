@@ -165,6 +165,7 @@ async def _running(
             p: TokenBucket(rate, monotonic=monotonic) for p, rate in plan.rate_limits.items()
         },
         rate_limit_max_wait_s=settings.rate_limit_max_wait_s,
+        max_concurrent=settings.provider_max_connections,
     )
     try:
         for sender in senders.values():
@@ -253,6 +254,7 @@ def _twilio_factory(settings: Settings, clock: Callable[[], datetime], where: st
         status_callback=callback,
         timeout_s=settings.send_timeout_s,
         clock=clock,
+        max_connections=settings.provider_max_connections,
     )
 
 
@@ -299,4 +301,5 @@ def _fcm_factory(settings: Settings, clock: Callable[[], datetime], where: str) 
         token_url=settings.fcm_token_url,
         timeout_s=settings.send_timeout_s,
         clock=clock,
+        max_connections=settings.provider_max_connections,
     )

@@ -50,10 +50,11 @@ class FcmSender:
         token_url: str | None = None,
         timeout_s: float = 10.0,
         clock: Callable[[], datetime] = utc_now,
+        max_connections: int = 100,
     ) -> None:
         self._url = f"{base_url.rstrip('/')}/v1/projects/{project_id}/messages:send"
         self._clock = clock
-        self._client = build_client(timeout_s)
+        self._client = build_client(timeout_s, max_connections=max_connections)
         self._tokens = AccessTokenSource(
             account, self._client, provider=PROVIDER, clock=clock, token_url=token_url
         )

@@ -47,12 +47,17 @@ class TwilioSender:
         status_callback: str | None = None,
         timeout_s: float = 10.0,
         clock: Callable[[], datetime] = utc_now,
+        max_connections: int = 100,
     ) -> None:
         self._url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
         self._from = from_
         self._status_callback = status_callback
         self._clock = clock
-        self._client = build_client(timeout_s, auth=httpx.BasicAuth(account_sid, auth_token))
+        self._client = build_client(
+            timeout_s,
+            auth=httpx.BasicAuth(account_sid, auth_token),
+            max_connections=max_connections,
+        )
 
     @property
     def provider(self) -> str:

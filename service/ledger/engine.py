@@ -2,9 +2,10 @@
 
 SQLite: SQLAlchemy emits `BEGIN IMMEDIATE` itself, so every ledger transaction takes the write
 lock up front and transactions from several processes run one after the other (single writer);
-WAL lets readers continue meanwhile. PostgreSQL: asyncpg with connect and command timeouts, and
-pool invalidation on disconnect errors, so that connections broken while the database was
-away are replaced.
+WAL lets readers continue meanwhile. Within one process the pool holds a single connection, so
+transactions wait for each other on the event loop rather than in sqlite's busy handler.
+PostgreSQL: asyncpg with connect and command timeouts, and pool invalidation on disconnect
+errors, so that connections broken while the database was away are replaced.
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ def build_engine(url: str, *, timeout_s: float = 10.0) -> AsyncEngine:
     elif parsed.get_backend_name() == "postgresql":
         connect_args["timeout"] = timeout_s
         connect_args["command_timeout"] = timeout_s
+    pool_args: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        # SQLite has one writer. Several pooled connections each waiting in BEGIN IMMEDIATE spin
+        # in sqlite's busy handler (sleeps of up to 100 ms), which under load cost more than the
+        # transactions themselves and ran into the busy timeout; one connection makes the
+        # transactions queue on the event loop instead, in order, without sleeping.
+        pool_args = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60 * timeout_s}
     engine = create_async_engine(
         url,
         connect_args=connect_args,
@@ -43,6 +51,7 @@ def build_engine(url: str, *, timeout_s: float = 10.0) -> AsyncEngine:
         hide_parameters=True,
         # No pre-ping (it would cost a round trip per transaction): a disconnect error
         # invalidates the pool, so the call after an outage gets fresh connections.
+        **pool_args,
     )
     if parsed.get_backend_name() == "sqlite":
         _sqlite_transactions(engine)

@@ -32,6 +32,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
     type_coerce,
     union_all,
     update,
@@ -179,10 +180,84 @@ class SqlLedger:
                 await conn.execute(insert(audit), step.audits)
         return admissions
 
+    async def admit_many(
+        self, requests: Sequence[tuple[LoanOverdueEvent, Sequence[PlannedNotification], datetime]]
+    ) -> list[list[Admission]]:
+        """admit() for several events in one transaction and a fixed number of statements.
+
+        The events must be of different borrowers (so that caps seen by one are not changed by
+        another in the same batch); see service.ledger.batching, which ensures it.
+        """
+        if len({event.borrower.borrower_id for event, _, _ in requests}) != len(requests):
+            raise ValueError("admit_many needs events of different borrowers")
+        prepared = []
+        for event, plans, now in requests:
+            now = _aware(now)
+            ids = [plan.notification_id(event.event_id) for plan in plans]
+            cadence = max((p.cadence_days or 0 for p in plans), default=0)
+            since = now - timedelta(days=max(8, cadence + 2))
+            prepared.append((event, list(plans), now, ids, since))
+        active = [p for p in prepared if p[1]]
+        if not active:
+            return [[] for _ in requests]
+        borrowers = sorted({event.borrower.borrower_id for event, *_ in active})
+        all_ids = [nid for *_, ids, _ in active for nid in ids]
+        oldest = min(since for *_, since in active)
+        by_request: dict[int, list[Admission]] = {}
+        async with translate_errors("admit"), self._engine.begin() as conn:
+            if self._postgres:
+                # The same per-borrower locks as admit(), taken in one order by every replica.
+                await conn.execute(
+                    text(
+                        "SELECT count(pg_advisory_xact_lock(k)) FROM "
+                        "(SELECT unnest(CAST(:keys AS bigint[])) AS k ORDER BY 1) AS s"
+                    ),
+                    {"keys": sorted({lock_key(b) for b in borrowers})},
+                )
+            rows = (await conn.execute(_admit_many_query(all_ids, borrowers, oldest))).all()
+            inserts: list[dict[str, Any]] = []
+            audits: list[dict[str, Any]] = []
+            by_nid = {r.notification_id: r for r in rows if r.kind == "n"}
+            by_borrower: dict[str, list[Row[Any]]] = {}
+            for r in rows:
+                by_borrower.setdefault(r.borrower_id, []).append(r)
+            for index, (event, plans, now, ids, since) in enumerate(prepared):
+                if not plans:
+                    by_request[index] = []
+                    continue
+                own = by_borrower.get(event.borrower.borrower_id, [])
+                existing = {nid: by_nid[nid] for nid in ids if nid in by_nid}
+                contacts = [
+                    Contact(r.contact_at, Channel(r.channel), r.loan_id, r.stage)
+                    for r in own
+                    if r.kind == "n" and r.contact_at is not None and r.contact_at >= since
+                ]
+                opted = {Channel(r.channel) for r in own if r.kind == "o"}
+                opted.update(event.borrower.opted_out_channels)
+                step = _AdmitStep(self, conn, event, now, contacts, opted)
+                by_request[index] = [
+                    await step.admit_one(plan, nid, existing.get(nid))
+                    for plan, nid in zip(plans, ids, strict=True)
+                ]
+                inserts.extend(step.inserts)
+                audits.extend(step.audits)
+            if inserts:
+                await conn.execute(insert(notifications), inserts)
+            if audits:
+                await conn.execute(insert(audit), audits)
+        return [by_request[i] for i in range(len(requests))]
+
     # --- record -----------------------------------------------------------------------------
 
     async def record(self, event: LoanOverdueEvent, results: Sequence[DeliveryResult]) -> None:
         """Store the outcomes of this event's sends in one transaction (one batch per table)."""
+        await self.record_many([(event, results)])
+
+    async def record_many(
+        self, items: Sequence[tuple[LoanOverdueEvent, Sequence[DeliveryResult]]]
+    ) -> None:
+        """record() for several events in one transaction (one batch per table)."""
+        results = [r for _, rs in items for r in rs]
         if not results:
             return
         params = [
@@ -215,7 +290,9 @@ class SqlLedger:
                 updated_at=bindparam("b_at", type_=N.updated_at.type),
             )
         )
-        audits = [self._audit_values(event, r, policy_rule=r.rule) for r in results]
+        audits = [
+            self._audit_values(event, r, policy_rule=r.rule) for event, rs in items for r in rs
+        ]
         stops = [
             {
                 "borrower_id": r.borrower_id,
@@ -364,6 +441,39 @@ class SqlLedger:
             policy_rule=policy_rule,
             template_name=template_name,
         )
+
+
+def _admit_many_query(ids: list[str], borrowers: list[str], since: datetime) -> Any:
+    """_admit_query for several borrowers, with the borrower id on every row."""
+    rows = select(
+        literal("n").label("kind"),
+        N.borrower_id,
+        N.notification_id,
+        N.channel,
+        N.loan_id,
+        N.stage,
+        N.state,
+        N.version,
+        N.lease_until,
+        N.due_at,
+        N.first_seen_at,
+        N.defer_count,
+        N.contact_at,
+        N.result_json,
+    ).where(
+        or_(
+            N.notification_id.in_(ids),
+            and_(N.borrower_id.in_(borrowers), N.contact_at >= since),
+        )
+    )
+    stops = select(
+        literal("o"),
+        opt_outs.c.borrower_id,
+        null(),
+        opt_outs.c.channel,
+        *[null()] * 10,
+    ).where(opt_outs.c.borrower_id.in_(borrowers))
+    return union_all(rows, stops)
 
 
 def _admit_query(ids: list[str], borrower: str, since: datetime) -> Any:

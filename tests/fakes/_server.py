@@ -3,6 +3,8 @@ received, and a script of answers for the next requests (errors, throttling, han
 
 A scripted answer replaces the fake's normal behaviour for exactly one request, in order.
 `hang` never answers until the fake stops, which is how a test produces a read timeout.
+`latency_s` and `error_rate` make a fake behave like a real provider under load (the benchmark
+uses them); `keep_requests = False` stops the log of requests growing without bound.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import random
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -59,6 +62,12 @@ class FakeProviderServer:
         self.base_url = ""
         # Seconds every request of the scripted endpoint takes: a provider's real latency.
         self.latency_s = 0.0
+        # Share of requests of the scripted endpoint answered with a transient error (5xx).
+        self.error_rate = 0.0
+        self.keep_requests = True
+        # Requests received (counted whether or not they are kept).
+        self.request_count = 0
+        self._random = random.Random(0)
 
     # --- switches ---------------------------------------------------------------------------
     def script(self, reply: Reply, count: int = 1) -> None:
@@ -103,6 +112,10 @@ class FakeProviderServer:
     async def _started(self) -> None:
         return None
 
+    def _transient_reply(self) -> Reply:
+        """The provider's answer meaning "try again later" (used by `error_rate`)."""
+        return Reply(503, {"error": "unavailable"})
+
     async def _record(self, request: web.Request) -> ReceivedRequest:
         received = ReceivedRequest(
             method=request.method, path=request.path, headers=dict(request.headers)
@@ -126,7 +139,9 @@ class FakeProviderServer:
                 received.basic_auth = None
         elif scheme.lower() == "bearer":
             received.bearer = value
-        self.requests.append(received)
+        self.request_count += 1
+        if self.keep_requests:
+            self.requests.append(received)
         return received
 
     async def _scripted(self, received: ReceivedRequest) -> web.Response | None:
@@ -134,6 +149,9 @@ class FakeProviderServer:
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
         if not self._script:
+            if self.error_rate and self._random.random() < self.error_rate:
+                reply = self._transient_reply()
+                return self._answer(received, reply)
             return None
         reply = self._script.popleft()
         if reply.hang:

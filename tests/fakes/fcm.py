@@ -155,6 +155,9 @@ class FakeFcm(FakeProviderServer):
         """Every token issued so far is refused from now on (401 UNAUTHENTICATED)."""
         self._valid_tokens.clear()
 
+    def _transient_reply(self) -> Reply:
+        return Reply(503, fcm_error("UNAVAILABLE"))
+
     # --- what was received ------------------------------------------------------------------
     @property
     def sends(self) -> list[ReceivedRequest]:

@@ -78,6 +78,9 @@ class FakeTwilio(FakeProviderServer):
         body = twilio_error(code, status=status)
         self.script(Reply(body["status"], body), count)
 
+    def _transient_reply(self) -> Reply:
+        return Reply(503, twilio_error(20500, status=503))
+
     # --- what was received ------------------------------------------------------------------
     @property
     def sent(self) -> list[ReceivedRequest]:

@@ -1,0 +1,283 @@
+"""The three consumers the benchmark compares, each run in a child process of its own.
+
+- raw:     aiokafka consume -> produce two records per event -> commit, no processing at all;
+           the ceiling of this machine with this broker.
+- naive:   one event at a time, every step awaited in turn: decode, plan, ledger admit, render,
+           send SMS, send push, ledger record, publish (awaiting the ack), commit.
+- service: NotifierApp, exactly as `python -m service run` wires it.
+
+A child reports over a pipe: ("drained", {...}) once the preloaded backlog is done (the parent
+then produces the paced events), then ("done", {...}) with its peak RSS (ru_maxrss of the child:
+the consumer process only, not the broker, the fake providers, PostgreSQL or the load generator).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import cProfile
+import io
+import pstats
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+__all__ = ["ChildJob", "child_main"]
+
+
+@dataclass(frozen=True)
+class ChildJob:
+    kind: str  # raw | naive | service
+    settings: dict[str, Any]  # Settings(**settings) of the service (topics, ledger, providers)
+    backlog: int
+    paced: int
+    clock_offset_s: float  # bench clock = wall clock + offset (10:00 in Shanghai at start)
+    profile_path: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def child_main(job: ChildJob, conn: Connection) -> None:
+    _use_uvloop_if_present()
+    from service.observability.logging import configure_logging
+
+    configure_logging("WARNING", "console")
+    runner = {"raw": _raw, "naive": _naive, "service": _service}[job.kind]
+    try:
+        stats = asyncio.run(runner(job, conn))
+    except BaseException as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        raise
+    stats["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    conn.send(("done", stats))
+
+
+def _use_uvloop_if_present() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    uvloop.install()
+
+
+def _clock(offset_s: float) -> Callable[[], datetime]:
+    delta = timedelta(seconds=offset_s)
+    return lambda: datetime.now(UTC) + delta
+
+
+class _Progress:
+    """Tells the parent when the backlog is drained, and when everything is done."""
+
+    def __init__(self, job: ChildJob, conn: Connection) -> None:
+        self.job = job
+        self.conn = conn
+        self.drained_at: float | None = None
+
+    def update(self, done: int) -> bool:
+        """True when all events (backlog and paced) are done."""
+        if self.drained_at is None and done >= self.job.backlog:
+            self.drained_at = time.perf_counter()
+            self.conn.send(("drained", {}))
+        return done >= self.job.backlog + self.job.paced
+
+
+# --- raw ---------------------------------------------------------------------------------------
+
+# A result-sized record (the service's delivery results are about this long).
+_RAW_VALUE = orjson.dumps({"status": "sent", "pad": "x" * 600})
+
+
+async def _raw(job: ChildJob, conn: Connection) -> dict[str, Any]:
+    from aiokafka import TopicPartition
+    from aiokafka.structs import OffsetAndMetadata
+
+    from service.config import Settings
+    from service.pipeline.kafka_clients import build_consumer, build_producer
+
+    settings = Settings(**job.settings)
+    consumer = build_consumer(settings)
+    producer = build_producer(settings)
+    await producer.start()
+    consumer.subscribe([settings.input_topic])
+    await consumer.start()
+    progress = _Progress(job, conn)
+    done = 0
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=200, max_records=500)
+            futures = []
+            offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+            for tp, records in batches.items():
+                for record in records:
+                    headers = [("event_id", _event_id(record.value)), ("bench-status", b"sent")]
+                    for _ in range(2):
+                        futures.append(
+                            await producer.send(
+                                settings.results_topic,
+                                key=record.key,
+                                value=_RAW_VALUE,
+                                headers=headers,
+                            )
+                        )
+                offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "")
+            if futures:
+                await asyncio.gather(*futures)
+                await consumer.commit(offsets)
+                done += sum(len(r) for r in batches.values())
+            if progress.update(done):
+                break
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return {"processed": done}
+
+
+def _event_id(value: bytes) -> bytes:
+    # The raw loop does no processing, but must say which event a record answers; a byte search
+    # is far cheaper than JSON parsing (event_id is the first key of every bench event).
+    start = value.index(b'"event_id":"') + len(b'"event_id":"')
+    return value[start : value.index(b'"', start)]
+
+
+# --- naive -------------------------------------------------------------------------------------
+
+
+class _OneSendAtATime:
+    """A dispatcher wrapper that awaits each send in turn (the naive consumer's way)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._lock = asyncio.Lock()
+
+    async def dispatch(self, message: Any) -> Any:
+        async with self._lock:
+            return await self._inner.dispatch(message)
+
+
+async def _naive(job: ChildJob, conn: Connection) -> dict[str, Any]:
+    from aiokafka.structs import OffsetAndMetadata
+
+    from service.channels.factory import build_dispatcher
+    from service.config import Settings
+    from service.events import LoanOverdueEvent
+    from service.ledger.sql import SqlLedger
+    from service.pipeline.decode import UndecodableEvent, decode_event
+    from service.pipeline.kafka_clients import build_consumer, build_producer
+    from service.pipeline.processor import NotificationProcessor
+    from service.pipeline.publisher import ResultPublisher
+    from service.policy import load_policy, plan_notifications
+    from service.policy.model import PlannedNotification
+    from service.rendering import Renderer, resolve_locale
+
+    s = Settings(**job.settings)
+    clock = _clock(job.clock_offset_s)
+    policy = load_policy(s.policy_file)
+    renderer = Renderer.load(
+        s.templates_dir, brand=s.brand_name, customer_service=s.customer_service
+    )
+    zone = s.default_timezone or None
+    ledger = await SqlLedger.connect(
+        s.database_url,
+        hash_key=s.hash_key.get_secret_value().encode(),
+        rules=policy.contact,
+        default_timezone=zone,
+    )
+    done = 0
+    progress = _Progress(job, conn)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(ledger.aclose)
+        dispatcher = await stack.enter_async_context(
+            build_dispatcher(s, out=io.StringIO(), clock=clock)
+        )
+        producer = build_producer(s)
+        await producer.start()
+        stack.push_async_callback(producer.stop)
+        publisher = ResultPublisher(producer, results_topic=s.results_topic, dlq_topic=s.dlq_topic)
+
+        def planner(event: LoanOverdueEvent, now: datetime) -> list[PlannedNotification]:
+            return plan_notifications(event, policy, now, default_timezone=zone)
+
+        processor = NotificationProcessor(
+            planner=planner,
+            ledger=ledger,
+            renderer=renderer,
+            locale_for=partial(resolve_locale, default=s.default_locale),
+            dispatcher=_OneSendAtATime(dispatcher),
+            clock=clock,
+        )
+        consumer = build_consumer(s)
+        consumer.subscribe([s.input_topic])
+        await consumer.start()
+        stack.push_async_callback(consumer.stop)
+        while True:
+            batches = await consumer.getmany(timeout_ms=200, max_records=1)
+            for tp, records in batches.items():
+                for record in records:
+                    event = decode_event(record.value)
+                    if not isinstance(event, UndecodableEvent):
+                        results = await processor.handle(event)
+                        await publisher.publish_results(results)
+                    await consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "")})
+                    done += 1
+            if progress.update(done):
+                break
+    return {"processed": done}
+
+
+# --- service -----------------------------------------------------------------------------------
+
+
+async def _service(job: ChildJob, conn: Connection) -> dict[str, Any]:
+    from service.app import NotifierApp
+    from service.config import Settings
+
+    app = NotifierApp(Settings(**job.settings), clock=_clock(job.clock_offset_s), out=io.StringIO())
+    task = asyncio.create_task(app.run())
+    progress = _Progress(job, conn)
+    profiler = cProfile.Profile() if job.profile_path else None
+    try:
+        while app.engine is None:
+            if task.done():
+                await task
+            await asyncio.sleep(0.005)
+        engine = app.engine
+        if profiler is not None:
+            profiler.enable()
+        while True:
+            done = engine.stats["processed"] + engine.stats["dead_lettered"]
+            if profiler is not None and progress.drained_at is None and done >= job.backlog:
+                profiler.disable()
+            if progress.update(done):
+                break
+            if task.done():
+                await task
+                raise RuntimeError("the service stopped before every event was done")
+            await asyncio.sleep(0.005)
+    finally:
+        app.request_stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    stats: dict[str, Any] = dict(engine.stats)
+    if profiler is not None and job.profile_path:
+        _write_profile(profiler, Path(job.profile_path))
+        stats["profile"] = job.profile_path
+    return stats
+
+
+def _write_profile(profiler: cProfile.Profile, path: Path) -> None:
+    profiler.dump_stats(str(path.with_suffix(".pstats")))
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.strip_dirs()
+    out.write("== top 40 by own time (tottime) ==\n")
+    stats.sort_stats("tottime").print_stats(40)
+    out.write("\n== top 40 by cumulative time ==\n")
+    stats.sort_stats("cumulative").print_stats(40)
+    path.write_text(out.getvalue())

@@ -1,0 +1,360 @@
+"""One benchmark run: broker, fake providers and ledger up; raw, naive and service measured.
+
+Each consumer gets its own topics. Its backlog is loaded before it starts (throughput: events
+per second from its first result to the last result of the backlog, from the result records'
+timestamps); then, with the consumer caught up, events are produced at a fixed rate and the
+latency of each is measured from its produce timestamp to its last result's timestamp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, TextIO
+from zoneinfo import ZoneInfo
+
+from bench.consumers import ChildJob, child_main
+from bench.providers import ProviderEndpoints, running_providers
+from bench.workload import ResultsSummary, create_topics, load_backlog, produce_paced, read_results
+
+__all__ = ["BenchOptions", "run_bench"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BENCH_POLICY = Path(__file__).resolve().parent / "policy.yaml"
+_SHANGHAI = ZoneInfo("Asia/Shanghai")
+DEFAULT_POSTGRES = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    events: int = 20_000
+    naive_events: int = 100
+    latency_ms: float = 50.0
+    error_rate: float = 0.0
+    borrowers: int | None = None  # default: events // 4 (four events per borrower)
+    ledger: str = "sqlite"  # sqlite | postgres
+    postgres_url: str = DEFAULT_POSTGRES
+    partitions: int = 6
+    rate: float = 1000.0  # events/s of the paced (latency) phase
+    paced_events: int | None = None  # default: min(events, 5 s at `rate`)
+    skip_baselines: bool = False
+    profile: Path | None = None
+    service_settings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def borrower_count(self) -> int:
+        return max(1, self.borrowers if self.borrowers is not None else self.events // 4)
+
+    @property
+    def paced_count(self) -> int:
+        if self.paced_events is not None:
+            return self.paced_events
+        return int(min(self.events, self.rate * 5))
+
+
+def _today_and_offset() -> tuple[date, float]:
+    """Bench clock: 10:00 in Shanghai today, running in real time (inside the contact window)."""
+    real = datetime.now(UTC)
+    local_day = real.astimezone(_SHANGHAI).date()
+    start = datetime.combine(local_day, datetime.min.time(), _SHANGHAI).replace(hour=10)
+    return local_day, (start.astimezone(UTC) - real).total_seconds()
+
+
+def _percentile(sorted_values: list[float], p: float) -> float | None:
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+@contextlib.asynccontextmanager
+async def _ledger_url(options: BenchOptions, workdir: Path) -> AsyncIterator[str]:
+    """A fresh, migrated ledger: a new SQLite file, or a new PostgreSQL database (dropped after)."""
+    from service.ledger.migrations import upgrade
+
+    if options.ledger == "sqlite":
+        url = f"sqlite+aiosqlite:///{workdir / 'ledger.sqlite3'}"
+        await upgrade(url)
+        yield url
+        return
+    import asyncpg  # type: ignore[import-untyped]  # (no stubs; admin DDL only)
+    from sqlalchemy.engine import make_url
+
+    base = make_url(options.postgres_url)
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    admin_dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = base.set(database=name).render_as_string(hide_password=False)
+    try:
+        await upgrade(url)
+        yield url
+    finally:
+        admin = await asyncpg.connect(admin_dsn)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+def _service_settings(
+    options: BenchOptions,
+    *,
+    bootstrap: str,
+    kind: str,
+    ledger_url: str,
+    providers: ProviderEndpoints,
+) -> dict[str, Any]:
+    from tests.fakes.twilio import FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN
+
+    topic = f"bench-{kind}"
+    values: dict[str, Any] = {
+        "kafka_bootstrap_servers": bootstrap,
+        "input_topic": topic,
+        "results_topic": f"{topic}.results",
+        "dlq_topic": f"{topic}.dlq",
+        "kafka_group_id": f"{topic}-group",
+        "kafka_idempotent_producer": False,
+        "kafka_session_timeout_ms": 10_000,
+        "kafka_max_poll_interval_ms": 60_000,
+        "commit_interval_s": 1.0,
+        "database_url": ledger_url,
+        "http_port": 0,
+        "policy_file": str(BENCH_POLICY),
+        "templates_dir": str(REPO_ROOT / "templates"),
+        "sms_provider": "twilio",
+        "twilio_base_url": providers.twilio_base_url,
+        "twilio_account_sid": FAKE_ACCOUNT_SID,
+        "twilio_auth_token": FAKE_AUTH_TOKEN,
+        "twilio_from": "+15005550006",
+        "push_provider": "fcm",
+        "fcm_base_url": providers.fcm_base_url,
+        "fcm_project_id": "notifier-demo",
+        "fcm_service_account_file": providers.fcm_service_account_file,
+        "fcm_token_url": providers.fcm_token_url,
+        "send_timeout_s": 10.0,
+        "send_backoff_max_s": 2.0,
+    }
+    if kind == "service":
+        values.update(options.service_settings)
+    return values
+
+
+async def _recv(conn: Any, timeout_s: float, what: str) -> tuple[str, dict[str, Any]]:
+    def wait() -> tuple[str, dict[str, Any]]:
+        if not conn.poll(timeout_s):
+            raise TimeoutError(f"{what}: no answer from the consumer within {timeout_s:.0f} s")
+        message: tuple[str, Any] = conn.recv()
+        if message[0] == "error":
+            raise RuntimeError(f"{what} failed in the consumer process: {message[1]}")
+        return message
+
+    return await asyncio.to_thread(wait)
+
+
+async def _measure(
+    options: BenchOptions,
+    *,
+    kind: str,
+    backlog: int,
+    paced: int,
+    rate: float,
+    settings: dict[str, Any],
+    today: date,
+    clock_offset_s: float,
+    timeout_s: float,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    bootstrap = settings["kafka_bootstrap_servers"]
+    in_topic, results_topic = settings["input_topic"], settings["results_topic"]
+    await create_topics(
+        bootstrap, [in_topic, results_topic, settings["dlq_topic"]], options.partitions
+    )
+    borrowers = options.borrower_count
+    load_s = await load_backlog(
+        bootstrap, in_topic, prefix=kind, count=backlog, borrowers=borrowers, today=today
+    )
+    say(f"[{kind}] loaded {backlog} events in {load_s:.1f} s; consuming")
+    job = ChildJob(
+        kind=kind,
+        settings=settings,
+        backlog=backlog,
+        paced=paced,
+        clock_offset_s=clock_offset_s,
+        profile_path=str(options.profile) if options.profile and kind == "service" else None,
+    )
+    ctx = multiprocessing.get_context("spawn")
+    parent_conn, child_conn = ctx.Pipe()
+    process = ctx.Process(target=child_main, args=(job, child_conn), name=f"bench-{kind}")
+    started = time.perf_counter()
+    process.start()
+    try:
+        await _recv(parent_conn, timeout_s, f"{kind} backlog")
+        drained_s = time.perf_counter() - started
+        say(f"[{kind}] backlog done after {drained_s:.1f} s (process start included)")
+        produced: dict[str, int] = {}
+        reached = 0.0
+        if paced:
+            reached, produced = await produce_paced(
+                bootstrap,
+                in_topic,
+                prefix=kind,
+                first=backlog,
+                count=paced,
+                borrowers=borrowers,
+                today=today,
+                rate=rate,
+            )
+        _, child_stats = await _recv(parent_conn, timeout_s, f"{kind} paced")
+    finally:
+        process.join(30)
+        if process.is_alive():
+            process.kill()
+            process.join(5)
+    summary = await read_results(bootstrap, results_topic)
+    figures = _figures(kind, summary, backlog=backlog, produced=produced)
+    figures.update(
+        paced_events=paced,
+        paced_rate_target=rate if paced else None,
+        paced_rate_reached=round(reached, 1) if paced else None,
+        peak_rss_mb=round(child_stats["peak_rss_mb"], 1),
+    )
+    if "profile" in child_stats:
+        figures["profile"] = child_stats["profile"]
+    say(
+        f"[{kind}] {figures['events_per_s']} events/s, {figures['notifications_per_s']} "
+        f"notifications/s; latency p50/p95/p99 {figures['latency_ms']} ms at "
+        f"{figures['paced_rate_reached']} events/s; peak RSS {figures['peak_rss_mb']} MB"
+    )
+    return figures
+
+
+def _figures(
+    kind: str, summary: ResultsSummary, *, backlog: int, produced: dict[str, int]
+) -> dict[str, Any]:
+    backlog_ids = [f"{kind}-{n}" for n in range(backlog)]
+    backlog_results = [summary.per_event.get(i) for i in backlog_ids]
+    done = [r for r in backlog_results if r is not None]
+    first = summary.first_ms
+    last = max((r.last_ms for r in done), default=None)
+    seconds = (last - first) / 1000 if first is not None and last is not None else 0.0
+    sent = sum(r.sent for r in done)
+    latencies = sorted(
+        float(summary.per_event[e].last_ms - ts)
+        for e, ts in produced.items()
+        if e in summary.per_event
+    )
+    expected = backlog + len(produced)
+    with_results = len(done) + sum(1 for e in produced if e in summary.per_event)
+    return {
+        "events": backlog,
+        "seconds": round(seconds, 3),
+        "events_per_s": round(backlog / seconds, 1) if seconds > 0 else None,
+        "notifications_per_s": round(sent / seconds, 1) if seconds > 0 else None,
+        "notifications_sent": sent,
+        "latency_ms": {
+            "p50": _percentile(latencies, 50),
+            "p95": _percentile(latencies, 95),
+            "p99": _percentile(latencies, 99),
+            "max": latencies[-1] if latencies else None,
+        },
+        "events_expected": expected,
+        "events_with_results": with_results,
+        "results": summary.records,
+        "results_by_status": dict(sorted(summary.by_status.items())),
+        "every_event_has_results": with_results == expected,
+    }
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if not a or not b:
+        return None
+    return round(a / b, 2)
+
+
+async def _run(options: BenchOptions, say: Callable[[str], None]) -> dict[str, Any]:
+    from service.embedded_broker import running_broker
+
+    today, offset = _today_and_offset()
+    workdir = Path(tempfile.mkdtemp(prefix="notifier-bench-"))
+    timeout_s = 120 + options.events / 50 + options.naive_events * 2
+    report: dict[str, Any] = {
+        "bench": "overdue-notifier",
+        "events": options.events,
+        "naive_events": options.naive_events,
+        "borrowers": options.borrower_count,
+        "partitions": options.partitions,
+        "provider_latency_ms": options.latency_ms,
+        "error_rate": options.error_rate,
+        "ledger": options.ledger,
+        "cpus": os.cpu_count(),
+        "peak_rss_covers": "the consumer's own process (ru_maxrss), not the broker, fake "
+        "providers, PostgreSQL or the load generator",
+        "service_settings": dict(options.service_settings),
+    }
+    with (
+        running_broker(workdir / "broker") as broker,
+        running_providers(options.latency_ms / 1000, options.error_rate) as providers,
+    ):
+        async with _ledger_url(options, workdir) as ledger_url:
+
+            async def measure(kind: str, backlog: int, paced: int, rate: float) -> dict[str, Any]:
+                settings = _service_settings(
+                    options,
+                    bootstrap=broker.bootstrap_servers,
+                    kind=kind,
+                    ledger_url=ledger_url,
+                    providers=providers,
+                )
+                return await _measure(
+                    options,
+                    kind=kind,
+                    backlog=backlog,
+                    paced=paced,
+                    rate=rate,
+                    settings=settings,
+                    today=today,
+                    clock_offset_s=offset,
+                    timeout_s=timeout_s,
+                    say=say,
+                )
+
+            if not options.skip_baselines:
+                report["raw"] = await measure(
+                    "raw", options.events, options.paced_count, options.rate
+                )
+                # Naive latency at a rate it can sustain: half its expected throughput
+                # (two provider calls in turn per event, plus ~10 ms of local work).
+                naive_rate = 0.5 / (2 * options.latency_ms / 1000 + 0.01)
+                naive_paced = max(3, min(20, options.naive_events // 5))
+                report["naive"] = await measure(
+                    "naive", options.naive_events, naive_paced, naive_rate
+                )
+            report["service"] = await measure(
+                "service", options.events, options.paced_count, options.rate
+            )
+    service_rate = report["service"]["events_per_s"]
+    report["ratios"] = {
+        "service_over_raw": _ratio(service_rate, report.get("raw", {}).get("events_per_s")),
+        "service_over_naive": _ratio(service_rate, report.get("naive", {}).get("events_per_s")),
+    }
+    return report
+
+
+def run_bench(options: BenchOptions, out: TextIO) -> dict[str, Any]:
+    def say(line: str) -> None:
+        print(line, file=out, flush=True)
+
+    return asyncio.run(_run(options, say))
