@@ -13,6 +13,10 @@ The migration scripts ship inside the wheel as package data (see pyproject.toml)
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from alembic import command
@@ -20,7 +24,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.ledger.engine import (
@@ -62,13 +66,41 @@ async def current_revision(conn: AsyncConnection) -> str | None:
     return await conn.run_sync(_current)
 
 
+@contextlib.asynccontextmanager
+async def _sqlite_file_lock(url: str) -> AsyncIterator[None]:
+    """Serialise SQLite upgrades through a lock file beside the database.
+
+    Connecting switches the file to WAL, and two connections doing that at once on a new file
+    can get "database is locked" without sqlite's busy handler ever waiting; a SQLite ledger is
+    only ever shared on one host, where flock is enough. PostgreSQL uses an advisory lock.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        yield
+        return
+    lock_path = Path(f"{parsed.database}.upgrade-lock")
+    handle = await asyncio.to_thread(lock_path.open, "a+b")
+    try:
+        await asyncio.to_thread(fcntl.flock, handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    finally:
+        handle.close()
+
+
 async def upgrade(url: str) -> None:
     """Apply every migration up to head (idempotent; safe with several replicas at once)."""
     async with translate_errors("schema upgrade"):
         ensure_sqlite_directory(url)
     engine = build_engine(url, timeout_s=60.0)
     try:
-        async with translate_errors("schema upgrade"), engine.begin() as conn:
+        async with (
+            _sqlite_file_lock(url),
+            translate_errors("schema upgrade"),
+            engine.begin() as conn,
+        ):
             if conn.dialect.name == "postgresql":
                 # Held until this transaction ends; PostgreSQL DDL is transactional, so the
                 # next replica waits here and then sees the schema already at head.
