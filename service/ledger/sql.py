@@ -159,7 +159,7 @@ class SqlLedger:
         async with translate_errors("admit"), self._engine.begin() as conn:
             if self._postgres:
                 await conn.execute(select(func.pg_advisory_xact_lock(lock_key(borrower))))
-            rows = (await conn.execute(_admit_query(ids, borrower, since))).all()
+            rows = (await conn.execute(_admit_query(ids, [borrower], since))).all()
             mine = set(ids)
             existing = {r.notification_id: r for r in rows if r.notification_id in mine}
             contacts = [
@@ -214,7 +214,7 @@ class SqlLedger:
                     ),
                     {"keys": sorted({lock_key(b) for b in borrowers})},
                 )
-            rows = (await conn.execute(_admit_many_query(all_ids, borrowers, oldest))).all()
+            rows = (await conn.execute(_admit_query(all_ids, borrowers, oldest))).all()
             inserts: list[dict[str, Any]] = []
             audits: list[dict[str, Any]] = []
             by_nid = {r.notification_id: r for r in rows if r.kind == "n"}
@@ -443,8 +443,8 @@ class SqlLedger:
         )
 
 
-def _admit_many_query(ids: list[str], borrowers: list[str], since: datetime) -> Any:
-    """_admit_query for several borrowers, with the borrower id on every row."""
+def _admit_query(ids: list[str], borrowers: list[str], since: datetime) -> Any:
+    """One statement: these events' rows, the borrowers' recent contacts, their opt-outs."""
     rows = select(
         literal("n").label("kind"),
         N.borrower_id,
@@ -473,37 +473,6 @@ def _admit_many_query(ids: list[str], borrowers: list[str], since: datetime) -> 
         opt_outs.c.channel,
         *[null()] * 10,
     ).where(opt_outs.c.borrower_id.in_(borrowers))
-    return union_all(rows, stops)
-
-
-def _admit_query(ids: list[str], borrower: str, since: datetime) -> Any:
-    """One statement: this event's rows, the borrower's recent contacts, their opt-outs."""
-    rows = select(
-        literal("n").label("kind"),
-        N.notification_id,
-        N.channel,
-        N.loan_id,
-        N.stage,
-        N.state,
-        N.version,
-        N.lease_until,
-        N.due_at,
-        N.first_seen_at,
-        N.defer_count,
-        N.contact_at,
-        N.result_json,
-    ).where(
-        or_(
-            N.notification_id.in_(ids),
-            and_(N.borrower_id == borrower, N.contact_at >= since),
-        )
-    )
-    stops = select(
-        literal("o"),
-        null(),
-        opt_outs.c.channel,
-        *[null()] * 10,
-    ).where(opt_outs.c.borrower_id == borrower)
     return union_all(rows, stops)
 
 
