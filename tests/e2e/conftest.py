@@ -53,7 +53,10 @@ async def service_settings(
         "fcm_service_account_file": str(fcm.account.path),
         "fcm_token_url": fcm.token_url,
         "send_backoff_max_s": 2.0,
-        "send_timeout_s": 2.0,
+        # Generous: a timeout after the request left is `unknown`, never retried, and here the
+        # broker, PostgreSQL, the fakes and two services share two cores and one event loop (a
+        # second instance compiling its templates at start holds the loop for a moment).
+        "send_timeout_s": 10.0,
     }
     values.update(overrides)
     settings = Settings(**values)
