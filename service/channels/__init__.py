@@ -15,7 +15,6 @@ from service.channels.errors import (
 )
 from service.channels.factory import build_dispatcher
 from service.channels.fcm import FcmSender
-from service.channels.masking import mask_phone, mask_recipient, mask_token
 from service.channels.twilio import TwilioSender
 
 __all__ = [
@@ -32,7 +31,4 @@ __all__ = [
     "TransientProviderError",
     "TwilioSender",
     "build_dispatcher",
-    "mask_phone",
-    "mask_recipient",
-    "mask_token",
 ]

@@ -6,8 +6,8 @@ import uuid
 from typing import TextIO
 
 from service.channels.base import OutboundMessage
-from service.channels.masking import mask_recipient
 from service.events import Channel
+from service.observability.masking import mask_phone, mask_token
 
 __all__ = ["ConsoleSender"]
 
@@ -29,7 +29,8 @@ class ConsoleSender:
 
     async def send(self, message: OutboundMessage) -> str:
         message_id = f"console-{uuid.uuid4().hex[:16]}"
-        to = mask_recipient(message.channel.value, message.recipient)
+        recipient = message.recipient
+        to = mask_phone(recipient) if message.channel is Channel.SMS else mask_token(recipient)
         content = message.content
         template = f"{content.template.name}@{content.template.version} {content.locale}"
         if message.channel is Channel.SMS and content.sms is not None:

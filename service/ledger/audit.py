@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from service.events import Channel, DeliveryResult, LoanOverdueEvent
+from service.observability.masking import mask_phone, mask_token
 
 __all__ = [
     "AuditRow",
@@ -16,8 +17,6 @@ __all__ = [
     "audit_values",
     "contact_hash",
     "contact_of",
-    "mask_phone",
-    "mask_token",
 ]
 
 
@@ -55,19 +54,6 @@ class ContactRef:
     hashed: str
 
 
-def mask_phone(phone: str) -> str:
-    """+8613812341234 -> +86*******1234: country code and last four digits stay readable."""
-    keep_head = 3 if phone.startswith("+") else 2
-    if len(phone) <= keep_head + 4:
-        return "*" * len(phone)
-    return phone[:keep_head] + "*" * (len(phone) - keep_head - 4) + phone[-4:]
-
-
-def mask_token(provider: str, token: str) -> str:
-    """A push token shown as its provider and last four characters: fcm:****mnop."""
-    return f"{provider}:****{token[-4:]}" if len(token) > 8 else f"{provider}:****"
-
-
 def contact_hash(key: bytes, raw: str) -> str:
     """HMAC-SHA256 of the raw phone number or token, hex: lets an auditor match a known number."""
     return hmac.new(key, raw.encode(), hashlib.sha256).hexdigest()
@@ -81,7 +67,7 @@ def contact_of(event: LoanOverdueEvent, channel: Channel | None, key: bytes) -> 
     if channel is Channel.PUSH and borrower.push_tokens:
         token = borrower.push_tokens[0]
         return ContactRef(
-            mask_token(token.provider.value, token.token), contact_hash(key, token.token)
+            f"{token.provider.value}:{mask_token(token.token)}", contact_hash(key, token.token)
         )
     return None
 

@@ -15,6 +15,7 @@ from service.channels.base import OutboundMessage, Sender
 from service.channels.console import ConsoleSender
 from service.channels.dispatch import REASONS, Dispatcher
 from service.events import Channel, PushProvider
+from service.observability.masking import mask_token
 from tests.channels.conftest import (
     PHONE,
     TOKEN,
@@ -222,7 +223,7 @@ async def test_push_is_routed_by_provider_with_console_fallback(fake_fcm: FakeFc
     assert fcm.provider == "fcm"
     assert len(fake_fcm.delivered) == 1
     assert apns.provider == "console"
-    assert "apns:apns-a…" in out.getvalue()
+    assert f"apns:{mask_token('apns-' + 'a' * 60)}" in out.getvalue()
 
 
 async def test_no_route_fails_without_raising() -> None:

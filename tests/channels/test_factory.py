@@ -12,6 +12,7 @@ from service.channels.base import OutboundMessage
 from service.channels.factory import build_dispatcher
 from service.config import Settings
 from service.events import Channel, PushProvider
+from service.observability.masking import mask_token
 from service.pipeline.processor import Dispatch
 from tests.channels.conftest import PHONE, TOKEN, StepClock, push_message, sms_message
 from tests.fakes import FakeFcm, FakeTwilio
@@ -44,8 +45,8 @@ async def test_console_defaults_print_sms_and_any_push() -> None:
     assert (sms.status, sms.provider) == ("sent", "console")
     assert (push.status, push.provider) == ("sent", "console")
     printed = out.getvalue()
-    assert "+86******5678" in printed
-    assert "jpush:fcm-dE…" in printed
+    assert "+86*******5678" in printed
+    assert f"jpush:{mask_token(TOKEN)}" in printed
     assert PHONE not in printed
     assert TOKEN not in printed
 
