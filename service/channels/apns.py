@@ -23,11 +23,7 @@ import jwt
 
 from service.channels.base import OutboundMessage
 from service.channels.errors import PermanentProviderError, ProviderError, TransientProviderError
-from service.channels.http_failures import (
-    error_for_transport,
-    quiet_http_client_logs,
-    retry_after_seconds,
-)
+from service.channels.rest import map_transport_error, quiet_http_client_logs, retry_after
 from service.config import Settings
 from service.events import Channel
 
@@ -133,7 +129,7 @@ class ApnsSender:
         try:
             return await self._client.post(f"/3/device/{token}", content=body, headers=headers)
         except httpx.TransportError as exc:
-            raise error_for_transport(exc, provider=self.provider) from None
+            raise map_transport_error(exc, provider=self.provider) from None
 
     def _bearer(self) -> str:
         now = self._clock()
@@ -157,7 +153,7 @@ class ApnsSender:
                 message,
                 provider=self.provider,
                 code=reason,
-                retry_after=retry_after_seconds(response),
+                retry_after=retry_after(response),
             )
         if status == 403 and reason == "ExpiredProviderToken":
             # A fresh token was refused as expired too: our clock or key is wrong.

@@ -7,9 +7,9 @@ URL, method, body format, a body template whose string values hold {placeholders
 header, the dotted paths of the id and the result code in the answer, and which result codes
 mean success, retry, fail, opt-out or misconfiguration.
 
-Classification: transport failures per `http_failures`; HTTP 429 and 5xx transient; 401/403
-permanent with alert; other 4xx permanent; a 2xx answer is judged by its result code; a 2xx
-that cannot be read is ambiguous (the gateway may have taken the message).
+Classification: transport failures per `rest.map_transport_error`; HTTP 429 and 5xx
+transient; 401/403 permanent with alert; other 4xx permanent; a 2xx answer is judged by its
+result code; a 2xx that cannot be read is ambiguous (the gateway may have taken the message).
 """
 
 from __future__ import annotations
@@ -29,11 +29,7 @@ from service.channels.errors import (
     ProviderError,
     TransientProviderError,
 )
-from service.channels.http_failures import (
-    error_for_transport,
-    quiet_http_client_logs,
-    retry_after_seconds,
-)
+from service.channels.rest import map_transport_error, quiet_http_client_logs, retry_after
 from service.config import Settings
 from service.events import Channel
 
@@ -182,14 +178,14 @@ class HttpGatewaySender:
         try:
             response = await self._client.request(c.method, c.url, headers=headers, **kwargs)
         except httpx.TransportError as exc:
-            raise error_for_transport(exc, provider=self.provider) from None
+            raise map_transport_error(exc, provider=self.provider) from None
         status = response.status_code
         if status == 429 or status >= 500:
             raise TransientProviderError(
                 f"gateway answered HTTP {status}",
                 provider=self.provider,
                 code=str(status),
-                retry_after=retry_after_seconds(response),
+                retry_after=retry_after(response),
             )
         if status >= 400:
             raise PermanentProviderError(

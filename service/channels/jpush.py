@@ -15,11 +15,7 @@ import httpx
 
 from service.channels.base import OutboundMessage
 from service.channels.errors import PermanentProviderError, ProviderError, TransientProviderError
-from service.channels.http_failures import (
-    error_for_transport,
-    quiet_http_client_logs,
-    retry_after_seconds,
-)
+from service.channels.rest import map_transport_error, quiet_http_client_logs, retry_after
 from service.config import Settings
 from service.events import Channel
 
@@ -99,7 +95,7 @@ class JPushSender:
         try:
             response = await self._client.post("/v3/push", json=payload)
         except httpx.TransportError as exc:
-            raise error_for_transport(exc, provider=self.provider) from None
+            raise map_transport_error(exc, provider=self.provider) from None
         if response.status_code == 200:
             msg_id = _json(response).get("msg_id")
             if msg_id is None:
@@ -116,11 +112,9 @@ class JPushSender:
         code_text = str(code) if code is not None else str(status)
         message = f"JPush answered {status} code {code_text}"
         if status == 429 or status >= 500 or code in _TRANSIENT_CODES:
-            retry_after = retry_after_seconds(response) or retry_after_seconds(
-                response, "X-Rate-Limit-Reset"
-            )
+            wait = retry_after(response) or retry_after(response, header="X-Rate-Limit-Reset")
             return TransientProviderError(
-                message, provider=self.provider, code=code_text, retry_after=retry_after
+                message, provider=self.provider, code=code_text, retry_after=wait
             )
         return PermanentProviderError(
             message,

@@ -8,6 +8,7 @@ so it is ambiguous and must not be resent silently.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -21,6 +22,8 @@ __all__ = [
     "build_client",
     "map_transport_error",
     "parse_retry_after",
+    "quiet_http_client_logs",
+    "retry_after",
     "utc_now",
 ]
 
@@ -133,18 +136,45 @@ def parse_retry_after(value: str | None, now: Callable[[], datetime]) -> float |
     return max(0.0, (when - now()).total_seconds())
 
 
+def retry_after(
+    response: httpx.Response,
+    *,
+    header: str = "Retry-After",
+    now: Callable[[], datetime] = utc_now,
+) -> float | None:
+    """Seconds to wait that `response` asks for in `header`, or None."""
+    return parse_retry_after(response.headers.get(header), now)
+
+
 def map_transport_error(exc: httpx.TransportError, *, provider: str) -> ProviderError:
-    """The error class of a failed HTTP exchange; the message never carries the URL or body."""
+    """The error class of a failed HTTP exchange; the message never carries the URL or body.
+
+    Shared by every HTTP adapter. The line: if the request cannot have reached the provider
+    whole (connect failed, pool exhausted, writing it failed) it is transient; once it was sent,
+    a read timeout or a dropped connection leaves the outcome unknown, so it is ambiguous.
+    """
     name = type(exc).__name__
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
         return TransientProviderError(f"not connected ({name})", provider=provider, code="connect")
+    if isinstance(exc, httpx.WriteError | httpx.WriteTimeout | httpx.UnsupportedProtocol):
+        # An incomplete request is never acted on: the provider cannot have accepted it.
+        return TransientProviderError(f"not sent ({name})", provider=provider, code="not_sent")
     if isinstance(exc, httpx.TimeoutException):
-        # Read or write timeout: the request was (at least partly) sent.
         return AmbiguousProviderError(
             f"no answer in time ({name})", provider=provider, code="timeout"
         )
-    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
         return AmbiguousProviderError(
             f"connection lost after sending ({name})", provider=provider, code="connection_lost"
         )
     return TransientProviderError(f"transport error ({name})", provider=provider, code="transport")
+
+
+def quiet_http_client_logs() -> None:
+    """Keep httpx/httpcore/hpack below WARNING.
+
+    httpx logs every request URL at INFO (APNs URLs hold device tokens) and hpack logs header
+    values at DEBUG (bearer tokens, paths): both would put personal data and secrets in logs.
+    """
+    for name in ("httpx", "httpcore", "hpack", "h2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
