@@ -201,7 +201,7 @@ async def _measure(
     started = time.perf_counter()
     process.start()
     try:
-        await _recv(parent_conn, timeout_s, f"{kind} backlog")
+        _, drained = await _recv(parent_conn, timeout_s, f"{kind} backlog")
         drained_s = time.perf_counter() - started
         say(f"[{kind}] backlog done after {drained_s:.1f} s (process start included)")
         produced: dict[str, int] = {}
@@ -230,13 +230,15 @@ async def _measure(
         paced_rate_target=rate if paced else None,
         paced_rate_reached=round(reached, 1) if paced else None,
         peak_rss_mb=round(child_stats["peak_rss_mb"], 1),
+        cpu_ms_per_event=round(1000 * drained["drain_cpu_s"] / backlog, 3),
     )
     if "profile" in child_stats:
         figures["profile"] = child_stats["profile"]
     say(
         f"[{kind}] {figures['events_per_s']} events/s, {figures['notifications_per_s']} "
         f"notifications/s; latency p50/p95/p99 {figures['latency_ms']} ms at "
-        f"{figures['paced_rate_reached']} events/s; peak RSS {figures['peak_rss_mb']} MB"
+        f"{figures['paced_rate_reached']} events/s; peak RSS {figures['peak_rss_mb']} MB; "
+        f"{figures['cpu_ms_per_event']} ms CPU per event"
     )
     return figures
 
