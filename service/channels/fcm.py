@@ -15,8 +15,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import httpx
-
 from service.channels.base import OutboundMessage
 from service.channels.errors import (
     AmbiguousProviderError,
@@ -25,7 +23,7 @@ from service.channels.errors import (
     TransientProviderError,
 )
 from service.channels.google_oauth import AccessTokenSource, ServiceAccount
-from service.channels.rest import build_client, map_transport_error, parse_retry_after, utc_now
+from service.channels.rest import HttpClient, HttpResponse, parse_retry_after, utc_now
 from service.events import Channel
 
 __all__ = ["FcmSender"]
@@ -54,7 +52,7 @@ class FcmSender:
     ) -> None:
         self._url = f"{base_url.rstrip('/')}/v1/projects/{project_id}/messages:send"
         self._clock = clock
-        self._client = build_client(timeout_s, max_connections=max_connections)
+        self._client = HttpClient(timeout_s, provider=PROVIDER, max_connections=max_connections)
         self._tokens = AccessTokenSource(
             account, self._client, provider=PROVIDER, clock=clock, token_url=token_url
         )
@@ -84,17 +82,14 @@ class FcmSender:
             )
         raise self._classify(response)
 
-    async def _post(self, body: dict[str, Any]) -> tuple[httpx.Response, str]:
+    async def _post(self, body: dict[str, Any]) -> tuple[HttpResponse, str]:
         access_token = await self._tokens.get()
-        try:
-            response = await self._client.post(
-                self._url, json=body, headers={"Authorization": f"Bearer {access_token}"}
-            )
-        except httpx.TransportError as exc:
-            raise map_transport_error(exc, provider=PROVIDER) from None
+        response = await self._client.post(
+            self._url, json=body, headers={"Authorization": f"Bearer {access_token}"}
+        )
         return response, access_token
 
-    def _classify(self, response: httpx.Response) -> ProviderError:
+    def _classify(self, response: HttpResponse) -> ProviderError:
         status = response.status_code
         code = _error_code(response) or f"http_{status}"
         retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock)
@@ -138,7 +133,7 @@ def _request_body(message: OutboundMessage) -> dict[str, Any]:
     }
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
+def _json(response: HttpResponse) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
@@ -146,7 +141,7 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def _error_code(response: httpx.Response) -> str | None:
+def _error_code(response: HttpResponse) -> str | None:
     """FcmError.errorCode when present (the specific reason), else the google.rpc status."""
     error = _json(response).get("error")
     if not isinstance(error, dict):

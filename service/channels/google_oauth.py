@@ -17,11 +17,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jwt
 
-from service.channels.errors import PermanentProviderError, TransientProviderError
-from service.channels.rest import map_transport_error, parse_retry_after
+from service.channels.errors import PermanentProviderError, ProviderError, TransientProviderError
+from service.channels.rest import HttpClient, HttpResponse, parse_retry_after
 
 __all__ = [
     "FCM_SCOPE",
@@ -85,7 +84,7 @@ class AccessTokenSource:
     def __init__(
         self,
         account: ServiceAccount,
-        client: httpx.AsyncClient,
+        client: HttpClient,
         *,
         provider: str,
         clock: Callable[[], datetime],
@@ -140,18 +139,16 @@ class AccessTokenSource:
             ) from None
         # Half the attempt budget at most, so a hung token endpoint ends as a (retryable) token
         # failure before the dispatcher's attempt timeout would call the send ambiguous.
-        read = self._client.timeout.read or 10.0
         try:
             response = await self._client.post(
                 self._token_url,
-                data={"grant_type": JWT_BEARER_GRANT, "assertion": assertion},
-                timeout=httpx.Timeout(read / 2, connect=min(read / 2, 5.0)),
+                form={"grant_type": JWT_BEARER_GRANT, "assertion": assertion},
+                timeout_s=self._client.timeout_s / 2,
             )
-        except httpx.TransportError as exc:
+        except ProviderError as exc:
             # Nothing was sent to the push provider yet: a token failure is never ambiguous.
-            mapped = map_transport_error(exc, provider=self._provider)
             raise TransientProviderError(
-                f"token endpoint unreachable ({mapped.code})",
+                f"token endpoint unreachable ({exc.code})",
                 provider=self._provider,
                 code="oauth_unreachable",
             ) from None
@@ -173,7 +170,7 @@ class AccessTokenSource:
             alert=True,
         )
 
-    def _parse(self, response: httpx.Response, now: datetime) -> _Token:
+    def _parse(self, response: HttpResponse, now: datetime) -> _Token:
         try:
             body = response.json()
             value = body["access_token"]
@@ -190,7 +187,7 @@ class AccessTokenSource:
         return _Token(value, refresh_at)
 
 
-def _oauth_error(response: httpx.Response) -> str:
+def _oauth_error(response: HttpResponse) -> str:
     try:
         body = response.json()
     except ValueError:

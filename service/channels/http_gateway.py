@@ -20,8 +20,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import httpx
-
 from service.channels.base import OutboundMessage
 from service.channels.errors import (
     AmbiguousProviderError,
@@ -29,7 +27,7 @@ from service.channels.errors import (
     ProviderError,
     TransientProviderError,
 )
-from service.channels.rest import map_transport_error, quiet_http_client_logs, retry_after
+from service.channels.rest import HttpClient, retry_after
 from service.config import Settings
 from service.events import Channel
 
@@ -122,18 +120,18 @@ class HttpGatewayConfig:
     alert_codes: frozenset[str] = frozenset()
     unknown_code: Literal["transient", "permanent"] = "permanent"
     timeout_s: float = 10.0
+    max_connections: int = 100
     provider: str = "http_gateway"
 
 
 class HttpGatewaySender:
     """`Sender` for an HTTP SMS gateway described entirely by `HttpGatewayConfig`."""
 
-    def __init__(
-        self, config: HttpGatewayConfig, *, client: httpx.AsyncClient | None = None
-    ) -> None:
+    def __init__(self, config: HttpGatewayConfig) -> None:
         self._config = config
-        quiet_http_client_logs()
-        self._client = client or httpx.AsyncClient(timeout=config.timeout_s)
+        self._client = HttpClient(
+            config.timeout_s, provider=config.provider, max_connections=config.max_connections
+        )
 
     @property
     def provider(self) -> str:
@@ -172,13 +170,10 @@ class HttpGatewaySender:
         if c.method == "GET":
             kwargs = {"params": {k: str(v) for k, v in body.items()}}
         elif c.body_format == "form":
-            kwargs = {"data": {k: str(v) for k, v in body.items()}}
+            kwargs = {"form": {k: str(v) for k, v in body.items()}}
         else:
             kwargs = {"json": body}
-        try:
-            response = await self._client.request(c.method, c.url, headers=headers, **kwargs)
-        except httpx.TransportError as exc:
-            raise map_transport_error(exc, provider=self.provider) from None
+        response = await self._client.request(c.method, c.url, headers=headers, **kwargs)
         status = response.status_code
         if status == 429 or status >= 500:
             raise TransientProviderError(
@@ -248,11 +243,10 @@ def http_gateway_config_from_settings(settings: Settings) -> HttpGatewayConfig:
         alert_codes=frozenset(s.http_gateway_alert_codes),
         unknown_code=s.http_gateway_unknown_code,
         timeout_s=s.send_timeout_s,
+        max_connections=s.provider_max_connections,
     )
 
 
-def build_http_gateway_sender(
-    settings: Settings, *, client: httpx.AsyncClient | None = None
-) -> HttpGatewaySender:
+def build_http_gateway_sender(settings: Settings) -> HttpGatewaySender:
     """Raises ValueError naming the setting when the configuration cannot work."""
-    return HttpGatewaySender(http_gateway_config_from_settings(settings), client=client)
+    return HttpGatewaySender(http_gateway_config_from_settings(settings))

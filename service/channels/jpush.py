@@ -11,11 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from service.channels.base import OutboundMessage
 from service.channels.errors import PermanentProviderError, ProviderError, TransientProviderError
-from service.channels.rest import map_transport_error, quiet_http_client_logs, retry_after
+from service.channels.rest import HttpClient, HttpResponse, basic_auth, retry_after
 from service.config import Settings
 from service.events import Channel
 
@@ -35,19 +33,21 @@ class JPushConfig:
     time_to_live_s: int = 86_400
     apns_production: bool = True
     timeout_s: float = 10.0
+    max_connections: int = 100
     provider: str = "jpush"
 
 
 class JPushSender:
     """`Sender` for devices registered with JPush."""
 
-    def __init__(self, config: JPushConfig, *, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, config: JPushConfig) -> None:
         self._config = config
-        quiet_http_client_logs()
-        self._client = client or httpx.AsyncClient(
-            base_url=config.base_url,
-            auth=httpx.BasicAuth(config.app_key, config.master_secret),
-            timeout=config.timeout_s,
+        self._url = f"{config.base_url.rstrip('/')}/v3/push"
+        self._client = HttpClient(
+            config.timeout_s,
+            provider=config.provider,
+            headers={"Authorization": basic_auth(config.app_key, config.master_secret)},
+            max_connections=config.max_connections,
         )
 
     @property
@@ -92,10 +92,7 @@ class JPushSender:
 
     async def send(self, message: OutboundMessage) -> str:
         payload = self._payload(message)
-        try:
-            response = await self._client.post("/v3/push", json=payload)
-        except httpx.TransportError as exc:
-            raise map_transport_error(exc, provider=self.provider) from None
+        response = await self._client.post(self._url, json=payload)
         if response.status_code == 200:
             msg_id = _json(response).get("msg_id")
             if msg_id is None:
@@ -105,7 +102,7 @@ class JPushSender:
             return str(msg_id)
         raise self._error(response)
 
-    def _error(self, response: httpx.Response) -> ProviderError:
+    def _error(self, response: HttpResponse) -> ProviderError:
         status = response.status_code
         error = _json(response).get("error")
         code = error.get("code") if isinstance(error, dict) else None
@@ -125,7 +122,7 @@ class JPushSender:
         )
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
+def _json(response: HttpResponse) -> dict[str, Any]:
     try:
         data = response.json()
     except ValueError:
@@ -133,9 +130,7 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def build_jpush_sender(
-    settings: Settings, *, client: httpx.AsyncClient | None = None
-) -> JPushSender:
+def build_jpush_sender(settings: Settings) -> JPushSender:
     config = JPushConfig(
         base_url=settings.jpush_base_url,
         app_key=settings.jpush_app_key,
@@ -144,5 +139,6 @@ def build_jpush_sender(
         time_to_live_s=settings.jpush_time_to_live_s,
         apns_production=settings.jpush_apns_production,
         timeout_s=settings.send_timeout_s,
+        max_connections=settings.provider_max_connections,
     )
-    return JPushSender(config, client=client)
+    return JPushSender(config)

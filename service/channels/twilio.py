@@ -12,8 +12,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import httpx
-
 from service.channels.base import OutboundMessage
 from service.channels.errors import (
     AmbiguousProviderError,
@@ -21,7 +19,7 @@ from service.channels.errors import (
     ProviderError,
     TransientProviderError,
 )
-from service.channels.rest import build_client, map_transport_error, parse_retry_after, utc_now
+from service.channels.rest import HttpClient, HttpResponse, basic_auth, parse_retry_after, utc_now
 from service.events import Channel
 
 __all__ = ["TwilioSender"]
@@ -53,9 +51,10 @@ class TwilioSender:
         self._from = from_
         self._status_callback = status_callback
         self._clock = clock
-        self._client = build_client(
+        self._client = HttpClient(
             timeout_s,
-            auth=httpx.BasicAuth(account_sid, auth_token),
+            provider=PROVIDER,
+            headers={"Authorization": basic_auth(account_sid, auth_token)},
             max_connections=max_connections,
         )
 
@@ -75,10 +74,7 @@ class TwilioSender:
         form["MessagingServiceSid" if self._from.startswith("MG") else "From"] = self._from
         if self._status_callback:
             form["StatusCallback"] = self._status_callback
-        try:
-            response = await self._client.post(self._url, data=form)
-        except httpx.TransportError as exc:
-            raise map_transport_error(exc, provider=PROVIDER) from None
+        response = await self._client.post(self._url, form=form)
         if response.status_code in (200, 201):
             sid = _json(response).get("sid")
             if isinstance(sid, str) and sid:
@@ -89,7 +85,7 @@ class TwilioSender:
             )
         raise self._classify(response)
 
-    def _classify(self, response: httpx.Response) -> ProviderError:
+    def _classify(self, response: HttpResponse) -> ProviderError:
         status = response.status_code
         body = _json(response)
         raw_code = body.get("code")
@@ -123,7 +119,7 @@ class TwilioSender:
         await self._client.aclose()
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
+def _json(response: HttpResponse) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
