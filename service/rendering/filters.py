@@ -36,6 +36,9 @@ def _home_currencies(territory: str) -> tuple[str, ...]:
     return tuple(get_territory_currencies(territory))
 
 
+# Cached: every event renders its amount and dates in both its SMS and its push, and a morning
+# batch repeats them across loans; babel's formatting is most of a render's cost.
+@lru_cache(maxsize=4096)
 def format_money(amount: Decimal, currency: str, locale: str) -> str:
     """The locale's symbol for its own currency (¥1,239.70 in zh-CN, $5.00 in en-US), else the
     ISO code before the number (CNY 1,239.70 in en-US), which no reader can misread."""
@@ -48,6 +51,7 @@ def format_money(amount: Decimal, currency: str, locale: str) -> str:
     return text.translate(_SPACES)
 
 
+@lru_cache(maxsize=1024)
 def format_day(day: date, locale: str) -> str:
     """A date as the borrower reads it: 2026年11月15日 in zh-CN, Nov 15, 2026 in en-US."""
     style = "long" if locale.startswith("zh") else "medium"

@@ -20,33 +20,41 @@ GSM7_BASIC = frozenset(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
+_GSM7_ALL = GSM7_BASIC | GSM7_EXTENSION
 
 _SINGLE = {"GSM-7": 160, "UCS-2": 70}
 _MULTI = {"GSM-7": 153, "UCS-2": 67}
 
 
 def is_gsm7(text: str) -> bool:
-    return all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in text)
+    return _GSM7_ALL.issuperset(text)
 
 
 def _unit_sizes(text: str, encoding: Encoding) -> list[int]:
     if encoding == "GSM-7":
         return [2 if c in GSM7_EXTENSION else 1 for c in text]
-    return [len(c.encode("utf-16-le")) // 2 for c in text]
+    # Outside the BMP a character is a surrogate pair: two UTF-16 code units.
+    return [2 if ord(c) > 0xFFFF else 1 for c in text]
+
+
+def _units(text: str, encoding: Encoding) -> int:
+    if encoding == "GSM-7":
+        return len(text) + sum(1 for c in text if c in GSM7_EXTENSION)
+    return len(text.encode("utf-16-le")) // 2
 
 
 def sms_units(text: str) -> tuple[Encoding, int]:
     """The encoding and the length in its units (septets or UTF-16 code units)."""
     encoding: Encoding = "GSM-7" if is_gsm7(text) else "UCS-2"
-    return encoding, sum(_unit_sizes(text, encoding))
+    return encoding, _units(text, encoding)
 
 
 def sms_parts(text: str) -> tuple[Encoding, int]:
     """The encoding `text` needs and the number of SMS parts it takes (at least 1)."""
     encoding: Encoding = "GSM-7" if is_gsm7(text) else "UCS-2"
-    sizes = _unit_sizes(text, encoding)
-    if sum(sizes) <= _SINGLE[encoding]:
+    if _units(text, encoding) <= _SINGLE[encoding]:
         return encoding, 1
+    sizes = _unit_sizes(text, encoding)
     per_part, parts, used = _MULTI[encoding], 1, 0
     for size in sizes:
         # An escape pair or surrogate pair that does not fit moves whole to the next part.
