@@ -168,6 +168,10 @@ class Dispatcher:
         self._backoff = wait_exponential(
             multiplier=_INITIAL_BACKOFF_S, max=backoff_max_s
         ) + wait_random(0, _INITIAL_BACKOFF_S)
+        # Built once: a dispatch runs per notification, and tenacity's strategies cost more to
+        # build than the successful first attempt costs to make.
+        self._stop = stop_after_attempt(max_attempts)
+        self._retry_transient = retry_if_exception_type(TransientProviderError)
 
     def routes_for(self, message: OutboundMessage) -> tuple[Sender, ...]:
         """The senders for `message`, in failover order (empty: no route)."""
@@ -247,9 +251,9 @@ class Dispatcher:
                 return await self._attempt(sender, message, circuit)
 
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._max_attempts),
+            stop=self._stop,
             wait=self._wait,
-            retry=retry_if_exception_type(TransientProviderError),
+            retry=self._retry_transient,
             sleep=self._sleep,
             before_sleep=lambda state: self._before_retry(state, ctx),
             reraise=True,
