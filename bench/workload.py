@@ -9,6 +9,7 @@ each event has its own loan, so cadence never suppresses, and the bench policy's
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from array import array
 from collections import deque
@@ -25,6 +26,7 @@ __all__ = [
     "ResultsSummary",
     "create_topics",
     "event_bytes",
+    "event_document",
     "load_backlog",
     "produce_paced",
     "read_results",
@@ -36,16 +38,17 @@ _SEND_WINDOW = 20_000
 _PARTITIONER = DefaultPartitioner()
 
 
-def event_bytes(prefix: str, n: int, borrowers: int, today: date) -> tuple[bytes, bytes]:
-    """(key, value) of event number `n` of a run; the key is the borrower id."""
-    b = n % borrowers
-    borrower_id = f"bench-b{b}"
-    event = {
+def event_document(
+    prefix: str, today: date, *, n: str, n9: str, b: str, b8: str, b10: str
+) -> dict[str, Any]:
+    """A bench event, its varying parts given as text: event number `n` (and `n9`, 9 digits),
+    borrower number `b` (and `b8`, `b10`, 8 and 10 digits)."""
+    return {
         "event_id": f"{prefix}-{n}",
         "occurred_at": "2026-01-01T00:00:00+00:00",
         "schema_version": "1",
         "loan": {
-            "loan_id": f"JB{prefix[:3].upper()}{n:09d}",
+            "loan_id": f"JB{prefix[:3].upper()}{n9}",
             "product": "cash-loan",
             "currency": "CNY",
             "amount_due": "1239.70",
@@ -53,17 +56,35 @@ def event_bytes(prefix: str, n: int, borrowers: int, today: date) -> tuple[bytes
             "days_past_due": 0,
         },
         "borrower": {
-            "borrower_id": borrower_id,
+            "borrower_id": f"bench-b{b}",
             "name": "王小明",
             "locale": "zh-CN",
             "timezone": "Asia/Shanghai",
-            "phone": f"+86138{b:08d}",
-            "push_tokens": [{"provider": "fcm", "token": f"bench-fcm-token-{b:010d}-abcdefghij"}],
+            "phone": f"+86138{b8}",
+            "push_tokens": [{"provider": "fcm", "token": f"bench-fcm-token-{b10}-abcdefghij"}],
         },
         "risk_level": "medium",
         "repayment": {"url": "https://pay.example.cn/r/1", "methods": ["app", "bank"]},
     }
-    return borrower_id.encode(), orjson.dumps(event)
+
+
+@functools.lru_cache(maxsize=16)
+def _template(prefix: str, today: date) -> bytes:
+    """The run's event JSON as a bytes %-template: serialised once with markers in the varying
+    places, so building an event is one % (~3 us) instead of a dict and a JSON dump (~13 us,
+    13 s of a 1,000,000-event load). str.format is no faster: the name is not ASCII."""
+    fields = {"n": b"%(n)d", "n9": b"%(n)09d", "b": b"%(b)d", "b8": b"%(b)08d", "b10": b"%(b)010d"}
+    marked = orjson.dumps(event_document(prefix, today, **{k: f"<<{k}>>" for k in fields}))
+    template = marked.replace(b"%", b"%%")
+    for name, spec in fields.items():
+        template = template.replace(f"<<{name}>>".encode(), spec)
+    return template
+
+
+def event_bytes(prefix: str, n: int, borrowers: int, today: date) -> tuple[bytes, bytes]:
+    """(key, value) of event number `n` of a run; the key is the borrower id."""
+    b = n % borrowers
+    return b"bench-b%d" % b, _template(prefix, today) % {b"n": n, b"b": b}
 
 
 async def create_topics(bootstrap: str, names: Sequence[str], partitions: int) -> None:
