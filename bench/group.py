@@ -214,6 +214,8 @@ class ReplicaGroup:
             raise RuntimeError(f"{what} failed in the consumer process: {self._failure}")
 
     async def close(self) -> None:
+        """Stop the children (after a failure, those still running are told to stop too)."""
+        self.tell("stop")
         if self._admin is not None:
             await self._admin.close()
             self._admin = None
