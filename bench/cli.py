@@ -64,6 +64,13 @@ def parse_options(argv: list[str] | None = None) -> BenchOptions:
     )
     parser.add_argument("--skip-baselines", action="store_true", help="measure the service only")
     parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="service processes in one consumer group, like N pods of the deployment "
+        "(default 1; the raw and naive baselines always run one)",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         default=None,
@@ -81,7 +88,7 @@ def parse_options(argv: list[str] | None = None) -> BenchOptions:
         help="a service Settings override, e.g. --set max_in_flight=2000 (repeatable)",
     )
     a = parser.parse_args(argv)
-    for name in ("events", "naive_events"):
+    for name in ("events", "naive_events", "replicas"):
         if getattr(a, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if not 0 <= a.error_rate < 1:
@@ -98,6 +105,7 @@ def parse_options(argv: list[str] | None = None) -> BenchOptions:
         rate=a.rate,
         paced_events=a.paced_events,
         skip_baselines=a.skip_baselines,
+        replicas=a.replicas,
         profile=a.profile.resolve() if a.profile else None,
         service_settings=dict(a.settings),
     )

@@ -6,9 +6,14 @@
            send SMS, send push, ledger record, publish (awaiting the ack), commit.
 - service: NotifierApp, exactly as `python -m service run` wires it.
 
-A child reports over a pipe: ("drained", {...}) once the preloaded backlog is done (the parent
-then produces the paced events), then ("done", {...}) with its peak RSS (ru_maxrss of the child:
-the consumer process only, not the broker, the fake providers, PostgreSQL or the load generator).
+The parent may run several children of one kind in one consumer group (replicas of the
+service); each sees only the partitions the group gives it, so the parent, not a child, decides
+when the group is done (bench/group.py). Over its pipe a child sends ("progress", {"done": n,
+"cpu_s": t}) as its count of finished events changes (at most every 20 ms), and ("done", {...})
+with its stats and peak RSS (ru_maxrss of the child: the consumer process only, not the broker,
+the fake providers, PostgreSQL or the load generator) once the parent has told it "stop"; the
+parent tells it "drained" when the group has finished the preloaded backlog (the profiler stops
+there).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ class ChildJob:
     paced: int
     clock_offset_s: float  # bench clock = wall clock + offset (10:00 in Shanghai at start)
     profile_path: str | None = None
+    replica: int = 0  # which of the group's replicas this child is (0 .. replicas-1)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -72,23 +78,39 @@ def _clock(offset_s: float) -> Callable[[], datetime]:
     return lambda: datetime.now(UTC) + delta
 
 
-class _Progress:
-    """Tells the parent when the backlog is drained, and when everything is done."""
+# A child reports its count of finished events at most this often.
+REPORT_INTERVAL_S = 0.02
 
-    def __init__(self, job: ChildJob, conn: Connection) -> None:
-        self.job = job
+
+class _Progress:
+    """Reports this child's count of finished events to the parent, and hears from it when the
+    group has drained the backlog ("drained") and when every event is done ("stop")."""
+
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.drained_at: float | None = None
-        # CPU of every thread of this process from the consumer's start to the backlog's end:
+        self.drained = False
+        self.stop = False
+        self._reported = -1
+        self._reported_at = 0.0
+        # CPU of every thread of this process since the consumer's start, sent with each count:
+        # the parent keeps each child's figure at the count that completes the group's backlog,
         # a figure a noisy shared machine disturbs far less than wall-clock throughput.
         self.cpu_start = time.process_time()
 
     def update(self, done: int) -> bool:
-        """True when all events (backlog and paced) are done."""
-        if self.drained_at is None and done >= self.job.backlog:
-            self.drained_at = time.perf_counter()
-            self.conn.send(("drained", {"drain_cpu_s": time.process_time() - self.cpu_start}))
-        return done >= self.job.backlog + self.job.paced
+        """Report `done` (throttled); True once the parent has said stop."""
+        now = time.perf_counter()
+        if done != self._reported and now - self._reported_at >= REPORT_INTERVAL_S:
+            cpu_s = time.process_time() - self.cpu_start
+            self.conn.send(("progress", {"done": done, "cpu_s": cpu_s}))
+            self._reported, self._reported_at = done, now
+        while self.conn.poll():
+            message = self.conn.recv()
+            if message == "drained":
+                self.drained = True
+            elif message == "stop":
+                self.stop = True
+        return self.stop
 
 
 # --- raw ---------------------------------------------------------------------------------------
@@ -110,7 +132,7 @@ async def _raw(job: ChildJob, conn: Connection) -> dict[str, Any]:
     await producer.start()
     consumer.subscribe([settings.input_topic])
     await consumer.start()
-    progress = _Progress(job, conn)
+    progress = _Progress(conn)
     done = 0
     try:
         while True:
@@ -193,7 +215,7 @@ async def _naive(job: ChildJob, conn: Connection) -> dict[str, Any]:
         default_timezone=zone,
     )
     done = 0
-    progress = _Progress(job, conn)
+    progress = _Progress(conn)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(ledger.aclose)
         dispatcher = await stack.enter_async_context(
@@ -243,7 +265,7 @@ async def _service(job: ChildJob, conn: Connection) -> dict[str, Any]:
 
     app = NotifierApp(Settings(**job.settings), clock=_clock(job.clock_offset_s), out=io.StringIO())
     task = asyncio.create_task(app.run())
-    progress = _Progress(job, conn)
+    progress = _Progress(conn)
     profiler = cProfile.Profile() if job.profile_path else None
     try:
         while app.engine is None:
@@ -255,9 +277,10 @@ async def _service(job: ChildJob, conn: Connection) -> dict[str, Any]:
             profiler.enable()
         while True:
             done = engine.stats["processed"] + engine.stats["dead_lettered"]
-            if profiler is not None and progress.drained_at is None and done >= job.backlog:
+            stop = progress.update(done)
+            if profiler is not None and progress.drained:
                 profiler.disable()
-            if progress.update(done):
+            if stop:
                 break
             if task.done():
                 await task

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
 import os
 import tempfile
 import time
@@ -22,7 +21,8 @@ from pathlib import Path
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
-from bench.consumers import ChildJob, child_main
+from bench.consumers import ChildJob
+from bench.group import ReplicaGroup
 from bench.providers import ProviderEndpoints, running_providers
 from bench.workload import ResultsSummary, create_topics, load_backlog, produce_paced, read_results
 
@@ -47,6 +47,8 @@ class BenchOptions:
     rate: float = 1000.0  # events/s of the paced (latency) phase
     paced_events: int | None = None  # default: min(events, 5 s at `rate`)
     skip_baselines: bool = False
+    # Service processes in the one consumer group (the baselines always run one).
+    replicas: int = 1
     profile: Path | None = None
     service_settings: dict[str, str] = field(default_factory=dict)
 
@@ -152,18 +154,6 @@ def _service_settings(
     return values
 
 
-async def _recv(conn: Any, timeout_s: float, what: str) -> tuple[str, dict[str, Any]]:
-    def wait() -> tuple[str, dict[str, Any]]:
-        if not conn.poll(timeout_s):
-            raise TimeoutError(f"{what}: no answer from the consumer within {timeout_s:.0f} s")
-        message: tuple[str, Any] = conn.recv()
-        if message[0] == "error":
-            raise RuntimeError(f"{what} failed in the consumer process: {message[1]}")
-        return message
-
-    return await asyncio.to_thread(wait)
-
-
 async def _measure(
     options: BenchOptions,
     *,
@@ -176,6 +166,7 @@ async def _measure(
     clock_offset_s: float,
     timeout_s: float,
     say: Callable[[str], None],
+    replicas: int = 1,
 ) -> dict[str, Any]:
     bootstrap = settings["kafka_bootstrap_servers"]
     in_topic, results_topic = settings["input_topic"], settings["results_topic"]
@@ -186,7 +177,8 @@ async def _measure(
     load_s = await load_backlog(
         bootstrap, in_topic, prefix=kind, count=backlog, borrowers=borrowers, today=today
     )
-    say(f"[{kind}] loaded {backlog} events in {load_s:.1f} s; consuming")
+    consuming = "consuming" if replicas == 1 else f"consuming with {_replicas_text(replicas)}"
+    say(f"[{kind}] loaded {backlog} events in {load_s:.1f} s; {consuming}")
     job = ChildJob(
         kind=kind,
         settings=settings,
@@ -195,14 +187,13 @@ async def _measure(
         clock_offset_s=clock_offset_s,
         profile_path=str(options.profile) if options.profile and kind == "service" else None,
     )
-    ctx = multiprocessing.get_context("spawn")
-    parent_conn, child_conn = ctx.Pipe()
-    process = ctx.Process(target=child_main, args=(job, child_conn), name=f"bench-{kind}")
+    group = ReplicaGroup(job, replicas, partitions=options.partitions)
     started = time.perf_counter()
-    process.start()
+    group.start()
+    pump = asyncio.create_task(group.run())
     try:
-        _, drained = await _recv(parent_conn, timeout_s, f"{kind} backlog")
-        drained_s = time.perf_counter() - started
+        await group.wait_for(backlog, timeout_s, f"{kind} backlog")
+        drained_s = (group.drained_at or time.perf_counter()) - started
         say(f"[{kind}] backlog done after {drained_s:.1f} s (process start included)")
         produced: dict[str, int] = {}
         reached = 0.0
@@ -217,49 +208,62 @@ async def _measure(
                 today=today,
                 rate=rate,
             )
-        _, child_stats = await _recv(parent_conn, timeout_s, f"{kind} paced")
+        await group.wait_for(backlog + paced, timeout_s, f"{kind} paced")
+        group.tell("stop")
+        child_stats = await group.results(timeout_s)
     finally:
-        process.join(30)
-        if process.is_alive():
-            process.kill()
-            process.join(5)
-    summary = await read_results(bootstrap, results_topic)
-    figures = _figures(kind, summary, backlog=backlog, produced=produced)
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pump
+        await group.close()
+    summary = await read_results(bootstrap, results_topic, prefix=kind, capacity=backlog + paced)
+    figures = _figures(summary, backlog=backlog, produced=produced)
+    drain_cpu_s = group.progress.drain_cpu_s or []
+    peak_rss_mb = [round(s["peak_rss_mb"], 1) for s in child_stats]
     figures.update(
         paced_events=paced,
         paced_rate_target=rate if paced else None,
         paced_rate_reached=round(reached, 1) if paced else None,
-        peak_rss_mb=round(child_stats["peak_rss_mb"], 1),
-        cpu_ms_per_event=round(1000 * drained["drain_cpu_s"] / backlog, 3),
+        peak_rss_mb=max(peak_rss_mb),
+        cpu_ms_per_event=round(1000 * sum(drain_cpu_s) / backlog, 3),
+        replicas=replicas,
+        peak_rss_mb_per_replica=peak_rss_mb,
+        # Events each replica finished (backlog and paced); more than the events in all means
+        # redeliveries after a rebalance.
+        events_per_replica=[
+            int(s.get("processed", 0)) + int(s.get("dead_lettered", 0)) for s in child_stats
+        ],
     )
-    if "profile" in child_stats:
-        figures["profile"] = child_stats["profile"]
+    profiles = [s["profile"] for s in child_stats if "profile" in s]
+    if profiles:
+        figures["profile"] = profiles[0]
+    per_replica = f" (per replica {peak_rss_mb})" if replicas > 1 else ""
+    label = f"[{kind}]" if kind != "service" else f"[{kind}] {_replicas_text(replicas)}:"
     say(
-        f"[{kind}] {figures['events_per_s']} events/s, {figures['notifications_per_s']} "
-        f"notifications/s; latency p50/p95/p99 {figures['latency_ms']} ms at "
-        f"{figures['paced_rate_reached']} events/s; peak RSS {figures['peak_rss_mb']} MB; "
-        f"{figures['cpu_ms_per_event']} ms CPU per event"
+        f"{label} {figures['events_per_s']} events/s, "
+        f"{figures['notifications_per_s']} notifications/s; latency p50/p95/p99 "
+        f"{figures['latency_ms']} ms at {figures['paced_rate_reached']} events/s; peak RSS "
+        f"{figures['peak_rss_mb']} MB{per_replica}; {figures['cpu_ms_per_event']} ms CPU per event"
     )
     return figures
 
 
-def _figures(
-    kind: str, summary: ResultsSummary, *, backlog: int, produced: dict[str, int]
-) -> dict[str, Any]:
-    backlog_ids = [f"{kind}-{n}" for n in range(backlog)]
-    backlog_results = [summary.per_event.get(i) for i in backlog_ids]
-    done = [r for r in backlog_results if r is not None]
+def _replicas_text(replicas: int) -> str:
+    return f"{replicas} replica" + ("s" if replicas > 1 else "")
+
+
+def _figures(summary: ResultsSummary, *, backlog: int, produced: dict[str, int]) -> dict[str, Any]:
+    done, sent, last = summary.span(0, backlog)
     first = summary.first_ms
-    last = max((r.last_ms for r in done), default=None)
     seconds = (last - first) / 1000 if first is not None and last is not None else 0.0
-    sent = sum(r.sent for r in done)
-    latencies = sorted(
-        float(summary.per_event[e].last_ms - ts)
-        for e, ts in produced.items()
-        if e in summary.per_event
-    )
+    latencies: list[float] = []
+    for event_id, produced_ms in produced.items():
+        result_ms = summary.latest_ms(event_id)
+        if result_ms is not None:
+            latencies.append(float(result_ms - produced_ms))
+    latencies.sort()
     expected = backlog + len(produced)
-    with_results = len(done) + sum(1 for e in produced if e in summary.per_event)
+    with_results = done + len(latencies)
     return {
         "events": backlog,
         "seconds": round(seconds, 3),
@@ -302,8 +306,9 @@ async def _run(options: BenchOptions, say: Callable[[str], None]) -> dict[str, A
         "error_rate": options.error_rate,
         "ledger": options.ledger,
         "cpus": os.cpu_count(),
-        "peak_rss_covers": "the consumer's own process (ru_maxrss), not the broker, fake "
-        "providers, PostgreSQL or the load generator",
+        "replicas": options.replicas,
+        "peak_rss_covers": "the consumer's own process (ru_maxrss; with replicas, the largest "
+        "of them), not the broker, fake providers, PostgreSQL or the load generator",
         "service_settings": dict(options.service_settings),
     }
     with (
@@ -312,7 +317,9 @@ async def _run(options: BenchOptions, say: Callable[[str], None]) -> dict[str, A
     ):
         async with _ledger_url(options, workdir) as ledger_url:
 
-            async def measure(kind: str, backlog: int, paced: int, rate: float) -> dict[str, Any]:
+            async def measure(
+                kind: str, backlog: int, paced: int, rate: float, replicas: int = 1
+            ) -> dict[str, Any]:
                 settings = _service_settings(
                     options,
                     bootstrap=broker.bootstrap_servers,
@@ -331,6 +338,7 @@ async def _run(options: BenchOptions, say: Callable[[str], None]) -> dict[str, A
                     clock_offset_s=offset,
                     timeout_s=timeout_s,
                     say=say,
+                    replicas=replicas,
                 )
 
             if not options.skip_baselines:
@@ -345,7 +353,7 @@ async def _run(options: BenchOptions, say: Callable[[str], None]) -> dict[str, A
                     "naive", options.naive_events, naive_paced, naive_rate
                 )
             report["service"] = await measure(
-                "service", options.events, options.paced_count, options.rate
+                "service", options.events, options.paced_count, options.rate, options.replicas
             )
     service_rate = report["service"]["events_per_s"]
     report["ratios"] = {

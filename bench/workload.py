@@ -9,37 +9,46 @@ each event has its own loan, so cadence never suppresses, and the bench policy's
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from array import array
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
 from datetime import date
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import DefaultPartitioner
 
 __all__ = [
-    "EventResults",
     "ResultsSummary",
     "create_topics",
     "event_bytes",
+    "event_document",
     "load_backlog",
     "produce_paced",
     "read_results",
 ]
 
 
-def event_bytes(prefix: str, n: int, borrowers: int, today: date) -> tuple[bytes, bytes]:
-    """(key, value) of event number `n` of a run; the key is the borrower id."""
-    b = n % borrowers
-    borrower_id = f"bench-b{b}"
-    event = {
+# Unacknowledged sends kept while loading a backlog (see load_backlog).
+_SEND_WINDOW = 20_000
+_PARTITIONER = DefaultPartitioner()
+
+
+def event_document(
+    prefix: str, today: date, *, n: str, n9: str, b: str, b8: str, b10: str
+) -> dict[str, Any]:
+    """A bench event, its varying parts given as text: event number `n` (and `n9`, 9 digits),
+    borrower number `b` (and `b8`, `b10`, 8 and 10 digits)."""
+    return {
         "event_id": f"{prefix}-{n}",
         "occurred_at": "2026-01-01T00:00:00+00:00",
         "schema_version": "1",
         "loan": {
-            "loan_id": f"JB{prefix[:3].upper()}{n:09d}",
+            "loan_id": f"JB{prefix[:3].upper()}{n9}",
             "product": "cash-loan",
             "currency": "CNY",
             "amount_due": "1239.70",
@@ -47,17 +56,35 @@ def event_bytes(prefix: str, n: int, borrowers: int, today: date) -> tuple[bytes
             "days_past_due": 0,
         },
         "borrower": {
-            "borrower_id": borrower_id,
+            "borrower_id": f"bench-b{b}",
             "name": "王小明",
             "locale": "zh-CN",
             "timezone": "Asia/Shanghai",
-            "phone": f"+86138{b:08d}",
-            "push_tokens": [{"provider": "fcm", "token": f"bench-fcm-token-{b:010d}-abcdefghij"}],
+            "phone": f"+86138{b8}",
+            "push_tokens": [{"provider": "fcm", "token": f"bench-fcm-token-{b10}-abcdefghij"}],
         },
         "risk_level": "medium",
         "repayment": {"url": "https://pay.example.cn/r/1", "methods": ["app", "bank"]},
     }
-    return borrower_id.encode(), orjson.dumps(event)
+
+
+@functools.lru_cache(maxsize=16)
+def _template(prefix: str, today: date) -> bytes:
+    """The run's event JSON as a bytes %-template: serialised once with markers in the varying
+    places, so building an event is one % (~3 us) instead of a dict and a JSON dump (~13 us,
+    13 s of a 1,000,000-event load). str.format is no faster: the name is not ASCII."""
+    fields = {"n": b"%(n)d", "n9": b"%(n)09d", "b": b"%(b)d", "b8": b"%(b)08d", "b10": b"%(b)010d"}
+    marked = orjson.dumps(event_document(prefix, today, **{k: f"<<{k}>>" for k in fields}))
+    template = marked.replace(b"%", b"%%")
+    for name, spec in fields.items():
+        template = template.replace(f"<<{name}>>".encode(), spec)
+    return template
+
+
+def event_bytes(prefix: str, n: int, borrowers: int, today: date) -> tuple[bytes, bytes]:
+    """(key, value) of event number `n` of a run; the key is the borrower id."""
+    b = n % borrowers
+    return b"bench-b%d" % b, _template(prefix, today) % {b"n": n, b"b": b}
 
 
 async def create_topics(bootstrap: str, names: Sequence[str], partitions: int) -> None:
@@ -82,19 +109,33 @@ def _producer(bootstrap: str, linger_ms: int) -> AIOKafkaProducer:
 async def load_backlog(
     bootstrap: str, topic: str, *, prefix: str, count: int, borrowers: int, today: date
 ) -> float:
-    """Produce `count` events as fast as the broker takes them; returns the seconds it took."""
+    """Produce `count` events as fast as the broker takes them; returns the seconds it took.
+
+    Streams: each event is built just before it is sent, and only a window of unacknowledged
+    sends is kept (the producer itself holds at most a batch per partition), so memory does not
+    grow with `count`. A window instead of a wait for every 5,000 keeps batches flowing while
+    the oldest acks come back. The partition of each borrower's key (the default partitioner's
+    murmur2) is computed once per borrower, not once per event.
+    """
     started = time.perf_counter()
     producer = _producer(bootstrap, linger_ms=20)
     await producer.start()
     try:
-        pending: list[asyncio.Future[object]] = []
+        all_partitions = sorted(await producer.partitions_for(topic))
+        partition_of = array("i", [-1]) * borrowers
+        pending: deque[asyncio.Future[Any]] = deque()
         for n in range(count):
             key, value = event_bytes(prefix, n, borrowers, today)
-            pending.append(await producer.send(topic, key=key, value=value))
-            if len(pending) >= 5000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
+            b = n % borrowers
+            partition = partition_of[b]
+            if partition < 0:
+                partition = partition_of[b] = _PARTITIONER(key, all_partitions, all_partitions)
+            pending.append(await producer.send(topic, key=key, value=value, partition=partition))
+            if len(pending) >= _SEND_WINDOW:
+                while len(pending) > _SEND_WINDOW // 2:
+                    await pending.popleft()
+        while pending:
+            await pending.popleft()
     finally:
         await producer.stop()
     return time.perf_counter() - started
@@ -138,32 +179,78 @@ async def produce_paced(
     return (count / elapsed if elapsed > 0 else float("inf")), produced
 
 
-@dataclass
-class EventResults:
-    count: int = 0
-    sent: int = 0
-    # Timestamp (CreateTime, ms) of the event's latest result.
-    last_ms: int = 0
-
-
-@dataclass
 class ResultsSummary:
-    """What a run published, read back from its results topic."""
+    """What a run published, read back from its results topic, kept per event number.
 
-    records: int = 0
-    per_event: dict[str, EventResults] = field(default_factory=dict)
-    by_status: dict[str, int] = field(default_factory=dict)
-    first_ms: int | None = None
+    A run's events are `{prefix}-{n}` with n < `capacity` (backlog + paced events). Per event
+    it keeps the number of results, the number of `sent` results and the timestamp (CreateTime,
+    ms) of the latest result, in flat arrays of 16 bytes an event: reading back the two million
+    results of a 1,000,000-event run holds no object per result or per event. Results of any
+    other event id (none in a normal run) are only counted, in `foreign`.
+    """
+
+    def __init__(self, prefix: str, capacity: int) -> None:
+        self._prefix = prefix.encode() + b"-"
+        self.capacity = capacity
+        self.records = 0
+        self.foreign = 0
+        self.by_status: dict[str, int] = {}
+        self.first_ms: int | None = None
+        self.counts = array("I", bytes(4 * capacity))
+        self.sent = array("I", bytes(4 * capacity))
+        self.last_ms = array("q", bytes(8 * capacity))
+
+    def number_of(self, event_id: bytes | str) -> int | None:
+        """n of `{prefix}-{n}` if it is an event of this run, else None."""
+        raw = event_id.encode() if isinstance(event_id, str) else event_id
+        if not raw.startswith(self._prefix):
+            return None
+        digits = raw[len(self._prefix) :]
+        if not digits.isdigit():
+            return None
+        n = int(digits)
+        return n if n < self.capacity else None
+
+    def add(self, event_id: bytes | str, status: str, timestamp_ms: int) -> None:
+        self.records += 1
+        self.by_status[status] = self.by_status.get(status, 0) + 1
+        if self.first_ms is None or timestamp_ms < self.first_ms:
+            self.first_ms = timestamp_ms
+        n = self.number_of(event_id)
+        if n is None:
+            self.foreign += 1
+            return
+        self.counts[n] += 1
+        if status == "sent":
+            self.sent[n] += 1
+        if timestamp_ms > self.last_ms[n]:
+            self.last_ms[n] = timestamp_ms
+
+    def latest_ms(self, event_id: str) -> int | None:
+        """Timestamp of the event's latest result; None if it has none."""
+        n = self.number_of(event_id)
+        if n is None or not self.counts[n]:
+            return None
+        return self.last_ms[n]
+
+    def span(self, first: int, stop: int) -> tuple[int, int, int | None]:
+        """Events first..stop-1: (how many have results, their `sent` results, the latest
+        result's timestamp or None)."""
+        counts = self.counts[first:stop]
+        with_results = len(counts) - counts.count(0)
+        latest = max(self.last_ms[first:stop], default=0)
+        return with_results, sum(self.sent[first:stop]), latest or None
 
 
-def _event_id_of(record: object) -> str:
+def _event_id_of(record: object) -> bytes:
     for name, value in getattr(record, "headers", ()) or ():
         if name == "event_id":
-            return bytes(value).decode()
-    return str(orjson.loads(record.value)["event_id"])  # type: ignore[attr-defined]
+            return bytes(value)
+    return str(orjson.loads(record.value)["event_id"]).encode()  # type: ignore[attr-defined]
 
 
-async def _read_all(consumer: AIOKafkaConsumer, topic: str) -> list[object]:
+async def _read_all(consumer: AIOKafkaConsumer, topic: str) -> AsyncIterator[list[object]]:
+    """Every record of `topic` from its start to its current end, a fetched batch at a time."""
     partitions = consumer.partitions_for_topic(topic)
     while not partitions:
         await consumer._client.force_metadata_update()
@@ -172,33 +259,25 @@ async def _read_all(consumer: AIOKafkaConsumer, topic: str) -> list[object]:
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)
     end = await consumer.end_offsets(tps)
-    out: list[object] = []
     while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
         batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
         for records in batch.values():
-            out.extend(records)
-    return out
+            yield records
 
 
-async def read_results(bootstrap: str, results_topic: str) -> ResultsSummary:
-    """Everything a run published, summarised per event."""
+async def read_results(
+    bootstrap: str, results_topic: str, *, prefix: str, capacity: int
+) -> ResultsSummary:
+    """Everything a run published, summarised per event (`{prefix}-{n}`, n < capacity)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_bytes=16 * 1024 * 1024
     )
     await consumer.start()
     try:
-        summary = ResultsSummary()
-        for record in await _read_all(consumer, results_topic):
-            summary.records += 1
-            ts: int = record.timestamp  # type: ignore[attr-defined]
-            entry = summary.per_event.setdefault(_event_id_of(record), EventResults())
-            entry.count += 1
-            entry.last_ms = max(entry.last_ms, ts)
-            status = _status_of(record)
-            if status == "sent":
-                entry.sent += 1
-            summary.by_status[status] = summary.by_status.get(status, 0) + 1
-            summary.first_ms = ts if summary.first_ms is None else min(summary.first_ms, ts)
+        summary = ResultsSummary(prefix, capacity)
+        async for records in _read_all(consumer, results_topic):
+            for record in records:
+                summary.add(_event_id_of(record), _status_of(record), record.timestamp)  # type: ignore[attr-defined]
         return summary
     finally:
         await consumer.stop()

@@ -48,3 +48,48 @@ def test_smoke_run_reports_every_figure_and_every_event_gets_its_results() -> No
     assert report["naive"]["events"] == 20
     assert set(report["ratios"]) == {"service_over_raw", "service_over_naive"}
     assert report["ratios"]["service_over_naive"] is not None
+
+
+@pytest.mark.timeout(180)
+def test_smoke_two_replicas_share_the_group_and_the_group_answers_every_event() -> None:
+    """`--replicas 2`: two service processes in one consumer group. Each finishes part of the
+    events (neither sees the whole backlog), yet the parent stops them only once every backlog
+    and paced event has its results; peak RSS is the larger of the two, reported per replica."""
+    out = io.StringIO()
+    code = main(
+        [
+            "--events",
+            "1000",
+            "--latency-ms",
+            "5",
+            "--paced-events",
+            "100",
+            "--skip-baselines",
+            "--replicas",
+            "2",
+        ],
+        out=out,
+    )
+    assert code == 0
+    lines = out.getvalue().strip().splitlines()
+    report = json.loads(lines[-1])
+    assert report["replicas"] == 2
+    assert "raw" not in report
+    assert "naive" not in report
+    service = report["service"]
+    assert service.keys() >= FIGURES | {"cpu_ms_per_event", "peak_rss_mb_per_replica"}
+    assert service["replicas"] == 2
+    assert service["events_expected"] == 1000 + 100
+    assert service["every_event_has_results"]
+    # Every result is a send; a redelivery after the start-up rebalance would republish a
+    # notification's recorded result (more `sent` records), never send it again.
+    assert set(service["results_by_status"]) == {"sent"}
+    assert service["results_by_status"]["sent"] >= 2 * service["events_expected"]
+    per_replica = service["events_per_replica"]
+    assert len(per_replica) == 2
+    assert all(n > 0 for n in per_replica), per_replica
+    assert sum(per_replica) >= service["events_expected"]
+    assert len(service["peak_rss_mb_per_replica"]) == 2
+    assert service["peak_rss_mb"] == max(service["peak_rss_mb_per_replica"])
+    assert service["cpu_ms_per_event"] > 0
+    assert any(line.startswith("[service] 2 replicas:") for line in lines)
