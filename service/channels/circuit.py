@@ -66,8 +66,11 @@ class CircuitBreaker:
         self._state = CircuitState.CLOSED
         self._opened_at = 0.0
         self._probing = False
-        # (second, calls, failures), oldest first.
+        # (second, calls, failures), oldest first, and their running totals (a success must
+        # not cost a walk over the window: it happens for nearly every notification).
         self._buckets: deque[list[int]] = deque()
+        self._calls = 0
+        self._failures = 0
         metrics.CIRCUIT_OPEN.labels(provider=provider).set(0)
 
     @property
@@ -91,7 +94,7 @@ class CircuitBreaker:
     def success(self) -> None:
         if self._state is CircuitState.HALF_OPEN:
             self._probing = False
-            self._buckets.clear()
+            self._clear()
             self._set(CircuitState.CLOSED)
             return
         self._count(failed=False)
@@ -117,17 +120,25 @@ class CircuitBreaker:
         second = int(self._now())
         horizon = second - self._config.window_s
         while self._buckets and self._buckets[0][0] <= horizon:
-            self._buckets.popleft()
+            _, calls, failures = self._buckets.popleft()
+            self._calls -= calls
+            self._failures -= failures
         if not self._buckets or self._buckets[-1][0] != second:
             self._buckets.append([second, 0, 0])
         bucket = self._buckets[-1]
         bucket[1] += 1
         bucket[2] += int(failed)
-        return sum(b[1] for b in self._buckets), sum(b[2] for b in self._buckets)
+        self._calls += 1
+        self._failures += int(failed)
+        return self._calls, self._failures
+
+    def _clear(self) -> None:
+        self._buckets.clear()
+        self._calls = self._failures = 0
 
     def _open(self) -> None:
         self._opened_at = self._now()
-        self._buckets.clear()
+        self._clear()
         self._set(CircuitState.OPEN)
 
     def _set(self, state: CircuitState) -> None:

@@ -4,6 +4,8 @@ hand, never waited for."""
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from service.channels.circuit import CircuitBreaker, CircuitConfig, CircuitState
@@ -179,3 +181,32 @@ async def test_open_circuit_with_nowhere_to_go_fails_without_calling(twilio: Fak
         await dispatcher.aclose()
     assert (outcome.status, outcome.reason, outcome.attempts) == ("failed", "circuit_open", 0)
     assert twilio.requests == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.booleans(), st.floats(min_value=0, max_value=4, allow_nan=False)),
+        max_size=120,
+    )
+)
+def test_opens_exactly_when_the_rolling_window_reaches_the_error_rate(
+    steps: list[tuple[bool, float]],
+) -> None:
+    """Against a model that recounts every call in the window: the breaker opens on the same
+    failure, never earlier or later, however calls and pauses interleave."""
+    config = CircuitConfig(window_s=10, min_calls=5, error_rate=0.5)
+    clock = ManualMonotonic()
+    breaker = CircuitBreaker("unit-model", config, monotonic=clock)
+    calls: list[tuple[int, bool]] = []  # (second, failed) since the last reset
+    for failed, pause in steps:
+        clock.advance(pause)
+        second = int(clock())
+        calls = [(s, f) for s, f in calls if s > second - config.window_s]
+        calls.append((second, failed))
+        (breaker.failure if failed else breaker.success)()
+        total, failures = len(calls), sum(f for _, f in calls)
+        should_open = failed and total >= config.min_calls and failures / total >= 0.5
+        assert (state_of(breaker) is CircuitState.OPEN) is should_open
+        if should_open:
+            return  # what follows an opening is the cool-down's business (tests above)
