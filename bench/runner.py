@@ -216,8 +216,14 @@ async def _measure(
         with contextlib.suppress(asyncio.CancelledError):
             await pump
         await group.close()
-    summary = await read_results(bootstrap, results_topic, prefix=kind, capacity=backlog + paced)
+    summary = await read_results(
+        bootstrap, results_topic, prefix=kind, capacity=backlog + paced, timed_from=backlog
+    )
     figures = _figures(summary, backlog=backlog, produced=produced)
+    if kind == "service" and produced:
+        figures["latency_stages_ms"] = _latency_stages(
+            summary, produced, clock_offset_ms=round(clock_offset_s * 1000)
+        )
     drain_cpu_s = group.progress.drain_cpu_s or []
     peak_rss_mb = [round(s["peak_rss_mb"], 1) for s in child_stats]
     figures.update(
@@ -245,6 +251,8 @@ async def _measure(
         f"{figures['latency_ms']} ms at {figures['paced_rate_reached']} events/s; peak RSS "
         f"{figures['peak_rss_mb']} MB{per_replica}; {figures['cpu_ms_per_event']} ms CPU per event"
     )
+    if "latency_stages_ms" in figures:
+        say(f"{label} latency stages p50/p95/p99 (ms): {figures['latency_stages_ms']}")
     return figures
 
 
@@ -282,6 +290,34 @@ def _figures(summary: ResultsSummary, *, backlog: int, produced: dict[str, int])
         "results_by_status": dict(sorted(summary.by_status.items())),
         "every_event_has_results": with_results == expected,
     }
+
+
+def _latency_stages(
+    summary: ResultsSummary, produced: dict[str, int], *, clock_offset_ms: int
+) -> dict[str, dict[str, float | None]]:
+    """Each timed event's latency cut at its sends' first attempt and last answer.
+
+    `to_first_attempt`: produced -> first provider attempt (broker, fetch, queueing in the
+    service, decode, plan, ledger admit, render); `sending`: first attempt -> last provider
+    answer (both sends, retries included); `to_result`: last answer -> its last result record
+    (ledger record, serialising, handing to the producer). The service's clock runs
+    `clock_offset_ms` ahead of the wall clock (the bench's 10:00 in Shanghai).
+    """
+    stages: dict[str, list[float]] = {"to_first_attempt": [], "sending": [], "to_result": []}
+    for event_id, produced_ms in produced.items():
+        sends = summary.stages(event_id)
+        result_ms = summary.latest_ms(event_id)
+        if sends is None or result_ms is None:
+            continue
+        first_attempt, answered = (t - clock_offset_ms for t in sends)
+        stages["to_first_attempt"].append(float(first_attempt - produced_ms))
+        stages["sending"].append(float(answered - first_attempt))
+        stages["to_result"].append(float(result_ms - answered))
+    out: dict[str, dict[str, float | None]] = {}
+    for name, values in stages.items():
+        values.sort()
+        out[name] = {f"p{p}": _percentile(values, p) for p in (50, 95, 99)}
+    return out
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

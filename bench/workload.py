@@ -14,7 +14,7 @@ import time
 from array import array
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import orjson
@@ -199,6 +199,10 @@ class ResultsSummary:
         self.counts = array("I", bytes(4 * capacity))
         self.sent = array("I", bytes(4 * capacity))
         self.last_ms = array("q", bytes(8 * capacity))
+        # From the results' own timestamps (the service's clock), for the events timed in the
+        # latency phase: its first provider attempt and its last provider answer.
+        self.attempt_ms: dict[int, int] = {}
+        self.answered_ms: dict[int, int] = {}
 
     def number_of(self, event_id: bytes | str) -> int | None:
         """n of `{prefix}-{n}` if it is an event of this run, else None."""
@@ -225,6 +229,21 @@ class ResultsSummary:
             self.sent[n] += 1
         if timestamp_ms > self.last_ms[n]:
             self.last_ms[n] = timestamp_ms
+
+    def add_stages(self, event_id: bytes | str, first_attempt_ms: int, finished_ms: int) -> None:
+        """An event's result says when its sends started and ended (service clock, ms)."""
+        n = self.number_of(event_id)
+        if n is None:
+            return
+        self.attempt_ms[n] = min(self.attempt_ms.get(n, first_attempt_ms), first_attempt_ms)
+        self.answered_ms[n] = max(self.answered_ms.get(n, finished_ms), finished_ms)
+
+    def stages(self, event_id: str) -> tuple[int, int] | None:
+        """(first attempt, last answer) of the event's sends, service clock; None if unknown."""
+        n = self.number_of(event_id)
+        if n is None or n not in self.attempt_ms:
+            return None
+        return self.attempt_ms[n], self.answered_ms[n]
 
     def latest_ms(self, event_id: str) -> int | None:
         """Timestamp of the event's latest result; None if it has none."""
@@ -266,9 +285,13 @@ async def _read_all(consumer: AIOKafkaConsumer, topic: str) -> AsyncIterator[lis
 
 
 async def read_results(
-    bootstrap: str, results_topic: str, *, prefix: str, capacity: int
+    bootstrap: str, results_topic: str, *, prefix: str, capacity: int, timed_from: int | None = None
 ) -> ResultsSummary:
-    """Everything a run published, summarised per event (`{prefix}-{n}`, n < capacity)."""
+    """Everything a run published, summarised per event (`{prefix}-{n}`, n < capacity).
+
+    Results of events `timed_from` and later (the latency phase) are also parsed for their
+    first_attempt_at and finished_at, which split each latency into its stages.
+    """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_bytes=16 * 1024 * 1024
     )
@@ -277,10 +300,27 @@ async def read_results(
         summary = ResultsSummary(prefix, capacity)
         async for records in _read_all(consumer, results_topic):
             for record in records:
-                summary.add(_event_id_of(record), _status_of(record), record.timestamp)  # type: ignore[attr-defined]
+                event_id = _event_id_of(record)
+                summary.add(event_id, _status_of(record), record.timestamp)  # type: ignore[attr-defined]
+                n = summary.number_of(event_id)
+                if timed_from is not None and n is not None and n >= timed_from:
+                    stages = _send_stages(record.value)  # type: ignore[attr-defined]
+                    if stages is not None:
+                        summary.add_stages(event_id, *stages)
         return summary
     finally:
         await consumer.stop()
+
+
+def _send_stages(value: bytes) -> tuple[int, int] | None:
+    """(first_attempt_at, finished_at) of a service result in epoch ms, if it has both."""
+    try:
+        result = orjson.loads(value)
+        first = datetime.fromisoformat(result["first_attempt_at"])
+        finished = datetime.fromisoformat(result["finished_at"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    return round(first.timestamp() * 1000), round(finished.timestamp() * 1000)
 
 
 def _status_of(record: object) -> str:

@@ -6,7 +6,8 @@ from datetime import date
 
 import orjson
 
-from bench.workload import ResultsSummary, event_bytes, event_document
+from bench.runner import _latency_stages
+from bench.workload import ResultsSummary, _send_stages, event_bytes, event_document
 
 TODAY = date(2026, 12, 1)
 
@@ -63,3 +64,36 @@ def test_results_of_other_events_are_counted_apart() -> None:
     assert summary.records == 5
     assert summary.span(0, 2) == (0, 0, None)
     assert summary.latest_ms("raw-0") is None
+
+
+def test_latency_splits_into_stages_on_the_service_clock() -> None:
+    """An event produced at 10,000 (wall clock) whose sends ran 10,120-10,190 and whose last
+    result came at 10,230: 120 ms to the first attempt, 70 ms sending, 40 ms to the result,
+    although the service's clock runs an hour ahead; the earliest attempt and the latest
+    answer of its two results count."""
+    hour = 3_600_000
+    summary = ResultsSummary("service", capacity=2)
+    summary.add(b"service-1", "sent", 10_200)
+    summary.add(b"service-1", "sent", 10_230)
+    summary.add_stages(b"service-1", 10_130 + hour, 10_190 + hour)
+    summary.add_stages(b"service-1", 10_120 + hour, 10_180 + hour)
+    stages = _latency_stages(summary, {"service-1": 10_000}, clock_offset_ms=hour)
+    assert stages["to_first_attempt"]["p50"] == 120.0
+    assert stages["sending"]["p50"] == 70.0
+    assert stages["to_result"]["p50"] == 40.0
+    # An event without send times (nothing sent) is left out rather than counted as zero.
+    assert _latency_stages(summary, {"service-0": 9_000}, clock_offset_ms=hour)["sending"] == {
+        "p50": None,
+        "p95": None,
+        "p99": None,
+    }
+
+
+def test_send_stages_are_read_from_a_result_and_absent_ones_skipped() -> None:
+    value = orjson.dumps(
+        {"first_attempt_at": "2026-12-01T02:00:00.120Z", "finished_at": "2026-12-01T02:00:00.190Z"}
+    )
+    first, finished = _send_stages(value)  # type: ignore[misc]
+    assert finished - first == 70
+    assert _send_stages(orjson.dumps({"status": "suppressed", "first_attempt_at": None})) is None
+    assert _send_stages(b"not json") is None
