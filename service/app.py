@@ -26,6 +26,7 @@ from service.ledger.errors import LedgerUnavailableError
 from service.ledger.sql import SqlLedger
 from service.observability.health import Health
 from service.observability.http import build_http_app, serve_http
+from service.observability.looplag import watch_loop_lag
 from service.pipeline.engine import ConsumerEngine, EngineConfig
 from service.pipeline.kafka_clients import build_consumer, build_producer
 from service.pipeline.processor import NotificationProcessor
@@ -170,6 +171,8 @@ class NotifierApp:
                 receipts.run(self._stop, interval_s=s.scheduler_interval_s)
             )
             stack.push_async_callback(_cancel, rematch_task)
+            lag_task = asyncio.create_task(watch_loop_lag(), name="loop-lag")
+            stack.push_async_callback(_cancel, lag_task)
             self.engine = engine
             if self._stop.is_set():
                 engine.request_stop()

@@ -241,6 +241,19 @@ PANELS: list[Panel] = [
         "timeseries",
         8,
     ),
+    (
+        "Event-loop lag p99 (CPU saturation or blocking code)",
+        "s",
+        [
+            (
+                f"histogram_quantile(0.99, sum by (pod, le) "
+                f"(rate(notifier_event_loop_lag_seconds_bucket{{{NS}}}[5m])))",
+                "{{pod}}",
+            )
+        ],
+        "timeseries",
+        8,
+    ),
 ]
 
 

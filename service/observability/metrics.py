@@ -18,6 +18,7 @@ __all__ = [
     "DLQ_RECORDS",
     "EVENTS_CONSUMED",
     "EVENTS_RECEIVED",
+    "EVENT_LOOP_LAG",
     "FAILOVERS",
     "IN_FLIGHT",
     "LAST_SEND",
@@ -114,6 +115,12 @@ RENDER_SECONDS = Histogram(
     "Time to render one notification.",
     namespace=_NS,
     buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
+)
+EVENT_LOOP_LAG = Histogram(
+    "event_loop_lag_seconds",
+    "How late the event loop ran a timer: every event, send and heartbeat waits this long.",
+    namespace=_NS,
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 
 # Present on every replica while it is scraped: the "service absent" alert watches it, and the
