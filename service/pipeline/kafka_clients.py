@@ -29,6 +29,7 @@ def build_consumer(settings: Settings) -> AIOKafkaConsumer:
         fetch_max_bytes=8 * 1024 * 1024,
         max_partition_fetch_bytes=1024 * 1024,
         isolation_level="read_committed",
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
     )
 
 
