@@ -5,6 +5,7 @@ notifications  one row per idempotency key (event id + channel + step) and its s
                `contact_at` is set while the row counts as a contact for caps and cadence.
 audit          one row per decision, with masked contact data and a keyed hash, never raw.
 opt_outs       borrower + channel pairs that must not be contacted, with their source.
+controls       service-wide operator switches (a global pause), shared by every replica.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["UtcDateTime", "audit", "metadata", "notifications", "opt_outs"]
+__all__ = ["UtcDateTime", "audit", "controls", "metadata", "notifications", "opt_outs"]
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -127,4 +128,14 @@ opt_outs = Table(
     Column("channel", String(8), primary_key=True),
     Column("source", String(64), nullable=False),
     Column("at", UtcDateTime(), nullable=False),
+)
+
+controls = Table(
+    "ledger_controls",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("reason", Text),
+    Column("updated_by", String(128)),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
