@@ -26,7 +26,7 @@ from service.ledger.batching import BatchingLedger
 from service.ledger.errors import LedgerUnavailableError
 from service.ledger.sql import SqlLedger
 from service.observability.health import Health
-from service.observability.http import build_http_app, serve_http
+from service.observability.http import build_http_app, build_webhook_app, serve_http
 from service.observability.looplag import watch_loop_lag
 from service.pipeline.engine import ConsumerEngine, EngineConfig
 from service.pipeline.kafka_clients import build_consumer, build_producer
@@ -67,6 +67,7 @@ class NotifierApp:
         )
         self.engine: ConsumerEngine | None = None
         self.http_port: int | None = None
+        self.receipts_http_port: int | None = None
         self._stop = asyncio.Event()
 
     def request_stop(self) -> None:
@@ -153,16 +154,19 @@ class NotifierApp:
             self.health.add_check("kafka", _producer_ready(producer))
             if s.http_port:
                 server = await stack.enter_async_context(
-                    serve_http(
-                        build_http_app(
-                            self.health,
-                            extra_routes=build_receipt_routes(s, receipts, clock=self.clock),
-                        ),
-                        s.http_host,
-                        s.http_port,
-                    )
+                    serve_http(build_http_app(self.health), s.http_host, s.http_port)
                 )
                 self.http_port = server.port
+            if s.receipts_http_port:
+                # Provider webhooks on their own port: the Ingress routes here, never to /metrics.
+                hooks = await stack.enter_async_context(
+                    serve_http(
+                        build_webhook_app(build_receipt_routes(s, receipts, clock=self.clock)),
+                        s.http_host,
+                        s.receipts_http_port,
+                    )
+                )
+                self.receipts_http_port = hooks.port
             scheduler = DeferredScheduler(
                 ledger, processor, publisher, clock=self.clock, interval_s=s.scheduler_interval_s
             )
