@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TextIO
 
-from service.channels.factory import build_dispatcher
+from service.channels.factory import build_dispatcher, route_plan
 from service.config import Settings
 from service.events import LoanOverdueEvent
 from service.kafka_preflight import check_tls
@@ -25,6 +25,7 @@ from service.ledger.api import NotificationLedger
 from service.ledger.batching import BatchingLedger
 from service.ledger.errors import LedgerUnavailableError
 from service.ledger.sql import SqlLedger
+from service.observability import metrics
 from service.observability.health import Health
 from service.observability.http import build_http_app, build_webhook_app, serve_http
 from service.observability.looplag import watch_loop_lag
@@ -119,6 +120,10 @@ class NotifierApp:
             dispatcher = await stack.enter_async_context(
                 build_dispatcher(s, out=self.out, clock=self.clock, sink=receipts)
             )
+            # Every series known now exists from the start (alerts must see an outage that
+            # begins with a restart).
+            plan = route_plan(s)
+            metrics.initialise_series([*plan.sms_providers(), *plan.push])
 
             def planner(event: LoanOverdueEvent, now: datetime) -> list[PlannedNotification]:
                 return plan_notifications(event, policy, now, default_timezone=default_zone)
@@ -204,7 +209,7 @@ def _tune_gc_for_serving() -> None:
 def _producer_ready(producer: object) -> Callable[[], Awaitable[None]]:
     async def check() -> None:
         # aiokafka exposes no public health probe; a metadata-known cluster is good enough.
-        client = producer._client  # type: ignore[attr-defined]
+        client = producer.client  # type: ignore[attr-defined]
         if not client.cluster.brokers():
             raise ConnectionError("no Kafka broker known")
 
