@@ -23,6 +23,7 @@ from service.events import LoanOverdueEvent
 from service.kafka_preflight import check_tls
 from service.ledger.api import NotificationLedger
 from service.ledger.batching import BatchingLedger
+from service.ledger.controls import ControlStore, PauseStatus
 from service.ledger.errors import LedgerUnavailableError
 from service.ledger.sql import SqlLedger
 from service.observability.health import Health
@@ -30,6 +31,7 @@ from service.observability.http import build_http_app, serve_http
 from service.observability.looplag import watch_loop_lag
 from service.pipeline.engine import ConsumerEngine, EngineConfig
 from service.pipeline.kafka_clients import build_consumer, build_producer
+from service.pipeline.pause import PauseGate
 from service.pipeline.processor import NotificationProcessor
 from service.pipeline.publisher import ResultPublisher
 from service.pipeline.scheduler import DeferredScheduler
@@ -102,6 +104,12 @@ class NotifierApp:
             if s.ledger_batch_max > 1:
                 ledger = BatchingLedger(sql_ledger, max_batch=s.ledger_batch_max)
             stack.push_async_callback(ledger.aclose)
+            # Operator pause (overdue-notifier pause/resume): read once now, then polled.
+            pause = PauseGate(
+                ControlStore(sql_ledger.engine, hash_key=s.hash_key.get_secret_value().encode()),
+                poll_s=s.pause_poll_s,
+            )
+            _log_pause_at_start(await pause.refresh())
             producer = build_producer(s)
             await producer.start()
             stack.push_async_callback(producer.stop)
@@ -130,6 +138,7 @@ class NotifierApp:
                 dispatcher=dispatcher,
                 clock=self.clock,
                 unavailable=(LedgerUnavailableError,),
+                pause=pause,
             )
             consumer = build_consumer(s)
             engine = ConsumerEngine(
@@ -151,6 +160,7 @@ class NotifierApp:
             stack.push_async_callback(consumer.stop)
             self.health.add_check("ledger", ledger.ping)
             self.health.add_check("kafka", _producer_ready(producer))
+            self.health.add_detail("pause", pause.describe)
             if s.http_port:
                 server = await stack.enter_async_context(
                     serve_http(
@@ -164,7 +174,12 @@ class NotifierApp:
                 )
                 self.http_port = server.port
             scheduler = DeferredScheduler(
-                ledger, processor, publisher, clock=self.clock, interval_s=s.scheduler_interval_s
+                ledger,
+                processor,
+                publisher,
+                clock=self.clock,
+                interval_s=s.scheduler_interval_s,
+                pause=pause,
             )
             scheduler_task = asyncio.create_task(scheduler.run(self._stop))
             stack.push_async_callback(_cancel, scheduler_task)
@@ -172,6 +187,8 @@ class NotifierApp:
                 receipts.run(self._stop, interval_s=s.scheduler_interval_s)
             )
             stack.push_async_callback(_cancel, rematch_task)
+            pause_task = asyncio.create_task(pause.run(self._stop), name="pause-poll")
+            stack.push_async_callback(_cancel, pause_task)
             lag_task = asyncio.create_task(watch_loop_lag(), name="loop-lag")
             stack.push_async_callback(_cancel, lag_task)
             self.engine = engine
@@ -195,6 +212,16 @@ def _tune_gc_for_serving() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
+
+
+def _log_pause_at_start(status: PauseStatus) -> None:
+    if status.paused:
+        log.warning(
+            "starting PAUSED: nothing is sent until `overdue-notifier resume`",
+            extra={"pause": status.describe()},
+        )
+    else:
+        log.info("operator pause: off")
 
 
 def _producer_ready(producer: object) -> Callable[[], Awaitable[None]]:

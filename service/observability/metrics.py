@@ -26,6 +26,7 @@ __all__ = [
     "OLDEST_UNFINISHED_AGE",
     "PARTITIONS_PAUSED",
     "PARTITION_LAG",
+    "PAUSED",
     "PROVIDER_ATTEMPTS",
     "PROVIDER_LATENCY",
     "RECEIPTS",
@@ -99,6 +100,11 @@ DEFERRED_BACKLOG = Gauge(
 DEFERRED_OLDEST_AGE = Gauge(
     "deferred_oldest_overdue_seconds",
     "How long the most overdue deferred notification has been due and not sent (0 when none).",
+    namespace=_NS,
+)
+PAUSED = Gauge(
+    "paused",
+    "1 while an operator pause stops every send (overdue-notifier pause), else 0.",
     namespace=_NS,
 )
 DLQ_RECORDS = Counter(

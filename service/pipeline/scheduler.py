@@ -16,6 +16,7 @@ from datetime import datetime
 from service.ledger.api import DeferredNotification, NotificationLedger
 from service.observability import metrics
 from service.pipeline.engine import RetryLater
+from service.pipeline.pause import PauseGate
 from service.pipeline.processor import NotificationProcessor
 from service.pipeline.publisher import ResultPublisher
 
@@ -34,6 +35,7 @@ class DeferredScheduler:
         clock: Callable[[], datetime],
         interval_s: float = 5.0,
         batch_size: int = 200,
+        pause: PauseGate | None = None,
     ) -> None:
         self._ledger = ledger
         self._processor = processor
@@ -41,6 +43,7 @@ class DeferredScheduler:
         self._clock = clock
         self._interval_s = interval_s
         self._batch_size = batch_size
+        self._pause = pause
         self.released = 0
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -64,6 +67,9 @@ class DeferredScheduler:
         waiting, oldest_due_age = await self._ledger.deferred_backlog(now)
         metrics.DEFERRED_BACKLOG.set(waiting)
         metrics.DEFERRED_OLDEST_AGE.set(oldest_due_age or 0.0)
+        if self._pause is not None and self._pause.paused:
+            # Operator pause: what is due stays deferred in the ledger until `resume`.
+            return 0
         due = await self._ledger.claim_due_deferred(now, self._batch_size)
         if not due:
             return 0
