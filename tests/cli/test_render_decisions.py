@@ -49,7 +49,12 @@ CASES = [
         "no phone and no push token: both suppressed",
         "2026-11-15T02:00:00Z",
         event_dict(
-            days_past_due=0, risk_level="high", **{**SHANGHAI, "phone": None}, push_tokens=[]
+            days_past_due=0,
+            risk_level="high",
+            locale="zh-CN",
+            timezone="Asia/Shanghai",
+            phone=None,
+            push_tokens=[],
         ),
         expected={
             ("sms", "suppressed", "no_contact_address"),
