@@ -23,7 +23,6 @@ from service.events import LoanOverdueEvent
 from service.kafka_preflight import check_tls
 from service.ledger.api import NotificationLedger
 from service.ledger.batching import BatchingLedger
-from service.ledger.controls import ControlStore, PauseStatus
 from service.ledger.errors import LedgerUnavailableError
 from service.ledger.sql import SqlLedger
 from service.observability.health import Health
@@ -105,11 +104,13 @@ class NotifierApp:
                 ledger = BatchingLedger(sql_ledger, max_batch=s.ledger_batch_max)
             stack.push_async_callback(ledger.aclose)
             # Operator pause (overdue-notifier pause/resume): read once now, then polled.
-            pause = PauseGate(
-                ControlStore(sql_ledger.engine, hash_key=s.hash_key.get_secret_value().encode()),
+            pause = PauseGate.on_ledger(
+                sql_ledger.engine,
+                hash_key=s.hash_key.get_secret_value().encode(),
                 poll_s=s.pause_poll_s,
             )
-            _log_pause_at_start(await pause.refresh())
+            await pause.start()
+            self.health.add_detail("pause", pause.describe)
             producer = build_producer(s)
             await producer.start()
             stack.push_async_callback(producer.stop)
@@ -160,7 +161,6 @@ class NotifierApp:
             stack.push_async_callback(consumer.stop)
             self.health.add_check("ledger", ledger.ping)
             self.health.add_check("kafka", _producer_ready(producer))
-            self.health.add_detail("pause", pause.describe)
             if s.http_port:
                 server = await stack.enter_async_context(
                     serve_http(
@@ -212,16 +212,6 @@ def _tune_gc_for_serving() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
-
-
-def _log_pause_at_start(status: PauseStatus) -> None:
-    if status.paused:
-        log.warning(
-            "starting PAUSED: nothing is sent until `overdue-notifier resume`",
-            extra={"pause": status.describe()},
-        )
-    else:
-        log.info("operator pause: off")
 
 
 def _producer_ready(producer: object) -> Callable[[], Awaitable[None]]:

@@ -8,7 +8,6 @@ id is gone; 1004 / 1008 (authentication, bad appKey) are our misconfiguration.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +38,7 @@ class JPushConfig:
     provider: str = "jpush"
 
 
-def jpush_notification(push: PushContent, platform: Sequence[str]) -> dict[str, Any]:
+def jpush_notification(push: PushContent, platform: tuple[str, ...]) -> dict[str, Any]:
     """The `notification` object of a JPush v3 push (also measured by `render`)."""
     extras: dict[str, str] = dict(push.data)
     if push.deep_link:

@@ -16,10 +16,10 @@ _COMMAND_MODULES = (
     "service.cli.schema",
     "service.cli.templates",
     "service.cli.db",
+    "service.cli.operator",
     "service.cli.validate",
     "service.cli.emit",
     "service.cli.dlq",
-    "service.cli.operator",
 )
 
 Command = Callable[[argparse.Namespace], int]

@@ -258,7 +258,7 @@ def _payload_sizes(push: PushContent, event: LoanOverdueEvent, settings: Setting
         size = len(apns_payload(push))
         return [f"{size} bytes of APNs's {APNS_MAX_PAYLOAD} ({device})"]
     if provider is PushProvider.JPUSH:
-        notification = jpush_notification(push, settings.jpush_platform)
+        notification = jpush_notification(push, tuple(settings.jpush_platform))
         lines = []
         for platform, limit in (("android", JPUSH_ANDROID_MAX_BYTES), ("ios", JPUSH_IOS_MAX_BYTES)):
             if platform in notification:

@@ -102,11 +102,6 @@ DEFERRED_OLDEST_AGE = Gauge(
     "How long the most overdue deferred notification has been due and not sent (0 when none).",
     namespace=_NS,
 )
-PAUSED = Gauge(
-    "paused",
-    "1 while an operator pause stops every send (overdue-notifier pause), else 0.",
-    namespace=_NS,
-)
 DLQ_RECORDS = Counter(
     "dlq_records", "Events sent to the dead-letter topic, by error class.", ["error"], namespace=_NS
 )
@@ -167,5 +162,10 @@ RECEIPTS_UNMATCHED = Counter(
     "receipts_unmatched",
     "Delivery receipts whose provider message id matched no notification in the ledger.",
     ["provider"],
+    namespace=_NS,
+)
+PAUSED = Gauge(
+    "paused",
+    "1 while an operator pause stops every send (overdue-notifier pause), else 0.",
     namespace=_NS,
 )

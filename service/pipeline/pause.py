@@ -21,9 +21,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from service.events import DeliveryResult, LoanOverdueEvent
 from service.ledger.api import Admission
-from service.ledger.controls import PauseStatus
+from service.ledger.controls import ControlStore, PauseStatus
 from service.observability import metrics
 
 __all__ = ["PauseGate"]
@@ -57,6 +59,23 @@ class PauseGate:
         self._monotonic = monotonic
         self._status = PauseStatus(paused=False)
         self._read_at: float | None = None
+
+    @classmethod
+    def on_ledger(cls, engine: AsyncEngine, *, hash_key: bytes, poll_s: float) -> PauseGate:
+        """The gate over the ledger's `ledger_controls` table."""
+        return cls(ControlStore(engine, hash_key=hash_key), poll_s=poll_s)
+
+    async def start(self) -> PauseStatus:
+        """The first read, at start-up (raises LedgerError if it fails), and its log line."""
+        status = await self.refresh()
+        if status.paused:
+            log.warning(
+                "starting PAUSED: nothing is sent until `overdue-notifier resume`",
+                extra={"pause": status.describe()},
+            )
+        else:
+            log.info("operator pause: off")
+        return status
 
     @property
     def poll_s(self) -> float:

@@ -96,19 +96,19 @@ class NotificationProcessor:
         renderer: Render,
         locale_for: LocaleResolver,
         dispatcher: Dispatch,
+        pause: SendHold | None = None,
         clock: Callable[[], datetime],
         unavailable: tuple[type[Exception], ...] = (),
-        pause: SendHold | None = None,
     ) -> None:
         self._plan = planner
         self._ledger = ledger
         self._renderer = renderer
         self._locale_for = locale_for
         self._dispatcher = dispatcher
+        self._pause = pause  # the operator pause: no provider call while it is on
         self._clock = clock
         # Errors that mean "the ledger is down": the event is retried, never sent unclaimed.
         self._unavailable = unavailable
-        self._pause = pause
 
     async def handle(self, event: LoanOverdueEvent) -> list[DeliveryResult]:
         now = self._clock()
