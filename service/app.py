@@ -103,14 +103,6 @@ class NotifierApp:
             if s.ledger_batch_max > 1:
                 ledger = BatchingLedger(sql_ledger, max_batch=s.ledger_batch_max)
             stack.push_async_callback(ledger.aclose)
-            # Operator pause (overdue-notifier pause/resume): read once now, then polled.
-            pause = PauseGate.on_ledger(
-                sql_ledger.engine,
-                hash_key=s.hash_key.get_secret_value().encode(),
-                poll_s=s.pause_poll_s,
-            )
-            await pause.start()
-            self.health.add_detail("pause", pause.describe)
             producer = build_producer(s)
             await producer.start()
             stack.push_async_callback(producer.stop)
@@ -128,6 +120,15 @@ class NotifierApp:
                 build_dispatcher(s, out=self.out, clock=self.clock, sink=receipts)
             )
 
+            # Operator pause (overdue-notifier pause/resume): read once now, then polled.
+            pause = PauseGate.on_ledger(
+                sql_ledger.engine,
+                hash_key=s.hash_key.get_secret_value().encode(),
+                poll_s=s.pause_poll_s,
+            )
+            await pause.start()
+            self.health.add_detail("pause", pause.describe)
+
             def planner(event: LoanOverdueEvent, now: datetime) -> list[PlannedNotification]:
                 return plan_notifications(event, policy, now, default_timezone=default_zone)
 
@@ -137,9 +138,9 @@ class NotifierApp:
                 renderer=renderer,
                 locale_for=partial(resolve_locale, default=s.default_locale),
                 dispatcher=dispatcher,
+                pause=pause,
                 clock=self.clock,
                 unavailable=(LedgerUnavailableError,),
-                pause=pause,
             )
             consumer = build_consumer(s)
             engine = ConsumerEngine(

@@ -59,19 +59,19 @@ class DeferredScheduler:
                     async with asyncio.timeout(self._interval_s):
                         await stopping.wait()
 
-    async def _paused_pass(self) -> int:
+    async def _paused_pass(self, now: datetime) -> int:
         """Operator pause: what is due stays deferred in the ledger until `resume`; the backlog
         metrics keep showing how much is held."""
-        waiting, oldest_due_age = await self._ledger.deferred_backlog(self._clock())
+        waiting, oldest_due_age = await self._ledger.deferred_backlog(now)
         metrics.DEFERRED_BACKLOG.set(waiting)
         metrics.DEFERRED_OLDEST_AGE.set(oldest_due_age or 0.0)
         return 0
 
     async def run_once(self) -> int:
         """Release what is due now; returns how many notifications were handled."""
-        if self._pause is not None and self._pause.paused:
-            return await self._paused_pass()
         now = self._clock()
+        if self._pause is not None and self._pause.paused:
+            return await self._paused_pass(now)
         # Measured before releasing: a backlog that is due and does not shrink pass after pass
         # is what the "deferred backlog not draining" alert looks for.
         waiting, oldest_due_age = await self._ledger.deferred_backlog(now)
