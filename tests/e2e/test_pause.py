@@ -21,6 +21,7 @@ from tests.e2e.conftest import processed, results_of, running_app, service_setti
 from tests.e2e.test_service import shanghai_event
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka_tools import produce_events
+from tests.ledger.conftest import fresh_postgres_database
 from tests.routing.test_receipts_e2e import free_port
 
 
@@ -52,7 +53,9 @@ async def wait_paused(app: NotifierApp, paused: bool) -> None:
             await asyncio.sleep(0.05)
 
 
-def _settings(bootstrap: str, tmp_path: Path, twilio: FakeTwilio, fcm: FakeFcm) -> Any:
+def _settings(
+    bootstrap: str, tmp_path: Path, twilio: FakeTwilio, fcm: FakeFcm, **overrides: Any
+) -> Any:
     return service_settings(
         bootstrap,
         tmp_path,
@@ -61,6 +64,7 @@ def _settings(bootstrap: str, tmp_path: Path, twilio: FakeTwilio, fcm: FakeFcm) 
         scheduler_interval_s=0.1,
         pause_poll_s=0.1,
         http_port=free_port(),
+        **overrides,
     )
 
 
@@ -144,13 +148,20 @@ async def test_a_service_started_while_paused_sends_nothing_until_resumed(
 
 
 async def test_two_replicas_both_honour_the_pause_and_send_each_once_after_resume(
-    kafka_broker: EmbeddedBroker, tmp_path: Path
+    kafka_broker: EmbeddedBroker, tmp_path: Path, postgres_url: str
 ) -> None:
-    """Two replicas of one group on one ledger: paused, neither calls a provider for any of the
-    events they share; resumed, every borrower gets exactly one SMS."""
+    """Two replicas of one group on one PostgreSQL ledger (as in production): paused, neither
+    calls a provider for any of the events they share; resumed, every borrower gets exactly one
+    SMS."""
     count = 12
-    async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
-        settings: Settings = await _settings(kafka_broker.bootstrap_servers, tmp_path, twilio, fcm)
+    async with (
+        fresh_postgres_database(postgres_url) as database_url,
+        FakeTwilio() as twilio,
+        FakeFcm(tmp_path) as fcm,
+    ):
+        settings: Settings = await _settings(
+            kafka_broker.bootstrap_servers, tmp_path, twilio, fcm, database_url=database_url
+        )
         url = settings.database_url
         other = settings.model_copy(update={"http_port": free_port()})
         async with running_app(settings) as first, running_app(other) as second:
