@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.events import DeliveryResult, DeliveryStatus, LoanOverdueEvent, result_id_for
@@ -81,9 +82,14 @@ class ControlStore:
         if not reason.strip():
             raise ValueError("a pause needs a reason")
         values = {"value": "paused", "reason": reason, "updated_by": by, "updated_at": now}
+        dialect_insert = (
+            postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
+        )
+        # An upsert: two operators pausing at once both succeed, the later reason stays.
+        stmt = dialect_insert(controls).values(name=PAUSE, **values)
+        stmt = stmt.on_conflict_do_update(index_elements=[C.name], set_=values)
         async with translate_errors("pause"), self._engine.begin() as conn:
-            await conn.execute(delete(controls).where(C.name == PAUSE))
-            await conn.execute(insert(controls).values(name=PAUSE, **values))
+            await conn.execute(stmt)
         return PauseStatus(True, reason, by, now)
 
     async def resume(self) -> PauseStatus:
