@@ -23,7 +23,7 @@ UV_VERSION := 0.13.8
 lock:
 	@test -x $(BIN)/uv && $(BIN)/uv --version | grep -q " $(UV_VERSION)" \
 	  || { test -x $(BIN)/pip || $(PYTHON) -m venv $(VENV); $(BIN)/pip install --quiet uv==$(UV_VERSION); }
-	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
+	$(BIN)/uv pip compile --quiet pyproject.toml --universal --python-version 3.11 --generate-hashes \
 	  --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade) -o requirements.lock
 	$(BIN)/python deploy/tools/check_lock.py
 
