@@ -361,7 +361,10 @@ class Settings(BaseSettings):
         ["android"], description="JPush platforms addressed."
     )
     jpush_time_to_live_s: int = Field(
-        86_400, ge=0, le=864_000, description="How long JPush keeps an offline message."
+        86_400,
+        ge=0,
+        le=864_000,
+        description="Longest JPush keeps an offline message; each push's own expiry is sooner.",
     )
     jpush_apns_production: bool = Field(
         True, description="JPush options.apns_production (for iOS via JPush)."
