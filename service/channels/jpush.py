@@ -19,8 +19,9 @@ from service.channels.push_options import collapse_id, expiry_of, ttl_seconds
 from service.channels.rest import HttpClient, HttpResponse, basic_auth, retry_after, utc_now
 from service.config import Settings
 from service.events import Channel
+from service.rendering.model import PushContent
 
-__all__ = ["JPushConfig", "JPushSender", "build_jpush_sender"]
+__all__ = ["JPushConfig", "JPushSender", "build_jpush_sender", "jpush_notification"]
 
 # options.time_to_live: JPush keeps an offline message at most 10 days.
 JPUSH_MAX_TTL_S = 864_000
@@ -40,6 +41,26 @@ class JPushConfig:
     timeout_s: float = 10.0
     max_connections: int = 100
     provider: str = "jpush"
+
+
+def jpush_notification(push: PushContent, platform: tuple[str, ...]) -> dict[str, Any]:
+    """The `notification` object of a JPush v3 push (also measured by `render`)."""
+    extras: dict[str, str] = dict(push.data)
+    if push.deep_link:
+        extras["deep_link"] = push.deep_link
+    notification: dict[str, Any] = {}
+    if "android" in platform:
+        android: dict[str, Any] = {"alert": push.body, "title": push.title, "extras": extras}
+        if push.deep_link:
+            android["intent"] = {"url": push.deep_link}
+        notification["android"] = android
+    if "ios" in platform:
+        notification["ios"] = {
+            "alert": {"title": push.title, "body": push.body},
+            "sound": "default",
+            "extras": extras,
+        }
+    return notification
 
 
 class JPushSender:
@@ -71,25 +92,10 @@ class JPushSender:
         push = message.content.push
         if push is None:
             raise PermanentProviderError("message has no push content", provider=self.provider)
-        extras: dict[str, str] = dict(push.data)
-        if push.deep_link:
-            extras["deep_link"] = push.deep_link
-        notification: dict[str, Any] = {}
-        if "android" in self._config.platform:
-            android: dict[str, Any] = {"alert": push.body, "title": push.title, "extras": extras}
-            if push.deep_link:
-                android["intent"] = {"url": push.deep_link}
-            notification["android"] = android
-        if "ios" in self._config.platform:
-            notification["ios"] = {
-                "alert": {"title": push.title, "body": push.body},
-                "sound": "default",
-                "extras": extras,
-            }
         return {
             "platform": list(self._config.platform),
             "audience": {"registration_id": [message.recipient]},
-            "notification": notification,
+            "notification": jpush_notification(push, self._config.platform),
             "options": {
                 # The configured time to live is the upper bound; the push's expiry is sooner.
                 "time_to_live": ttl_seconds(
