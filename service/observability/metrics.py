@@ -181,7 +181,7 @@ PAUSED = Gauge(
 ATTEMPT_OUTCOMES = ("ok", "transient", "permanent", "ambiguous")
 DLQ_ERROR_CLASSES = ("EmptyValue", "ValidationError", "ProcessingError")
 WEBHOOK_PROVIDERS = ("twilio", "http_gateway")
-WEBHOOK_REJECT_REASONS = ("unsigned", "bad_signature", "unreadable")
+WEBHOOK_REJECT_REASONS = ("unsigned", "bad_signature", "unknown_algorithm", "unreadable")
 CHANNELS = ("sms", "push")
 
 
