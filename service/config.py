@@ -349,6 +349,14 @@ class Settings(BaseSettings):
         description="Public base URL of the receipt webhook as providers call it (behind a "
         "proxy the local URL differs, and Twilio signs the public one).",
     )
+    receipts_http_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Port of the provider webhooks (/receipts/...: delivery receipts, STOP "
+        "replies), served apart from /metrics and the probes so that the public Ingress never "
+        "reaches them; bound on NOTIFIER_HTTP_HOST. 0 = webhooks off (the overlays set 8081).",
+    )
     apns_base_url: str = Field("https://api.push.apple.com", description="APNs base URL.")
     apns_key_file: Path | None = Field(None, description="APNs token-auth key (.p8, ES256).")
     apns_key_id: str = Field("", description="APNs key id (kid).")
@@ -436,6 +444,15 @@ class Settings(BaseSettings):
             sasl_password_file=self.kafka_sasl_password_file,
             sasl_allow_plaintext=self.kafka_sasl_allow_plaintext,
         )
+
+    @model_validator(mode="after")
+    def _webhook_port_is_its_own(self) -> Settings:
+        if self.receipts_http_port and self.receipts_http_port == self.http_port:
+            raise ValueError(
+                "NOTIFIER_RECEIPTS_HTTP_PORT must differ from NOTIFIER_HTTP_PORT: the public "
+                "webhook port must never serve /metrics"
+            )
+        return self
 
     @model_validator(mode="after")
     def _kafka_security_is_usable(self) -> Settings:
