@@ -154,9 +154,12 @@ class ResultPublisher:
         original, escaped = _portable_headers(record.headers or ())
         if escaped:
             ours.append((dlq.HEADER_ESCAPED_KEYS, str(escaped).encode()))
+        # aiokafka cannot produce a record with neither key nor value (librdkafka can): the copy
+        # of such a record gets an empty key; its null value is kept.
+        copy_key = b"" if record.key is None and record.value is None else record.key
         try:
             await self._send_one(
-                self._dlq_topic, key=record.key, value=record.value, headers=original + ours
+                self._dlq_topic, key=copy_key, value=record.value, headers=original + ours
             )
         except RECORD_REFUSED as exc:
             cause = type(exc).__name__
@@ -168,9 +171,9 @@ class ResultPublisher:
         else:
             metrics.DLQ_RECORDS.labels(error=why.error_class).inc()
             return
-        key = record.key
+        key = copy_key
         if key is not None and len(key) > dlq.REFERENCE_MAX_KEY_BYTES:
-            key = None
+            key = None  # the reference value holds a non-null value, so a null key is fine
         headers = [
             *ours,
             (dlq.HEADER_REFERENCE, b"true"),
