@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -36,7 +37,7 @@ from tests.e2e.conftest import fixed_clock, processed, service_settings
 from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka.helpers import read_records
-from tests.kafka.raw_records import RawHeader, produce_raw
+from tests.kafka.raw_records import RawHeader, RawRecord, produce_raw
 
 # Large enough for the near-1-MiB record (librdkafka's default is 1,000,000 bytes).
 _MAX_MESSAGE_BYTES = 2_000_000
@@ -62,7 +63,7 @@ class Case:
     value: bytes | None
     # None: the record must get results; else (error class, words its DLQ reason must contain).
     dlq: tuple[str, str] | None = None
-    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
+    headers: list[tuple[str, str | bytes | None]] = field(default_factory=list)
     raw_headers: list[RawHeader] | None = None  # header keys as bytes (raw_records)
     compression: str = "none"
     key: bytes | None = None
@@ -155,7 +156,7 @@ class _Producers:
         key: bytes | None,
         value: bytes | None,
         *,
-        headers: list[tuple[str, bytes | None]] | None = None,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
         compression: str = "none",
     ) -> None:
         producer = self._by_codec[compression]
@@ -175,7 +176,7 @@ class _Producers:
 
 @contextlib.asynccontextmanager
 async def _service(settings: Settings) -> AsyncIterator[tuple[NotifierApp, asyncio.Task[None]]]:
-    app = NotifierApp(settings, clock=fixed_clock(), out=__import__("io").StringIO())
+    app = NotifierApp(settings, clock=fixed_clock(), out=io.StringIO())
     task = asyncio.create_task(app.run())
     try:
         yield app, task
@@ -308,7 +309,7 @@ async def test_arbitrary_bytes_in_key_value_and_headers_never_stop_a_partition(
                 with lock:
                     sent += 1
                     n = sent
-                follower = (f"B-h{n}".encode(), _json(f"h{n}"), [])
+                follower: RawRecord = (f"B-h{n}".encode(), _json(f"h{n}"), [])
                 before = processed(app)
                 await produce_raw(
                     cfg.kafka_bootstrap_servers, cfg.input_topic, 0, [*records, follower]
