@@ -33,9 +33,15 @@ class _RawKey(str):
 
 
 async def produce_raw(
-    bootstrap: str, topic: str, partition: int, records: Sequence[RawRecord]
+    bootstrap: str,
+    topic: str,
+    partition: int,
+    records: Sequence[RawRecord],
+    *,
+    compression: int = 0,
 ) -> None:
-    """Produce `records` in order, one batch each, to one partition."""
+    """Produce `records` in order, one batch each, to one partition (`compression`: Kafka's
+    codec number, 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=4 * 1024 * 1024)
     await producer.start()
     try:
@@ -45,7 +51,7 @@ async def produce_raw(
             size += sum(len(k) + len(v or b"") + 16 for k, v in headers)
             batch._builder = _DefaultRecordBatchBuilderPy(
                 2,
-                0,
+                compression,
                 is_transactional=0,
                 producer_id=-1,
                 producer_epoch=-1,

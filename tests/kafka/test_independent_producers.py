@@ -89,6 +89,12 @@ def _cases() -> list[Case]:
         ),
         Case("header-keys-not-utf8", _json("header-keys-not-utf8"), raw_headers=_NOT_UTF8_KEYS),
         Case(
+            "header-keys-not-utf8-zstd",
+            _json("header-keys-not-utf8-zstd"),
+            raw_headers=_NOT_UTF8_KEYS,
+            compression="zstd",
+        ),
+        Case(
             "header-keys-not-utf8-bad-value",
             b"{not json",
             dlq=("ValidationError", "Invalid JSON"),
@@ -131,6 +137,7 @@ def _cases() -> list[Case]:
 
 
 _CODECS = ("gzip", "snappy", "lz4", "zstd")
+_CODEC_IDS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 
 
 class _Producers:
@@ -214,6 +221,7 @@ async def test_every_case_ends_in_results_or_named_in_the_dlq_and_the_partition_
                     cfg.input_topic,
                     0,
                     [(case.record_key, case.value, case.raw_headers)],
+                    compression=_CODEC_IDS[case.compression],
                 )
             else:
                 await producers.send(
@@ -292,8 +300,8 @@ async def test_arbitrary_bytes_in_key_value_and_headers_never_stop_a_partition(
     kafka_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     """Hypothesis-generated records (any bytes or null in key and value, any header keys and
-    values) each end in results or the DLQ, and a valid event after them on the same partition
-    is answered: no record stops the partition or the service (bounded: 15 examples)."""
+    values, any codec) each end in results or the DLQ, and a valid event after them on the same
+    partition is answered: no record stops the partition or the service (15 examples)."""
     loop = asyncio.get_running_loop()
     async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
         cfg = await service_settings(kafka_broker.bootstrap_servers, tmp_path, twilio, fcm)
@@ -304,6 +312,7 @@ async def test_arbitrary_bytes_in_key_value_and_headers_never_stop_a_partition(
 
             async def check(
                 records: list[tuple[bytes | None, bytes | None, list[RawHeader]]],
+                compression: int,
             ) -> None:
                 nonlocal sent
                 with lock:
@@ -312,7 +321,11 @@ async def test_arbitrary_bytes_in_key_value_and_headers_never_stop_a_partition(
                 follower: RawRecord = (f"B-h{n}".encode(), _json(f"h{n}"), [])
                 before = processed(app)
                 await produce_raw(
-                    cfg.kafka_bootstrap_servers, cfg.input_topic, 0, [*records, follower]
+                    cfg.kafka_bootstrap_servers,
+                    cfg.input_topic,
+                    0,
+                    [*records, follower],
+                    compression=compression,
                 )
                 await _until(lambda: processed(app) >= before + len(records) + 1, task, 30)
 
@@ -322,11 +335,13 @@ async def test_arbitrary_bytes_in_key_value_and_headers_never_stop_a_partition(
                 database=None,
                 suppress_health_check=[HealthCheck.too_slow],
             )
-            @given(st.lists(_hostile, min_size=1, max_size=6))
+            @given(st.lists(_hostile, min_size=1, max_size=6), st.sampled_from([0, 1, 2, 3, 4]))
             def property_holds(
                 records: list[tuple[bytes | None, bytes | None, list[RawHeader]]],
+                compression: int,
             ) -> None:
-                asyncio.run_coroutine_threadsafe(check(records), loop).result(timeout=60)
+                future = asyncio.run_coroutine_threadsafe(check(records, compression), loop)
+                future.result(timeout=60)
 
             await asyncio.to_thread(property_holds)
             assert not task.done()
