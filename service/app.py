@@ -161,6 +161,7 @@ class NotifierApp:
                     commit_interval_s=s.commit_interval_s,
                     shutdown_grace_s=s.shutdown_grace_s,
                     rebalance_drain_s=s.rebalance_drain_s,
+                    schema_registry_json=s.accept_schema_registry_json,
                 ),
                 clock=self.clock,
                 on_tick=self.health.tick,
