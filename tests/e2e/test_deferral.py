@@ -61,3 +61,45 @@ async def test_a_night_time_event_is_deferred_then_sent_when_the_window_opens(
         (deferred[0]["notification_id"], "deferred"),
         (deferred[0]["notification_id"], "sent"),
     }
+
+
+def scheduler_passes(outcome: str) -> float:
+    return REGISTRY.get_sample_value("notifier_scheduler_passes_total", {"outcome": outcome}) or 0
+
+
+async def test_a_borrower_with_a_preferred_time_is_deferred_then_sent_at_that_time(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """A grace-period borrower who prefers 19:15 gets `deferred` results in the morning and,
+    once the clock passes 19:15 local, the scheduler (through the ledger's stored copy of the
+    event) sends every planned reminder and publishes `sent` for each, with no failed pass."""
+    # 15:00 UTC = 10:00 in New York (EST): inside the window, before the preferred time.
+    clock = SettableClock(datetime(2026, 11, 20, 15, 0, tzinfo=UTC))
+    async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
+        settings = await service_settings(
+            kafka_broker.bootstrap_servers, tmp_path, twilio, fcm, scheduler_interval_s=0.1
+        )
+        event = event_dict(
+            borrower_id="b-evening", days_past_due=2, preferred_reminder_time="19:15"
+        )
+        await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [event])
+        failed_before = scheduler_passes("failed")
+        async with running_app(settings, clock=clock) as app:
+            await wait_until(lambda: processed(app) == 1, app)
+            deferred = await results_of(settings, expect=1)
+            assert twilio.sent == []
+            assert {r["status"] for r in deferred} == {"deferred"}
+            due = {datetime.fromisoformat(r["not_before"]) for r in deferred}
+            assert due == {datetime(2026, 11, 21, 0, 15, tzinfo=UTC)}  # 19:15 in New York
+            await wait_until(lambda: backlog() == len(deferred), app)
+
+            clock.now = datetime(2026, 11, 21, 0, 16, tzinfo=UTC)
+            await wait_until(lambda: backlog() == 0, app)
+            await wait_until(lambda: len(twilio.sent) == 1, app)
+        results = await results_of(settings, expect=2 * len(deferred))
+
+    assert scheduler_passes("failed") == failed_before
+    sent = {r["notification_id"] for r in results if r["status"] == "sent"}
+    assert sent == {r["notification_id"] for r in deferred}
+    assert {r["channel"] for r in deferred} == {"sms", "push"}
+    assert [r.form["To"] for r in twilio.sent] == ["+14155550123"]
