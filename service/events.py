@@ -109,10 +109,15 @@ _CURRENCY = r"^[A-Z]{3}$"
 _SCHEMA_VERSION = r"^1(\.[0-9]+)?$"
 
 
-def _fullmatch(pattern: str, value: str) -> re.Match[str] | None:
+@functools.cache
+def _compiled(pattern: str) -> re.Pattern[str]:
     # The patterns are written for JSON Schema (anchored with ^ and $); fullmatch gives `$` its
     # ECMA-262 meaning.
-    return re.fullmatch(pattern[1:-1], value, re.ASCII)
+    return re.compile(pattern[1:-1], re.ASCII)
+
+
+def _fullmatch(pattern: str, value: str) -> re.Match[str] | None:
+    return _compiled(pattern).fullmatch(value)
 
 
 def _json_integer(value: Any) -> Any:
@@ -141,8 +146,9 @@ def _money_in(value: Any, info: ValidationInfo) -> Any:
     raise PydanticCustomError("money", "money must be a decimal string, not a JSON number")
 
 
-def _money_out(value: Decimal) -> Decimal:
-    if _fullmatch(_MONEY, format(value, "f")) is None:
+def _money_out(value: Decimal, info: ValidationInfo) -> Decimal:
+    # From JSON the string matched already; a Decimal from code must be writable as one.
+    if info.mode != "json" and _fullmatch(_MONEY, format(value, "f")) is None:
         raise PydanticCustomError("money", "money must have at most 14 digits and 4 decimals")
     return value
 

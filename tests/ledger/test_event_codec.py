@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import update
 
+from service.client import build_event
 from service.events import DeliveryStatus, LoanOverdueEvent
 from service.ledger.api import AdmissionKind
 from service.ledger.codec import event_from_json, event_to_json
@@ -91,3 +95,35 @@ async def test_a_row_that_cannot_be_loaded_fails_alone_once_and_the_batch_is_rel
     [replay] = await ledger.admit(bad, [make_plan()], much_later)
     assert replay.kind is AdmissionKind.REPLAY
     assert replay.result == failed
+
+
+_NATIVE = {
+    "occurred_at": st.datetimes(
+        min_value=datetime(1970, 1, 2), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+    )
+    | st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2100, 1, 1)).map(
+        lambda d: d.replace(tzinfo=timezone(timedelta(hours=8)))
+    ),
+    "amount_due": st.decimals(min_value=0, max_value=Decimal("99999999999999.9999"), places=4)
+    | st.integers(0, 10**14 - 1),
+    "due_date": st.dates(min_value=date(1970, 1, 1), max_value=date(2100, 1, 1)),
+    "preferred_reminder_time": st.none() | st.times().map(lambda t: t.replace(microsecond=0)),
+}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.fixed_dictionaries(_NATIVE))
+def test_events_built_in_code_survive_store_and_reload_unchanged(values: dict[str, Any]) -> None:
+    """Events built with Python values (service.client.build_event: aware datetimes with
+    microseconds, Decimal or int money, date and time objects) also come back equal."""
+    event = build_event(
+        loan_id="L-1",
+        product="cash-loan",
+        currency="CNY",
+        days_past_due=3,
+        borrower_id="b-1",
+        risk_level="low",
+        timezone="Asia/Shanghai",
+        **values,
+    )
+    assert event_from_json(event_to_json(event)) == event
