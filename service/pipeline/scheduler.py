@@ -82,10 +82,13 @@ class DeferredScheduler:
         if due.unreadable:
             metrics.DEFERRED_UNREADABLE.inc(len(due.unreadable))
             self._unpublished.extend(due.unreadable)
-        outcomes = await asyncio.gather(
-            *(self._release(item) for item in due.released), self._publish_unreadable()
-        )
-        return sum(outcomes[:-1]) + len(due.unreadable)
+        outcomes = await asyncio.gather(*(self._release(item) for item in due.released))
+        try:
+            await self._publish_unreadable()
+        except Exception:
+            # Kept for the next pass; the releases above are not held up by it.
+            log.exception("publishing the results of unreadable deferred rows failed")
+        return sum(outcomes) + len(due.unreadable)
 
     async def _publish_unreadable(self) -> int:
         # Decided in the ledger already: publishing is all that is left, retried every pass.
