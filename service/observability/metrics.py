@@ -6,6 +6,7 @@ borrower id, loan id or anything personal.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import Counter, Gauge, Histogram, Info
@@ -40,6 +41,7 @@ __all__ = [
     "SMPP_BOUND",
     "SMPP_RECONNECTS",
     "WEBHOOK_REJECTED",
+    "initialise_series",
 ]
 
 _NS = "notifier"
@@ -190,3 +192,33 @@ PAUSED = Gauge(
     "1 while an operator pause stops every send (overdue-notifier pause), else 0.",
     namespace=_NS,
 )
+
+
+# --- series that exist from the start -----------------------------------------------------------
+# A labelled counter has no series until its first event, and Prometheus cannot tell "none yet"
+# from "not scraped": increase() and rate() see nothing during the first minutes of an outage
+# that starts with a restart, and panels stay empty exactly then. Every label value known at
+# start is therefore created at 0 (the values are fixed sets or come from the settings).
+ATTEMPT_OUTCOMES = ("ok", "transient", "permanent", "ambiguous")
+DLQ_ERROR_CLASSES = ("EmptyValue", "ValidationError", "ProcessingError")
+WEBHOOK_PROVIDERS = ("twilio", "http_gateway")
+WEBHOOK_REJECT_REASONS = ("unsigned", "bad_signature", "unknown_algorithm", "unreadable")
+CHANNELS = ("sms", "push")
+
+
+def initialise_series(providers: Iterable[str]) -> None:
+    """Create every series whose labels are known now (providers: the configured senders)."""
+    for provider in providers:
+        for outcome in ATTEMPT_OUTCOMES:
+            PROVIDER_ATTEMPTS.labels(provider=provider, outcome=outcome)
+        RETRIES.labels(provider=provider)
+        CIRCUIT_OPEN.labels(provider=provider)
+        RECEIPTS_UNMATCHED.labels(provider=provider)
+    for error in DLQ_ERROR_CLASSES:
+        DLQ_RECORDS.labels(error=error)
+    for provider in WEBHOOK_PROVIDERS:
+        for reason in WEBHOOK_REJECT_REASONS:
+            WEBHOOK_REJECTED.labels(provider=provider, reason=reason)
+    # 0 until the first accepted send of this process: "none since start", never a wrong time.
+    for channel in CHANNELS:
+        LAST_SEND.labels(channel=channel)
