@@ -184,8 +184,10 @@ def _messages() -> dict[str, Any]:
             "title": "Loan at a decision point",
             "summary": "One loan at one decision point (before the due date, on it, or overdue).",
             "description": "Unknown fields are ignored; schema_version 1 or 1.N is accepted, "
-            "any other major is dead-lettered (docs/kafka.md, compatibility rules). Money is a "
-            "decimal string. Try your events with `overdue-notifier validate FILE...`.",
+            "any other major is dead-lettered (docs/kafka.md, compatibility rules). Validation "
+            "is strict and follows the payload schema exactly: no coercion, no trimming, money "
+            "is a decimal string, preferred_reminder_time is HH:MM or HH:MM:SS. Try your events "
+            "with `overdue-notifier validate FILE...`.",
             "contentType": "application/json",
             "headers": input_headers,
             "payload": {"$ref": "#/components/schemas/LoanOverdueEvent"},

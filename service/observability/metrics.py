@@ -16,6 +16,8 @@ __all__ = [
     "CIRCUIT_OPEN",
     "DEFERRED_BACKLOG",
     "DEFERRED_OLDEST_AGE",
+    "DEFERRED_RELEASE_ERRORS",
+    "DEFERRED_UNREADABLE",
     "DLQ_RECORDS",
     "EVENTS_CONSUMED",
     "EVENTS_RECEIVED",
@@ -35,6 +37,7 @@ __all__ = [
     "RENDER_SECONDS",
     "RESULTS_PUBLISHED",
     "RETRIES",
+    "SCHEDULER_PASSES",
     "SMPP_BOUND",
     "SMPP_RECONNECTS",
     "WEBHOOK_REJECTED",
@@ -102,6 +105,24 @@ DEFERRED_BACKLOG = Gauge(
 DEFERRED_OLDEST_AGE = Gauge(
     "deferred_oldest_overdue_seconds",
     "How long the most overdue deferred notification has been due and not sent (0 when none).",
+    namespace=_NS,
+)
+SCHEDULER_PASSES = Counter(
+    "scheduler_passes",
+    "Passes of the deferred scheduler, by outcome (ok, failed: nothing was released).",
+    ["outcome"],
+    namespace=_NS,
+)
+for _outcome in ("ok", "failed"):
+    SCHEDULER_PASSES.labels(outcome=_outcome)
+DEFERRED_UNREADABLE = Counter(
+    "deferred_unreadable",
+    "Due deferred notifications whose stored event could not be loaded (decided failed).",
+    namespace=_NS,
+)
+DEFERRED_RELEASE_ERRORS = Counter(
+    "deferred_release_errors",
+    "Released deferred notifications whose handling raised (retried when the lease expires).",
     namespace=_NS,
 )
 DLQ_RECORDS = Counter(
