@@ -200,7 +200,15 @@ PAUSED = Gauge(
 # that starts with a restart, and panels stay empty exactly then. Every label value known at
 # start is therefore created at 0 (the values are fixed sets or come from the settings).
 ATTEMPT_OUTCOMES = ("ok", "transient", "permanent", "ambiguous")
-DLQ_ERROR_CLASSES = ("EmptyValue", "ValidationError", "ProcessingError")
+DLQ_ERROR_CLASSES = (
+    "EmptyValue",
+    "DecodeError",
+    "UnsupportedEncoding",
+    "SchemaRegistryFrame",
+    "ValidationError",
+    "ProcessingError",
+    "PublishError",
+)
 WEBHOOK_PROVIDERS = ("twilio", "http_gateway")
 WEBHOOK_REJECT_REASONS = ("unsigned", "bad_signature", "unknown_algorithm", "unreadable")
 CHANNELS = ("sms", "push")
