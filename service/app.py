@@ -20,6 +20,7 @@ from typing import TextIO
 from service.channels.factory import build_dispatcher, route_plan
 from service.config import Settings
 from service.events import LoanOverdueEvent
+from service.handoff import CollectorTasks, EventEscalation, TaskStore, initialise_task_series
 from service.kafka_preflight import check_tls
 from service.ledger.api import NotificationLedger
 from service.ledger.batching import BatchingLedger
@@ -71,6 +72,7 @@ class NotifierApp:
         self.engine: ConsumerEngine | None = None
         self.http_port: int | None = None
         self.receipts_http_port: int | None = None
+        self.collector_tasks: CollectorTasks | None = None
         self._stop = asyncio.Event()
 
     def request_stop(self) -> None:
@@ -139,6 +141,15 @@ class NotifierApp:
             def planner(event: LoanOverdueEvent, now: datetime) -> list[PlannedNotification]:
                 return plan_notifications(event, policy, now, default_timezone=default_zone)
 
+            # Hand-off to collectors: the policy's rule and the automatic escalations.
+            collector_tasks = CollectorTasks(
+                producer,
+                TaskStore(sql_ledger.engine),
+                topic=s.tasks_topic,
+                clock=self.clock,
+            )
+            self.collector_tasks = collector_tasks
+            initialise_task_series()
             processor = NotificationProcessor(
                 planner=planner,
                 ledger=ledger,
@@ -149,6 +160,7 @@ class NotifierApp:
                 clock=self.clock,
                 unavailable=(LedgerUnavailableError,),
                 push_expiry=push_expiry_for(policy, default_zone),
+                after_event=EventEscalation(collector_tasks, policy, default_timezone=default_zone),
             )
             consumer = build_consumer(s)
             engine = ConsumerEngine(

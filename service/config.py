@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     dlq_topic: str = Field(
         "loan.overdue.v1.dlq", description="Dead-letter topic for events that cannot be decoded."
     )
+    tasks_topic: str = Field(
+        "collections.tasks.v1",
+        description="Topic of collector tasks (hand-off to human collectors), key = borrower id.",
+    )
     kafka_idempotent_producer: bool = Field(
         True,
         description="Idempotent producer (acks=all). Keep on against Apache Kafka; the embedded "

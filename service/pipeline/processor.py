@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Literal, Protocol
 
@@ -79,6 +79,11 @@ class Render(Protocol):
 
 
 Planner = Callable[[LoanOverdueEvent, datetime], list[PlannedNotification]]
+# After an event's results are known, before they are published: the hand-off to collectors
+# (service.handoff.EventEscalation). Awaited, so the offset never passes an unpublished task.
+AfterEvent = Callable[
+    [LoanOverdueEvent, Sequence[PlannedNotification], Sequence[DeliveryResult]], Awaitable[None]
+]
 LocaleResolver = Callable[[LoanOverdueEvent], str]
 
 _STATUS = {
@@ -101,6 +106,7 @@ class NotificationProcessor:
         clock: Callable[[], datetime],
         unavailable: tuple[type[Exception], ...] = (),
         push_expiry: PushExpiry | None = None,
+        after_event: AfterEvent | None = None,
     ) -> None:
         self._plan = planner
         self._ledger = ledger
@@ -112,13 +118,21 @@ class NotificationProcessor:
         # Errors that mean "the ledger is down": the event is retried, never sent unclaimed.
         self._unavailable = unavailable
         self._push_expiry = push_expiry
+        self._after_event = after_event
 
     async def handle(self, event: LoanOverdueEvent) -> list[DeliveryResult]:
         now = self._clock()
         plans = self._plan(event, now)
         if not plans:
-            return [self._nothing_planned(event, now)]
-        return await self._admit_and_send(event, plans, now)
+            results = [self._nothing_planned(event, now)]
+        else:
+            results = await self._admit_and_send(event, plans, now)
+        if self._after_event is not None:
+            try:
+                await self._after_event(event, plans, results)
+            except self._unavailable as exc:
+                raise RetryLater("ledger unavailable while handing off") from exc
+        return results
 
     async def handle_deferred(self, item: DeferredNotification) -> list[DeliveryResult]:
         """A deferred notification whose time came: through the guard again, then send."""

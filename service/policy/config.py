@@ -66,6 +66,11 @@ class RiskRule(_Strict):
     cadence_days: int = Field(ge=1, le=365, description="Minimum days between contacts")
     priority: int | None = Field(None, ge=0, le=100, description="Overrides the stage priority")
     template: str | None = Field(None, min_length=1, description="Overrides the stage template")
+    handoff: bool = Field(
+        False,
+        description="Also hand the loan to a human collector: one collector task per loan and "
+        "local day on the tasks topic (docs/policy.md)",
+    )
 
     @model_validator(mode="after")
     def _unique_channels(self) -> RiskRule:
