@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
+import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -19,11 +21,13 @@ from typing import TextIO
 
 from service.channels.factory import build_dispatcher, route_plan
 from service.config import Settings
+from service.coverage import CoverageMonitor
 from service.events import LoanOverdueEvent
 from service.handoff import CollectorTasks, EventEscalation, TaskStore, initialise_task_series
 from service.kafka_preflight import check_tls
 from service.ledger.api import NotificationLedger
 from service.ledger.batching import BatchingLedger
+from service.ledger.coverage import CoverageLease, CoverageStore
 from service.ledger.errors import LedgerUnavailableError
 from service.ledger.sql import SqlLedger
 from service.observability import metrics
@@ -73,6 +77,7 @@ class NotifierApp:
         self.http_port: int | None = None
         self.receipts_http_port: int | None = None
         self.collector_tasks: CollectorTasks | None = None
+        self.coverage: CoverageMonitor | None = None
         self._stop = asyncio.Event()
 
     def request_stop(self) -> None:
@@ -214,6 +219,21 @@ class NotifierApp:
             stack.push_async_callback(_cancel, rematch_task)
             pause_task = asyncio.create_task(pause.run(self._stop), name="pause-poll")
             stack.push_async_callback(_cancel, pause_task)
+            # Contact coverage: one replica at a time (the lease), every coverage_interval_s.
+            coverage = CoverageMonitor(
+                CoverageStore(sql_ledger.engine, lookback_days=s.coverage_lookback_days),
+                CoverageLease(
+                    sql_ledger.engine,
+                    holder=s.kafka_group_instance_id or f"{socket.gethostname()}:{os.getpid()}",
+                    ttl_s=max(60.0, 3 * s.coverage_interval_s),
+                ),
+                stale_days=s.coverage_stale_days,
+                interval_s=s.coverage_interval_s,
+                clock=self.clock,
+            )
+            self.coverage = coverage
+            coverage_task = asyncio.create_task(coverage.run(self._stop), name="coverage")
+            stack.push_async_callback(_cancel, coverage_task)
             lag_task = asyncio.create_task(watch_loop_lag(), name="loop-lag")
             stack.push_async_callback(_cancel, lag_task)
             self.engine = engine

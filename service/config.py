@@ -107,6 +107,25 @@ class Settings(BaseSettings):
     scheduler_interval_s: float = Field(
         5.0, gt=0, description="How often due deferred notifications are looked for."
     )
+    coverage_stale_days: int = Field(
+        3,
+        ge=1,
+        le=60,
+        description="Contact coverage: a loan past the grace period whose last confirmed "
+        "contact is older than this many days counts as not reached (alert, report).",
+    )
+    coverage_interval_s: float = Field(
+        300.0,
+        gt=0,
+        description="How often contact coverage is computed (by one replica: a lease in the "
+        "ledger).",
+    )
+    coverage_lookback_days: int = Field(
+        30,
+        ge=1,
+        le=400,
+        description="Contact coverage looks at loans with ledger activity in this many days.",
+    )
     pause_poll_s: float = Field(
         2.0,
         gt=0,

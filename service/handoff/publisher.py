@@ -18,11 +18,10 @@ from decimal import Decimal
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from prometheus_client import Counter
-
 from service.events import DeliveryResult, DeliveryStatus, LoanOverdueEvent, RiskLevel
 from service.handoff.store import TaskStore
 from service.handoff.task import WHY, CollectorTask, HandoffReason, new_task
+from service.observability.metrics import COLLECTOR_TASKS
 from service.policy.config import Policy
 from service.policy.model import PlannedNotification, Stage
 
@@ -36,13 +35,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-COLLECTOR_TASKS = Counter(
-    "collector_tasks",
-    "Collector tasks published (one per loan, reason and local day), by reason.",
-    ["reason"],
-    namespace="notifier",
-)
 
 
 def initialise_task_series() -> None:

@@ -7,11 +7,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
 from prometheus_client import REGISTRY
 
 from service.config import Settings
 from service.embedded_broker import EmbeddedBroker
 from service.handoff import CollectorTask, HandoffReason, task_id_for
+from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import processed, results_of, running_app, service_settings, wait_until
 from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
@@ -169,3 +171,36 @@ def test_task_ids_depend_on_loan_reason_and_day_only() -> None:
     assert same != task_id_for("L1", HandoffReason.POLICY_HANDOFF, day)
     assert same != task_id_for("L1", HandoffReason.UNREACHED, day + timedelta(days=1))
     assert json.loads(json.dumps(same)) == same
+
+
+async def test_the_policy_handoff_rule_publishes_a_task_beside_the_reminders(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """A policy with `handoff: true` for pre_legal/high and no channels hands such a loan to a
+    collector (`policy_handoff`, once per day across a redelivery) while an early_overdue loan
+    of the same borrower gets its SMS and no task."""
+    policy = yaml.safe_load((REPO_ROOT / "service/policy/default_policy.yaml").read_text())
+    policy["stages"]["pre_legal"]["risk"]["high"] = {
+        "channels": [],
+        "cadence_days": 3,
+        "handoff": True,
+    }
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(yaml.safe_dump(policy))
+    async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
+        settings = await _settings(
+            kafka_broker.bootstrap_servers, tmp_path, twilio, fcm, policy_file=policy_file
+        )
+        legal = _unreachable("JB-LEGAL-1", "evt-legal-1", push_tokens=[])
+        legal["loan"]["days_past_due"] = 120
+        early = _unreachable("JB-EARLY-1", "evt-early-1", push_tokens=[])
+        await produce_events(
+            settings.kafka_bootstrap_servers, settings.input_topic, [legal, early, legal]
+        )
+        async with running_app(settings) as app:
+            await wait_until(lambda: processed(app) == 3, app)
+        tasks = await _tasks(settings, expect=1)
+    assert [(t.loan_id, t.reason, t.stage.value) for _, t in tasks] == [
+        ("JB-LEGAL-1", HandoffReason.POLICY_HANDOFF, "pre_legal")
+    ]
+    assert len(twilio.sent) == 1
