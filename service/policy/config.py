@@ -170,6 +170,18 @@ class LintRules(_Strict):
         default_factory=lambda: {"zh-CN": ("App",), "en-US": ("app", "App")},
         description="Per locale: words that show a repayment path when no link is printed",
     )
+    voice_max_seconds: float = Field(
+        60, gt=0, le=600, description="Longest estimated spoken length of a call script"
+    )
+    voice_limited_max_seconds: float = Field(
+        20, gt=0, le=120, description="Longest estimated spoken length of a machine message"
+    )
+    voice_chars_per_second: dict[str, float] = Field(
+        # Text-to-speech at a normal rate: Mandarin ~4.5 characters a second, English ~150
+        # words a minute (~14 characters a second, spaces and punctuation included).
+        default_factory=lambda: {"zh-CN": 4.5, "en-US": 14.0},
+        description="Per locale: characters spoken per second, to estimate a script's length",
+    )
 
     @model_validator(mode="after")
     def _positive_parts(self) -> LintRules:
