@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from service.events import Channel, RiskLevel
-from service.policy.model import ContactRules, ContactWindow, FrequencyCaps, Stage
+from service.policy.model import CallCaps, ContactRules, ContactWindow, FrequencyCaps, Stage
 
 __all__ = [
     "ChannelRule",
@@ -147,6 +147,18 @@ class CapsModel(_Strict):
         return FrequencyCaps(self.sms_per_local_day, self.contacts_per_rolling_7_days)
 
 
+class CallCapsModel(_Strict):
+    per_debt_rolling_7_days: int = Field(
+        7, ge=0, description="Calls about one loan in any rolling 7 days (Reg F: 7)"
+    )
+    unanswered_per_local_day: int = Field(
+        6, ge=0, description="Unanswered call attempts per borrower and local day (CBA: 6)"
+    )
+
+    def to_caps(self) -> CallCaps:
+        return CallCaps(self.per_debt_rolling_7_days, self.unanswered_per_local_day)
+
+
 class ContactModel(_Strict):
     window: WindowModel = WindowModel(start=time(8, 0), end=time(21, 0))
     region_windows: dict[str, WindowModel] = {}
@@ -154,6 +166,7 @@ class ContactModel(_Strict):
     stage_caps: dict[Stage, CapsModel] = {}
     holidays: tuple[date, ...] = ()
     max_defer: timedelta = Field(timedelta(days=2), gt=timedelta(0))
+    call_caps: CallCapsModel = CallCapsModel()
 
 
 class LintRules(_Strict):
@@ -224,6 +237,7 @@ class Policy(_Strict):
             stage_caps={s: caps.to_caps() for s, caps in c.stage_caps.items()},
             holidays=frozenset(c.holidays),
             max_defer=c.max_defer,
+            call_caps=c.call_caps.to_caps(),
         )
 
     def stage_for(self, days_past_due: int) -> Stage | None:
