@@ -23,6 +23,7 @@ from service.events import (
     result_id_for,
 )
 from service.ledger.api import Admission, AdmissionKind, DeferredNotification, NotificationLedger
+from service.ledger.errors import LedgerUnavailableError
 from service.observability import metrics
 from service.pipeline.engine import RetryLater
 from service.policy.model import PlannedNotification
@@ -86,7 +87,7 @@ class NotificationProcessor:
         locale_for: LocaleResolver,
         dispatcher: Dispatch,
         clock: Callable[[], datetime],
-        unavailable: tuple[type[Exception], ...] = (),
+        unavailable: tuple[type[Exception], ...] = (LedgerUnavailableError,),
     ) -> None:
         self._plan = planner
         self._ledger = ledger
@@ -95,6 +96,8 @@ class NotificationProcessor:
         self._dispatcher = dispatcher
         self._clock = clock
         # Errors that mean "the ledger is down": the event is retried, never sent unclaimed.
+        # The default is the ledger's own: a caller that forgets it must not turn an outage
+        # into dead letters.
         self._unavailable = unavailable
 
     async def handle(self, event: LoanOverdueEvent) -> list[DeliveryResult]:
