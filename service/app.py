@@ -79,6 +79,7 @@ class NotifierApp:
         # What the app built, for the operator's start-up line and for tests that check that
         # every setting reached the object it configures.
         self.ledger: SqlLedger | None = None
+        self.notification_ledger: NotificationLedger | None = None
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.dispatcher: Dispatcher | None = None
@@ -119,6 +120,7 @@ class NotifierApp:
             if s.ledger_batch_max > 1:
                 ledger = BatchingLedger(sql_ledger, max_batch=s.ledger_batch_max)
             stack.push_async_callback(ledger.aclose)
+            self.notification_ledger = ledger
             producer = build_producer(s)
             self.producer = producer
             stack.push_async_callback(producer.stop)

@@ -92,8 +92,8 @@ async def serve_http(
             web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, port)
         )
         await site.start()
-        bound = port
-        for address in runner.addresses:
+        bound = int(sock.getsockname()[1]) if sock is not None else port
+        for address in () if sock is not None else runner.addresses:
             if isinstance(address, tuple) and len(address) >= 2:
                 bound = int(address[1])
                 break
