@@ -20,6 +20,8 @@ RUN mkdir -p service && touch service/__init__.py \
     && pip install --no-cache-dir . \
     && pip uninstall --yes overdue-notifier
 COPY service ./service
+# service/templates links to ../templates: the wheel copies them in (the package's defaults).
+COPY templates ./templates
 RUN pip install --no-cache-dir --no-deps . \
     && python -m compileall -q /opt/venv/lib
 
