@@ -205,7 +205,7 @@ class Settings(BaseSettings):
         "Keep above NOTIFIER_REBALANCE_DRAIN_S (a revocation blocks the loop while it drains).",
     )
     readiness_check_timeout_s: float = Field(
-        2.0, gt=0, description="Timeout of each /readyz dependency check (ledger, producer)."
+        2.0, gt=0, description="Timeout of each /readyz dependency check (ledger, Kafka producer)."
     )
     # --- providers ---
     smpp_host: str = Field("127.0.0.1", description="SMPP 3.4 SMSC (gateway) host.")
