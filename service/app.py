@@ -222,7 +222,12 @@ class NotifierApp:
                 engine.request_stop()
             _tune_gc_for_serving()
             log.info(
-                "started: consuming", extra={"version": __version__, "http_port": self.http_port}
+                "started: consuming",
+                extra={
+                    "version": __version__,
+                    "http_port": self.http_port,
+                    "paused": pause.paused,
+                },
             )
             yield engine
 

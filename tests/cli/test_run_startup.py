@@ -294,5 +294,7 @@ def test_start_line_and_sigterm_are_logged_from_any_working_directory(
     assert start["sms_providers"] == "console"
     assert start["version"]
     assert str(start["ledger"]).startswith("sqlite+aiosqlite:///")
+    started = next(r for r in records if str(r["event"]).startswith("started"))
+    assert started["paused"] is False
     stop = next(r for r in records if str(r["event"]).startswith("stop requested"))
     assert stop["signal"] == "SIGTERM"
