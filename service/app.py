@@ -40,6 +40,7 @@ from service.pipeline.kafka_clients import build_consumer, build_producer
 from service.pipeline.pause import PauseGate
 from service.pipeline.processor import NotificationProcessor
 from service.pipeline.publisher import ResultPublisher
+from service.pipeline.push_expiry import push_expiry_for
 from service.pipeline.readiness import GroupMembership, producer_connected
 from service.pipeline.scheduler import DeferredScheduler
 from service.policy import load_policy, plan_notifications
@@ -162,6 +163,7 @@ class NotifierApp:
                 pause=pause,
                 clock=self.clock,
                 unavailable=(LedgerUnavailableError,),
+                push_expiry=push_expiry_for(policy, default_zone),
             )
             consumer = build_consumer(s)
             engine = ConsumerEngine(
