@@ -271,6 +271,7 @@ ADAPTER_VALUES: dict[str, tuple[str, str, list[tuple[str, Any, Any]]]] = {
             ("smpp_throttle_pause_s", 0.3, 0.3),
             ("smpp_long_message", "message_payload", "message_payload"),
             ("smpp_registered_delivery", False, False),
+            ("smpp_country_code", "44", "44"),
         ],
     ),
     "http_gateway_": (
@@ -354,6 +355,7 @@ NOT_IN_THE_TABLE = {
     "ledger_retention_days": "read by `db purge`, not by `run`",
     "apns_key_file": "required to start with apns; its key is what the sender signs with",
     "fcm_service_account_file": "required to start with fcm; its key signs the token request",
+    "twilio_webhook_shared_key": "read by the receipt webhook, not by a sender",
     "http_gateway_receipt_secret": "read by the receipt webhook, not by a sender",
     "http_gateway_receipt_signature_header": "read by the receipt webhook",
     "http_gateway_receipt_id_path": "read by the receipt webhook",
