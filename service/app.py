@@ -32,8 +32,9 @@ from service.ledger.api import NotificationLedger
 from service.ledger.batching import BatchingLedger
 from service.ledger.errors import LedgerUnavailableError, SchemaOutOfDateError
 from service.ledger.sql import SqlLedger
+from service.observability import metrics
 from service.observability.health import Health
-from service.observability.http import build_http_app, serve_http
+from service.observability.http import build_http_app, build_webhook_app, serve_http
 from service.observability.looplag import watch_loop_lag
 from service.pipeline.engine import ConsumerEngine, EngineConfig
 from service.pipeline.kafka_clients import build_consumer, build_producer
@@ -78,6 +79,7 @@ class NotifierApp:
         )
         self.engine: ConsumerEngine | None = None
         self.http_port: int | None = None
+        self.receipts_http_port: int | None = None
         # What the app built, for the operator's start-up line and for tests that check that
         # every setting reached the object it configures.
         self.ledger: SqlLedger | None = None
@@ -113,9 +115,15 @@ class NotifierApp:
         async with contextlib.AsyncExitStack() as stack:
             # The HTTP port is bound before anything joins the group: a busy port must stop the
             # start at once, not after this member took partitions from the others.
-            http_socket = _bind_http(s) if s.http_port else None
-            if http_socket is not None:
+            http_socket = hooks_socket = None
+            if s.http_port:
+                http_socket = _bind(s.http_host, s.http_port, "NOTIFIER_HTTP_PORT")
                 stack.callback(http_socket.close)
+            if s.receipts_http_port:
+                hooks_socket = _bind(
+                    s.http_host, s.receipts_http_port, "NOTIFIER_RECEIPTS_HTTP_PORT"
+                )
+                stack.callback(hooks_socket.close)
             sql_ledger = await _connect_ledger(s, policy.contact, default_zone)
             self.ledger = sql_ledger
             ledger: NotificationLedger = sql_ledger
@@ -141,6 +149,10 @@ class NotifierApp:
                 build_dispatcher(s, out=self.out, clock=self.clock, sink=receipts)
             )
             self.dispatcher = dispatcher
+            # Every series known now exists from the start (alerts must see an outage that
+            # begins with a restart).
+            plan = route_plan(s)
+            metrics.initialise_series([*plan.sms_providers(), *plan.push])
 
             # Operator pause (overdue-notifier pause/resume): read once now, then polled.
             pause = PauseGate.on_ledger(
@@ -176,6 +188,7 @@ class NotifierApp:
                     commit_interval_s=s.commit_interval_s,
                     shutdown_grace_s=s.shutdown_grace_s,
                     rebalance_drain_s=s.rebalance_drain_s,
+                    schema_registry_json=s.accept_schema_registry_json,
                 ),
                 clock=self.clock,
                 on_tick=self.health.tick,
@@ -191,16 +204,21 @@ class NotifierApp:
             if http_socket is not None:
                 server = await stack.enter_async_context(
                     serve_http(
-                        build_http_app(
-                            self.health,
-                            extra_routes=build_receipt_routes(s, receipts, clock=self.clock),
-                        ),
-                        s.http_host,
-                        s.http_port,
-                        sock=http_socket,
+                        build_http_app(self.health), s.http_host, s.http_port, sock=http_socket
                     )
                 )
                 self.http_port = server.port
+            if hooks_socket is not None:
+                # Provider webhooks on their own port: the Ingress routes here, never to /metrics.
+                hooks = await stack.enter_async_context(
+                    serve_http(
+                        build_webhook_app(build_receipt_routes(s, receipts, clock=self.clock)),
+                        s.http_host,
+                        s.receipts_http_port,
+                        sock=hooks_socket,
+                    )
+                )
+                self.receipts_http_port = hooks.port
             scheduler = DeferredScheduler(
                 ledger,
                 processor,
@@ -267,20 +285,19 @@ def startup_summary(settings: Settings) -> dict[str, object]:
         "push_providers": ",".join(plan.push),
         "ledger": make_url(s.database_url).render_as_string(hide_password=True),
         "http_port": s.http_port,
+        "receipts_http_port": s.receipts_http_port,
     }
 
 
-def _bind_http(settings: Settings) -> socket.socket:
+def _bind(host: str, port: int, variable: str) -> socket.socket:
     try:
         return socket.create_server(
-            (settings.http_host, settings.http_port),
-            family=socket.AF_INET6 if ":" in settings.http_host else socket.AF_INET,
-            reuse_port=False,
+            (host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET
         )
     except OSError as exc:
         raise StartupError(
-            f"cannot listen on {settings.http_host}:{settings.http_port} ({exc.strerror})",
-            variable="NOTIFIER_HTTP_PORT",
+            f"cannot listen on {host}:{port} ({exc.strerror})",
+            variable=variable,
             fix="stop what uses the port or choose another one (NOTIFIER_HTTP_HOST for the "
             "address)",
         ) from None
