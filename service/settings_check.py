@@ -149,7 +149,12 @@ def _providers(settings: Settings) -> list[Problem]:
         text = str(exc)
         found = _VARIABLE.search(text)
         variable = found.group(0) if found else "NOTIFIER_SMS_PROVIDER"
-        if "required" in text or "must name" in text:
+        if "file" in text:
+            fix = (
+                "mount a readable file at that path (in Kubernetes the provider's Secret), or "
+                "stop naming that provider"
+            )
+        elif "required" in text or "must name" in text:
             fix = "set it (in Kubernetes from the provider's Secret), or stop naming that provider"
         else:
             fix = "name only known providers, in the documented format"
