@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pydantic
@@ -69,13 +69,18 @@ class StartupError(Exception):
         super().__init__(self.problem.line())
 
 
-def load_and_check(**overrides: Any) -> tuple[Settings | None, list[Problem]]:
-    """Settings from the environment (and overrides) and every problem with them."""
+Command = Literal["run", "db-upgrade"]
+
+
+def load_and_check(
+    command: Command = "run", **overrides: Any
+) -> tuple[Settings | None, list[Problem]]:
+    """Settings from the environment (and overrides) and every problem they give `command`."""
     try:
         settings = Settings(**overrides)
     except pydantic.ValidationError as exc:
         return None, problems_of(exc)
-    return settings, check(settings)
+    return settings, check(settings, command=command)
 
 
 def problems_of(exc: pydantic.ValidationError) -> list[Problem]:
@@ -113,8 +118,14 @@ def _value_fix(field: str) -> str:
     return "see the variable's row in the README's configuration table for allowed values"
 
 
-def check(settings: Settings) -> list[Problem]:
-    """Every problem `run` would meet with these settings before it touches the network."""
+def check(settings: Settings, *, command: Command = "run") -> list[Problem]:
+    """Every problem `run` would meet with these settings before it touches the network.
+
+    `command="db-upgrade"` checks only what migrating needs (the ledger URL): the migration
+    Job's container has no provider credentials, policy or hash key, and needs none.
+    """
+    if command == "db-upgrade":
+        return _database(settings)
     problems: list[Problem] = []
     problems += _providers(settings)
     problems += _policy_and_templates(settings)

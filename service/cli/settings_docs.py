@@ -80,7 +80,7 @@ def _docs(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     """Exit 0 when `run` would accept the configuration, else 2 with one line per problem."""
-    _, problems = load_and_check()
+    _, problems = load_and_check(args.command)
     if problems:
         for problem in problems:
             print(f"overdue-notifier: config: {problem.line()}", file=sys.stderr)
@@ -97,8 +97,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--readme", type=Path, help="Rewrite the table between the markers in this file."
     )
     docs.set_defaults(func=_docs)
-    commands.add_parser(
+    check = commands.add_parser(
         "check",
         help="Check NOTIFIER_* variables and the files they name exactly as `run` does; exit 2 "
         "with one line per problem (variable and fix).",
-    ).set_defaults(func=_check)
+    )
+    check.add_argument(
+        "--command",
+        choices=("run", "db-upgrade"),
+        default="run",
+        help="The command whose needs are checked (db-upgrade: only the ledger URL, for the "
+        "migration Job's container).",
+    )
+    check.set_defaults(func=_check)

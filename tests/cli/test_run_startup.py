@@ -298,3 +298,15 @@ def test_start_line_and_sigterm_are_logged_from_any_working_directory(
     assert started["paused"] is False
     stop = next(r for r in records if str(r["event"]).startswith("stop requested"))
     assert stop["signal"] == "SIGTERM"
+
+
+def test_config_check_for_the_migration_job_needs_only_the_ledger_url(tmp_path: Path) -> None:
+    """`config check --command db-upgrade` ignores what only `run` needs (providers, hash key)
+    and still refuses a ledger URL `db upgrade` cannot use."""
+    only_run_needs = {"NOTIFIER_SMS_PROVIDER": "twilio", "NOTIFIER_HASH_KEY": "change-me"}
+    done = run_service(tmp_path, only_run_needs, "config", "check", "--command", "db-upgrade")
+    assert done.returncode == 0, done.stderr
+    bad_url = {**only_run_needs, "NOTIFIER_DATABASE_URL": "postgresql://postgres@127.0.0.1/test"}
+    done = run_service(tmp_path, bad_url, "config", "check", "--command", "db-upgrade")
+    assert done.returncode == 2
+    assert "NOTIFIER_DATABASE_URL" in done.stderr
