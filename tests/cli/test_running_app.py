@@ -144,6 +144,7 @@ ROWS: list[tuple[str, Any, Callable[[NotifierApp], Any], Any]] = [
     ("kafka_max_poll_interval_ms", 11000, _sync(lambda a: a.consumer._max_poll_interval_ms), 11000),
     ("kafka_group_id", TUNED_GROUP, _sync(lambda a: a.consumer._group_id), TUNED_GROUP),
     ("kafka_idempotent_producer", False, _sync(lambda a: a.producer._txn_manager), None),
+    ("kafka_compression", "gzip", _sync(lambda a: a.producer._compression_type), "gzip"),
     ("kafka_fetch_max_wait_ms", 250, _sync(lambda a: a.consumer._fetch_max_wait_ms), 250),
     ("commit_interval_s", 0.3, _sync(lambda a: a.engine._config.commit_interval_s), 0.3),
     ("max_in_flight", 123, _sync(lambda a: a.engine._config.max_in_flight), 123),
