@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "service.cli.validate",
     "service.cli.emit",
     "service.cli.dlq",
+    "service.cli.simulate",
 )
 
 Command = Callable[[argparse.Namespace], int]
