@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 from datetime import UTC, date, datetime, timedelta
@@ -44,19 +45,46 @@ def register(subparsers: Any) -> None:
         help="Comma-separated IANA zones of the generated borrowers (default: 8 zones).",
     )
     p.add_argument("--seed", type=int, default=1, help="Seed of the generated population.")
+    p.add_argument(
+        "--population",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Tune the generated population, e.g. repaid_share=0.4 preferred_time_share=0 "
+        "(keys: the fields of service.simulate.population.PopulationSpec).",
+    )
     p.add_argument("--report", type=Path, default=None, help="Write JSON, CSV and HTML here.")
-    p.add_argument("--compare", type=Path, default=None, metavar="OTHER_POLICY",
-                   help="Run this policy on the same events too and print what changes.")
-    p.add_argument("--limits", type=Path, default=None,
-                   help="Legal limits YAML the contacts are checked against (default: shipped).")
-    p.add_argument("--templates-dir", type=Path, default=None, help="Default: NOTIFIER_TEMPLATES_DIR.")
+    p.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        metavar="OTHER_POLICY",
+        help="Run this policy on the same events too and print what changes.",
+    )
+    p.add_argument(
+        "--limits",
+        type=Path,
+        default=None,
+        help="Legal limits YAML the contacts are checked against (default: shipped).",
+    )
+    p.add_argument(
+        "--templates-dir", type=Path, default=None, help="Default: NOTIFIER_TEMPLATES_DIR."
+    )
     p.add_argument("--sms-part-price", type=float, default=0.05, help="Per SMS part.")
     p.add_argument("--push-price", type=float, default=0.0, help="Per push.")
     p.add_argument("--currency", default="USD", help="Currency of the prices.")
-    p.add_argument("--step-minutes", type=float, default=5.0,
-                   help="Arrivals are handled in steps of this many simulated minutes.")
-    p.add_argument("--save-events", type=Path, default=None,
-                   help="Write the generated events as JSONL (to replay them later).")
+    p.add_argument(
+        "--step-minutes",
+        type=float,
+        default=5.0,
+        help="Arrivals are handled in steps of this many simulated minutes.",
+    )
+    p.add_argument(
+        "--save-events",
+        type=Path,
+        default=None,
+        help="Write the generated events as JSONL (to replay them later).",
+    )
     p.set_defaults(func=_simulate)
 
 
@@ -66,6 +94,22 @@ def _simulate(args: argparse.Namespace) -> int:
     except (PolicyError, TemplateConfigError, ValueError, OSError) as exc:
         print(f"simulate: {exc}", file=sys.stderr)
         return 2
+
+
+def _tuning(pairs: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs as PopulationSpec fields of the right type; ValueError names a bad one."""
+    fields = {
+        f.name: f
+        for f in dataclasses.fields(PopulationSpec)
+        if f.name not in ("loans", "days", "start", "zones", "seed", "extra_profiles", "risk_mix")
+    }
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(f"--population {pair!r}: keys are {', '.join(sorted(fields))}")
+        out[key] = int(value) if fields[key].type in ("int", int) else float(value)
+    return out
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -80,9 +124,10 @@ async def _main(args: argparse.Namespace) -> int:
         zones = [z.strip() for z in args.zones.split(",") if z.strip()]
         start = args.start or datetime.now(UTC).date()
         args.start = start
-        raw = generate_events(
-            PopulationSpec(loans=args.generate, days=args.days, start=start, zones=zones, seed=args.seed)
+        spec = PopulationSpec(
+            loans=args.generate, days=args.days, start=start, zones=zones, seed=args.seed
         )
+        raw = generate_events(dataclasses.replace(spec, **_tuning(args.population)))
         if args.save_events is not None:
             with args.save_events.open("w", encoding="utf-8") as f:
                 f.writelines(json.dumps(e) + "\n" for e in raw)
@@ -95,13 +140,25 @@ async def _main(args: argparse.Namespace) -> int:
         policy = load_policy(path)
         name = str(path) if path else "(default policy)"
         outcome = await simulate(
-            raw, policy=policy, policy_name=name, settings=settings, limits=limits,
-            start=args.start, days=args.days, prices=prices, step=step,
+            raw,
+            policy=policy,
+            policy_name=name,
+            settings=settings,
+            limits=limits,
+            start=args.start,
+            days=args.days,
+            prices=prices,
+            step=step,
         )
         outcomes.append(outcome)
         write_text(outcome.summary, sys.stdout)
         if args.report is not None:
-            write_files(outcome.summary, outcome.violations, outcome.run, args.report / sub if sub else args.report)
+            write_files(
+                outcome.summary,
+                outcome.violations,
+                outcome.run,
+                args.report / sub if sub else args.report,
+            )
         print()
     if len(outcomes) == 2:
         a, b = outcomes[0].summary, outcomes[1].summary
@@ -111,6 +168,8 @@ async def _main(args: argparse.Namespace) -> int:
             print(f"  {key:60} {old:>10} -> {new:<10}")
         if args.report is not None:
             (args.report / "compare.json").write_text(
-                json.dumps([{"figure": k, "other": o, "policy": n} for k, n, o in changes], indent=2)
+                json.dumps(
+                    [{"figure": k, "other": o, "policy": n} for k, n, o in changes], indent=2
+                )
             )
     return 1 if failed(outcomes[0].summary) else 0

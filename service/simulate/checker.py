@@ -116,7 +116,9 @@ def load_limits(path: Path | None) -> Limits:
         contacts_per_rolling_7_days_per_borrower=int(
             caps.get("contacts_per_rolling_7_days_per_borrower", 7)
         ),
-        contacts_per_rolling_7_days_per_debt=int(caps.get("contacts_per_rolling_7_days_per_debt", 7)),
+        contacts_per_rolling_7_days_per_debt=int(
+            caps.get("contacts_per_rolling_7_days_per_debt", 7)
+        ),
         call_attempts_per_day=int(caps.get("call_attempts_per_day", 6)),
     )
 
@@ -267,8 +269,12 @@ def _cadence(policy: Policy, stage: str, risk: str) -> int | None:
     return None
 
 
-def _amount_text(amount: Decimal) -> str:
-    return f"{amount:,.2f}"
+def _amount_texts(amount: Decimal) -> tuple[str, ...]:
+    """How a message may write the amount: grouped with two decimals, or whole (JPY)."""
+    texts = [f"{amount:,.2f}"]
+    if amount == amount.to_integral_value():
+        texts.append(f"{int(amount):,}")
+    return tuple(texts)
 
 
 @dataclass
@@ -297,13 +303,21 @@ def check(
         loan_id, borrower_id, risk = w.events.get(msg.event_id, ("?", "?", "?"))
         b = w.borrowers.get(borrower_id, _BorrowerTruth())
         stage = msg.push_data.get("stage") or msg.step
-        contacts.append(_Contact(msg, loan_id, borrower_id, risk, b.zone or default_timezone, stage))
+        contacts.append(
+            _Contact(msg, loan_id, borrower_id, risk, b.zone or default_timezone, stage)
+        )
 
     def add(c: _Contact, kind: str, source: str, detail: str) -> None:
         out.append(
             Violation(
-                kind, source, c.msg.at, c.borrower_id, c.loan_id, c.msg.notification_id,
-                c.msg.channel.value, detail,
+                kind,
+                source,
+                c.msg.at,
+                c.borrower_id,
+                c.loan_id,
+                c.msg.notification_id,
+                c.msg.channel.value,
+                detail,
             )
         )
 
@@ -321,10 +335,17 @@ def check(
         seen.add(msg.notification_id)
         since = b.opt_outs.get(msg.channel.value)
         if since is not None and msg.at > since:
-            add(c, "after_opt_out", "legal", f"opted out of {msg.channel.value} at {since:%Y-%m-%d %H:%M}Z")
+            add(
+                c,
+                "after_opt_out",
+                "legal",
+                f"opted out of {msg.channel.value} at {since:%Y-%m-%d %H:%M}Z",
+            )
         if loan is not None:
             if loan.repaid_at is not None and msg.at > loan.repaid_at:
-                add(c, "after_repayment", "lifecycle", f"repaid at {loan.repaid_at:%Y-%m-%d %H:%M}Z")
+                add(
+                    c, "after_repayment", "lifecycle", f"repaid at {loan.repaid_at:%Y-%m-%d %H:%M}Z"
+                )
             for hs, he in [*loan.holds, *b.holds]:
                 if msg.at > hs and (he is None or msg.at <= he):
                     add(c, "during_hold", "lifecycle", f"hold since {hs:%Y-%m-%d %H:%M}Z")
@@ -337,7 +358,9 @@ def check(
         if loan is not None and c.stage in _COLLECTION_STAGES:
             for ps, until in loan.plans:
                 if ps < msg.at and local.date() <= until:
-                    add(c, "during_plan_pause", "lifecycle", f"plan pauses collection until {until}")
+                    add(
+                        c, "during_plan_pause", "lifecycle", f"plan pauses collection until {until}"
+                    )
                     break
         for source, default, regions in (
             ("legal", limits.window, limits.region_windows),
@@ -345,7 +368,13 @@ def check(
         ):
             for win in _windows_for(default, regions, c.zone, b.phone):
                 if not win.holds(local.time()):
-                    add(c, "outside_window", source, f"{local:%H:%M} local in {c.zone}, window {win.start:%H:%M}-{win.end:%H:%M}")
+                    add(
+                        c,
+                        "outside_window",
+                        source,
+                        f"{local:%H:%M} local in {c.zone}, "
+                        f"window {win.start:%H:%M}-{win.end:%H:%M}",
+                    )
                     break
         if local.date() in rules.holidays:
             add(c, "outside_window", "policy", f"{local.date()} is a holiday")
@@ -356,14 +385,24 @@ def check(
             wrong = (
                 _money(stated) != amount
                 if stated is not None
-                else _amount_text(amount) not in msg.text
+                else not any(t in msg.text for t in _amount_texts(amount))
             )
             if wrong:
-                add(c, "stale_amount", "lifecycle", f"message does not state the amount due then ({amount})")
+                add(
+                    c,
+                    "stale_amount",
+                    "lifecycle",
+                    f"message does not state the amount due then ({amount})",
+                )
             if due is not None:
                 true_stage = _stage_of(policy, (local.date() - due).days)
                 if true_stage != c.stage:
-                    add(c, "stale_stage", "lifecycle", f"says {c.stage}, the local day makes it {true_stage}")
+                    add(
+                        c,
+                        "stale_stage",
+                        "lifecycle",
+                        f"says {c.stage}, the local day makes it {true_stage}",
+                    )
     _check_counts(by_borrower, policy, limits, add)
     return out
 
@@ -393,7 +432,12 @@ def _check_counts(
             debt.append(at)
             debt_week = len(debt) - bisect.bisect_right(debt, at - WEEK)
             if debt_week > limits.contacts_per_rolling_7_days_per_debt:
-                add(c, "debt_rolling_7_days", "legal", f"{debt_week} contacts about this debt in 7 days")
+                add(
+                    c,
+                    "debt_rolling_7_days",
+                    "legal",
+                    f"{debt_week} contacts about this debt in 7 days",
+                )
             if tz is None:
                 continue
             day = at.astimezone(tz).date()
@@ -415,7 +459,12 @@ def _check_counts(
             if cadence and before is not None:
                 gap = (day - before.astimezone(tz).date()).days
                 if gap < cadence:
-                    add(c, "cadence", "policy", f"{gap} local days after the last, cadence {cadence}")
+                    add(
+                        c,
+                        "cadence",
+                        "policy",
+                        f"{gap} local days after the last, cadence {cadence}",
+                    )
             last_thread[thread] = at
 
 

@@ -12,9 +12,15 @@ __all__ = ["render_html"]
 
 _COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
 _W, _H, _PAD = 720, 240, 40
+_VIOLATION_HEAD = (
+    "<table><tr><th>kind</th><th>source</th><th>at</th><th>loan</th><th>channel</th>"
+    "<th>detail</th></tr>"
+)
 
 
-def _bars(name: str, title: str, labels: Sequence[str], series: Mapping[str, Sequence[float]]) -> str:
+def _bars(
+    name: str, title: str, labels: Sequence[str], series: Mapping[str, Sequence[float]]
+) -> str:
     """Stacked vertical bars: one bar per label, one colour per series."""
     totals = [sum(s[i] for s in series.values()) for i in range(len(labels))]
     top = max(totals, default=0) or 1
@@ -37,7 +43,8 @@ def _bars(name: str, title: str, labels: Sequence[str], series: Mapping[str, Seq
             h = (_H - _PAD) * v / top
             y -= h
             parts.append(
-                f'<rect class="bar" x="{_PAD + i * bw + 1:.1f}" y="{y:.1f}" width="{max(bw - 2, 1):.1f}" '
+                f'<rect class="bar" x="{_PAD + i * bw + 1:.1f}" y="{y:.1f}" '
+                f'width="{max(bw - 2, 1):.1f}" '
                 f'height="{h:.1f}" fill="{_COLOURS[k % len(_COLOURS)]}"><title>{escape(label)} '
                 f"{escape(sname)}: {v:g}</title></rect>"
             )
@@ -49,7 +56,8 @@ def _bars(name: str, title: str, labels: Sequence[str], series: Mapping[str, Seq
     for k, sname in enumerate(series):
         x = _PAD + k * 110
         parts.append(
-            f'<rect x="{x}" y="{_H + 22}" width="10" height="10" fill="{_COLOURS[k % len(_COLOURS)]}"/>'
+            f'<rect x="{x}" y="{_H + 22}" width="10" height="10" '
+            f'fill="{_COLOURS[k % len(_COLOURS)]}"/>'
             f'<text x="{x + 14}" y="{_H + 31}" font-size="10">{escape(sname)}</text>'
         )
     parts.append("</svg>")
@@ -69,7 +77,8 @@ def _heatmap(name: str, title: str, rows: Mapping[str, Sequence[int]]) -> str:
     ]
     for h in range(24):
         parts.append(
-            f'<text x="{left + h * cell + cell / 2}" y="34" font-size="9" text-anchor="middle">{h:02d}</text>'
+            f'<text x="{left + h * cell + cell / 2}" y="34" font-size="9" '
+            f'text-anchor="middle">{h:02d}</text>'
         )
     for r, (zone, values) in enumerate(rows.items()):
         y = 40 + r * cell
@@ -78,7 +87,8 @@ def _heatmap(name: str, title: str, rows: Mapping[str, Sequence[int]]) -> str:
             shade = 255 - int(200 * v / top)
             fill = f"rgb({shade},{shade},255)" if v else "#f4f4f4"
             parts.append(
-                f'<rect class="cell" x="{left + h * cell}" y="{y}" width="{cell - 1}" height="{cell - 1}" '
+                f'<rect class="cell" x="{left + h * cell}" y="{y}" '
+                f'width="{cell - 1}" height="{cell - 1}" '
                 f'fill="{fill}"><title>{escape(zone)} {h:02d}:00 local: {v}</title></rect>'
             )
     parts.append("</svg>")
@@ -86,11 +96,15 @@ def _heatmap(name: str, title: str, rows: Mapping[str, Sequence[int]]) -> str:
 
 
 def _table(rows: Mapping[str, Any], head: tuple[str, str] = ("", "count")) -> str:
-    body = "".join(f"<tr><td>{escape(str(k))}</td><td>{escape(str(v))}</td></tr>" for k, v in rows.items())
+    body = "".join(
+        f"<tr><td>{escape(str(k))}</td><td>{escape(str(v))}</td></tr>" for k, v in rows.items()
+    )
     return f"<table><tr><th>{escape(head[0])}</th><th>{escape(head[1])}</th></tr>{body}</table>"
 
 
-def _stacked_by_day(data: Mapping[str, Mapping[str, int]]) -> tuple[list[str], dict[str, list[float]]]:
+def _stacked_by_day(
+    data: Mapping[str, Mapping[str, int]],
+) -> tuple[list[str], dict[str, list[float]]]:
     days = list(data)
     keys = sorted({k for d in data.values() for k in d})
     return days, {k: [float(data[d].get(k, 0)) for d in days] for k in keys}
@@ -103,9 +117,21 @@ def render_html(summary: Mapping[str, Any], violations: Sequence[Violation]) -> 
     c = s["contacts"]
     cost = s["cost"]
     plots = [
-        _heatmap("per_local_hour_by_zone", "Contacts per local hour, by zone", p["per_local_hour_by_zone"]),
-        _bars("per_day_by_channel", "Contacts per day (UTC), by channel", *_stacked_by_day(p["per_day_by_channel"])),
-        _bars("per_day_by_stage", "Contacts per day (UTC), by stage", *_stacked_by_day(p["per_day_by_stage"])),
+        _heatmap(
+            "per_local_hour_by_zone",
+            "Contacts per local hour, by zone",
+            p["per_local_hour_by_zone"],
+        ),
+        _bars(
+            "per_day_by_channel",
+            "Contacts per day (UTC), by channel",
+            *_stacked_by_day(p["per_day_by_channel"]),
+        ),
+        _bars(
+            "per_day_by_stage",
+            "Contacts per day (UTC), by stage",
+            *_stacked_by_day(p["per_day_by_stage"]),
+        ),
         _bars(
             "borrower_max_contacts_in_7_days",
             "Borrowers by their most contacts in any rolling 7 days",
@@ -121,7 +147,7 @@ def render_html(summary: Mapping[str, Any], violations: Sequence[Violation]) -> 
         _bars(
             "cost_per_channel",
             f"SMS parts and pushes, estimated cost ({cost['currency']})",
-            ["sms parts", "push", f"cost sms", f"cost push"],
+            ["sms parts", "push", "cost sms", "cost push"],
             {
                 "count": [float(c["sms_parts"]), float(c["channel"].get("push", 0)), 0.0, 0.0],
                 "cost": [0.0, 0.0, float(cost["sms"]), float(cost["push"])],
@@ -136,7 +162,7 @@ def render_html(summary: Mapping[str, Any], violations: Sequence[Violation]) -> 
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<title>Simulation of {escape(s['policy'])}</title>
+<title>Simulation of {escape(s["policy"])}</title>
 <style>
 body {{ font-family: sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 13px; }}
@@ -145,26 +171,28 @@ td, th {{ border: 1px solid #ccc; padding: 2px 8px; text-align: left; }}
 svg.plot {{ display: block; margin: 1em 0; }}
 .grid {{ display: flex; flex-wrap: wrap; gap: 2em; }}
 </style></head><body>
-<h1>Simulation of {escape(s['policy'])}</h1>
-<p>{s['loans']} loans of {s['borrowers']} borrowers over {s['days']} days, {s['events']['total']} events;
-<span class="{'good' if v['total'] == 0 else 'bad'}">{verdict}</span>.
-Contacts {c['total']}, SMS parts {c['sms_parts']}, calls {c['calls']}, estimated cost {cost['total']} {escape(cost['currency'])}.</p>
+<h1>Simulation of {escape(s["policy"])}</h1>
+<p>{s["loans"]} loans of {s["borrowers"]} borrowers over {s["days"]} days,
+{s["events"]["total"]} events;
+<span class="{"good" if v["total"] == 0 else "bad"}">{verdict}</span>.
+Contacts {c["total"]}, SMS parts {c["sms_parts"]}, calls {c["calls"]},
+estimated cost {cost["total"]} {escape(cost["currency"])}.</p>
 <h2>Violations (each must be 0)</h2>
 {_table({k: v[k] for k in KINDS}, ("rule", "violations"))}
-{"<table><tr><th>kind</th><th>source</th><th>at</th><th>loan</th><th>channel</th><th>detail</th></tr>" + rows + "</table>" if rows else ""}
+{_VIOLATION_HEAD + rows + "</table>" if rows else ""}
 <h2>Plots</h2>
 {"".join(plots)}
 <h2>Contacts</h2>
 <div class="grid">
-{_table(c['channel'], ('channel', 'contacts'))}{_table(c['stage'], ('stage', 'contacts'))}
-{_table(c['risk'], ('risk', 'contacts'))}{_table(c['zone'], ('zone', 'contacts'))}
+{_table(c["channel"], ("channel", "contacts"))}{_table(c["stage"], ("stage", "contacts"))}
+{_table(c["risk"], ("risk", "contacts"))}{_table(c["zone"], ("zone", "contacts"))}
 </div>
 <h2>Deferrals and suppressions</h2>
 <div class="grid">
-{_table(s['deferrals']['by_reason'], ('deferred because', 'count'))}
-{_table(s['deferrals']['outcome'], ('deferred, then', 'count'))}
-{_table(s['suppressions'], ('suppressed because', 'count'))}
-{_table(s['events']['dead_lettered'], ('dead-lettered', 'count'))}
+{_table(s["deferrals"]["by_reason"], ("deferred because", "count"))}
+{_table(s["deferrals"]["outcome"], ("deferred, then", "count"))}
+{_table(s["suppressions"], ("suppressed because", "count"))}
+{_table(s["events"]["dead_lettered"], ("dead-lettered", "count"))}
 </div>
 </body></html>
 """

@@ -53,6 +53,8 @@ DEFAULT_ZONES: dict[str, ZoneProfile] = {
 # Local hours at which upstream's daily job emits a loan's event, and how often: mostly in the
 # day, some early or late (quiet hours) and a few at night.
 _EVENT_HOURS = (0, 2, 5, 6, 7, 7, 8, 8, 9, 9, 9, 10, 10, 11, 12, 14, 16, 18, 20, 21, 22, 23)
+# Currencies without minor units in practice: amounts are whole numbers.
+_WHOLE_UNITS = frozenset({"JPY", "KRW", "VND", "IDR"})
 _HOLD_REASONS = ("dispute", "complaint", "bankruptcy", "deceased", "legal", "other")
 
 
@@ -111,7 +113,8 @@ def _iso(at: datetime) -> str:
 
 def generate_events(spec: PopulationSpec) -> list[dict[str, Any]]:
     """The events of the whole campaign, ordered by `occurred_at` (ties keep loan order)."""
-    rng = random.Random(spec.seed)
+    # Reproducible simulation data, not secrets.
+    rng = random.Random(spec.seed)  # noqa: S311
     borrowers = _borrowers(spec, rng)
     events: list[tuple[datetime, int, dict[str, Any]]] = []
     seq = 0
@@ -148,7 +151,9 @@ def _borrowers(spec: PopulationSpec, rng: random.Random) -> list[tuple[_Borrower
         for channel, share in (("sms", spec.opt_out_sms_share), ("push", spec.opt_out_push_share)):
             if rng.random() < share:
                 opt_out_at[channel] = spec.start + timedelta(days=rng.randrange(spec.days))
-        token = None if rng.random() < spec.no_push_share else f"tok-{n:06d}-{rng.getrandbits(48):x}"
+        token = (
+            None if rng.random() < spec.no_push_share else f"tok-{n:06d}-{rng.getrandbits(48):x}"
+        )
         borrower = _Borrower(
             borrower_id=f"b{n:06d}",
             profile=profile,
@@ -183,6 +188,8 @@ def _loan_events(
         due = spec.start + timedelta(days=rng.randrange(-20, spec.days + 3))
     risk = rng.choices(("low", "medium", "high"), weights=spec.risk_mix)[0]
     amount = Decimal(rng.randrange(5_000, 500_000)) / 100
+    if b.profile.currency in _WHOLE_UNITS:
+        amount = Decimal(rng.randrange(1_000, 300_000))
     # Upstream's daily job runs on the hour or the half hour, local time.
     hour = rng.choice(_EVENT_HOURS)
     minute = rng.choice((0, 0, 0, 30))
@@ -205,8 +212,14 @@ def _loan_events(
     hold: tuple[date, date | None, str] | None = None
     if rng.random() < spec.hold_share:
         since = rng.choice(days)
-        lifted = since + timedelta(days=rng.randrange(2, 10)) if rng.random() < spec.lift_share else None
-        scope = "borrower" if not hold_scope_used and rng.random() < spec.hold_borrower_scope_share else "loan"
+        lifted = (
+            since + timedelta(days=rng.randrange(2, 10)) if rng.random() < spec.lift_share else None
+        )
+        scope = (
+            "borrower"
+            if not hold_scope_used and rng.random() < spec.hold_borrower_scope_share
+            else "loan"
+        )
         hold = (since, lifted, scope)
 
     def base(kind: str, at: datetime, n: int) -> dict[str, Any]:
@@ -219,16 +232,15 @@ def _loan_events(
         }
 
     out: list[tuple[datetime, dict[str, Any]]] = []
-    n = 0
-    for day in days:
-        n += 1
+    for n, day in enumerate(days, 1):
         at = _at(day, time(hour, minute), zone)
         if repaid_on is not None and day > repaid_on:
             break
         stated = amount
         if partial_on is not None and day == partial_on:
             paid_at = _at(day, time(rng.randrange(24), rng.randrange(60)), zone)
-            paid = (amount * Decimal(rng.randrange(20, 80)) / 100).quantize(Decimal("0.01"))
+            unit = Decimal("1") if b.profile.currency in _WHOLE_UNITS else Decimal("0.01")
+            paid = (amount * Decimal(rng.randrange(20, 80)) / 100).quantize(unit)
             amount -= paid
             if paid_at <= at:
                 stated = amount

@@ -169,7 +169,9 @@ def summarize(
         "service_errors": [f"{at.isoformat()} {what}" for at, what in run.service_errors[:50]],
         "service_error_count": len(run.service_errors),
         "plots": {
-            "per_local_hour_by_zone": {z: [c.get(h, 0) for h in range(24)] for z, c in sorted(per_hour.items())},
+            "per_local_hour_by_zone": {
+                z: [c.get(h, 0) for h in range(24)] for z, c in sorted(per_hour.items())
+            },
             "per_day_by_channel": {d: dict(c) for d, c in sorted(per_day_channel.items())},
             "per_day_by_stage": {d: dict(c) for d, c in sorted(per_day_stage.items())},
             "borrower_max_contacts_in_7_days": {str(k): v for k, v in sorted(week_max.items())},
@@ -190,21 +192,31 @@ def write_text(summary: Mapping[str, Any], out: TextIO) -> None:
     s = summary
     c = s["contacts"]
     w = out.write
-    w(f"simulation of {s['policy']}: {s['loans']} loans of {s['borrowers']} borrowers, "
-      f"{s['days']} days, {s['events']['total']} events ({s['wall_seconds']} s)\n")
+    w(
+        f"simulation of {s['policy']}: {s['loans']} loans of {s['borrowers']} borrowers, "
+        f"{s['days']} days, {s['events']['total']} events ({s['wall_seconds']} s)\n"
+    )
     w(f"  events by type: {_kv(s['events']['by_type'])}\n")
     if s["events"]["dead_lettered"]:
-        w(f"  dead-lettered (the service could not read them): {_kv(s['events']['dead_lettered'])}\n")
+        w(
+            "  dead-lettered (the service could not read them): "
+            f"{_kv(s['events']['dead_lettered'])}\n"
+        )
     w(f"contacts: {c['total']}  SMS parts: {c['sms_parts']}  calls: {c['calls']}\n")
     for key in ("channel", "stage", "risk", "zone"):
         w(f"  by {key}: {_kv(c[key])}\n")
     cost = s["cost"]
-    w(f"estimated cost: {cost['total']} {cost['currency']} (SMS {cost['sms']}, push {cost['push']})\n")
+    w(
+        f"estimated cost: {cost['total']} {cost['currency']} "
+        f"(SMS {cost['sms']}, push {cost['push']})\n"
+    )
     d = s["deferrals"]
     lag = d["release_lag_hours"]
     w(f"deferrals: {_kv(d['by_reason'])}\n")
-    w(f"  release lag (h): p50 {lag['p50']} p90 {lag['p90']} max {lag['max']}; "
-      f"outcome: {_kv(d['outcome'])}; still deferred at end: {d['still_deferred_at_end']}\n")
+    w(
+        f"  release lag (h): p50 {lag['p50']} p90 {lag['p90']} max {lag['max']}; "
+        f"outcome: {_kv(d['outcome'])}; still deferred at end: {d['still_deferred_at_end']}\n"
+    )
     w(f"suppressions: {_kv(s['suppressions'])}\n")
     if s["failures"]:
         w(f"failures: {_kv(s['failures'])}\n")
@@ -235,7 +247,17 @@ def write_files(
     (directory / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     with (directory / "violations.csv").open("w", newline="") as f:
         writer = csv.DictWriter(
-            f, ["kind", "source", "at", "borrower_id", "loan_id", "notification_id", "channel", "detail"]
+            f,
+            [
+                "kind",
+                "source",
+                "at",
+                "borrower_id",
+                "loan_id",
+                "notification_id",
+                "channel",
+                "detail",
+            ],
         )
         writer.writeheader()
         writer.writerows(v.as_dict() for v in violations)
@@ -244,6 +266,13 @@ def write_files(
         writer2.writerow(["at", "notification_id", "channel", "template", "locale", "sms_parts"])
         for m in run.sent:
             writer2.writerow(
-                [m.at.isoformat(), m.notification_id, m.channel.value, m.template, m.locale, m.sms_parts or ""]
+                [
+                    m.at.isoformat(),
+                    m.notification_id,
+                    m.channel.value,
+                    m.template,
+                    m.locale,
+                    m.sms_parts or "",
+                ]
             )
     (directory / "report.html").write_text(render_html(summary, violations), encoding="utf-8")
