@@ -19,7 +19,7 @@ from typing import Any
 from service.config import Settings
 from service.policy import PolicyError, load_policy
 from service.rendering import TemplateConfigError
-from service.simulate.campaign import compare, read_jsonl, simulate
+from service.simulate.campaign import borrower_changes, compare, read_jsonl, simulate
 from service.simulate.checker import load_limits
 from service.simulate.population import DEFAULT_ZONES, PopulationSpec, generate_events
 from service.simulate.report import Prices, failed, write_files, write_text
@@ -166,10 +166,14 @@ async def _main(args: argparse.Namespace) -> int:
         print(f"what changes from {b['policy']} to {a['policy']}: {len(changes)} figures")
         for key, new, old in changes:
             print(f"  {key:60} {old:>10} -> {new:<10}")
+        borrowers = borrower_changes(outcomes[0], outcomes[1])
+        print(
+            f"  borrowers contacted more: {borrowers['more_contacts']}, "
+            f"less: {borrowers['fewer_contacts']}, as often: {borrowers['same_contacts']}"
+        )
         if args.report is not None:
+            figures = [{"figure": k, "other": o, "policy": n} for k, n, o in changes]
             (args.report / "compare.json").write_text(
-                json.dumps(
-                    [{"figure": k, "other": o, "policy": n} for k, n, o in changes], indent=2
-                )
+                json.dumps({"figures": figures, "borrowers": borrowers}, indent=2) + "\n"
             )
     return 1 if failed(outcomes[0].summary) else 0

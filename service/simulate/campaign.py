@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from service.simulate.checker import Limits, Violation, check
 from service.simulate.report import Prices, summarize
 from service.simulate.runner import InputEvent, RunOutput, arrival_times, run_events
 
-__all__ = ["Outcome", "read_jsonl", "simulate", "window_of"]
+__all__ = ["Outcome", "borrower_changes", "compare", "read_jsonl", "simulate", "window_of"]
 
 
 @dataclass
@@ -24,6 +25,7 @@ class Outcome:
     summary: dict[str, Any]
     violations: list[Violation]
     run: RunOutput
+    per_borrower: Counter[str] = field(default_factory=Counter)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -87,7 +89,23 @@ async def simulate(
         days=days,
         seconds=time.perf_counter() - started,
     )
-    return Outcome(summary, violations, run)
+    borrower_of = {
+        str(e.raw.get("event_id")): str((e.raw.get("borrower") or {}).get("borrower_id"))
+        for e in events
+    }
+    per_borrower = Counter(borrower_of.get(m.event_id, "?") for m in run.sent)
+    return Outcome(summary, violations, run, per_borrower)
+
+
+def borrower_changes(a: Outcome, b: Outcome) -> dict[str, int]:
+    """How many borrowers get more, fewer or as many contacts under `a` as under `b`."""
+    more = fewer = same = 0
+    for borrower in set(a.per_borrower) | set(b.per_borrower):
+        diff = a.per_borrower[borrower] - b.per_borrower[borrower]
+        more += diff > 0
+        fewer += diff < 0
+        same += diff == 0
+    return {"more_contacts": more, "fewer_contacts": fewer, "same_contacts": same}
 
 
 def _flat(prefix: str, value: Any, out: dict[str, Any]) -> None:

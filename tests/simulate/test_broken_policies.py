@@ -34,6 +34,7 @@ def test_a_region_window_wider_than_the_legal_window_is_a_violation_and_fails_th
     assert wide["violations"]["by_kind_and_source"].get("outside_window/legal", 0) > 0
     assert baseline["violations"]["outside_window"] == 0
     assert "violations.outside_window" in out  # the diff names what changed
+    assert "borrowers contacted more:" in out
 
 
 def test_caps_removed_are_a_violation_and_fail_the_run(tmp_path: Path) -> None:
