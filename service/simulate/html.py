@@ -145,13 +145,16 @@ def render_html(summary: Mapping[str, Any], violations: Sequence[Violation]) -> 
             {"notifications": [float(x) for x in p["release_lag_hours"].values()]},
         ),
         _bars(
+            "parts_per_channel",
+            "Messages per channel: SMS parts and pushes",
+            ["sms parts", "push"],
+            {"count": [float(c["sms_parts"]), float(c["channel"].get("push", 0))]},
+        ),
+        _bars(
             "cost_per_channel",
-            f"SMS parts and pushes, estimated cost ({cost['currency']})",
-            ["sms parts", "push", "cost sms", "cost push"],
-            {
-                "count": [float(c["sms_parts"]), float(c["channel"].get("push", 0)), 0.0, 0.0],
-                "cost": [0.0, 0.0, float(cost["sms"]), float(cost["push"])],
-            },
+            f"Estimated cost per channel ({cost['currency']})",
+            ["sms", "push"],
+            {cost["currency"]: [float(cost["sms"]), float(cost["push"])]},
         ),
     ]
     verdict = "no violation" if v["total"] == 0 else f"{v['total']} VIOLATIONS"

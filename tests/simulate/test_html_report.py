@@ -17,6 +17,7 @@ _PLOTS = (
     "per_day_by_stage",
     "borrower_max_contacts_in_7_days",
     "release_lag_hours",
+    "parts_per_channel",
     "cost_per_channel",
 )
 
