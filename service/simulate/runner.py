@@ -59,6 +59,8 @@ __all__ = ["InputEvent", "RunOutput", "SentMessage", "SimClock", "run_events"]
 
 log = logging.getLogger(__name__)
 
+_SCHEDULER_BATCH = 200  # DeferredScheduler's default batch_size
+
 
 class SimClock:
     """The injected clock: every component reads `now` from here."""
@@ -315,7 +317,9 @@ async def _run(
                 clock=clock,
                 unavailable=(LedgerUnavailableError,),
             )
-            scheduler = DeferredScheduler(ledger, processor, publisher, clock=clock)
+            scheduler = DeferredScheduler(
+                ledger, processor, publisher, clock=clock, batch_size=_SCHEDULER_BATCH
+            )
             loop = _Loop(
                 events, processor, publisher, scheduler, producer, clock, out, s.ledger_lease_s
             )
@@ -389,7 +393,8 @@ class _Loop:
     async def _release_due(self) -> None:
         for _ in range(10_000):
             try:
-                if await self.scheduler.run_once() == 0:
+                # As the scheduler's own loop: a pass short of a full batch means "caught up".
+                if await self.scheduler.run_once() < _SCHEDULER_BATCH:
                     return
             except Exception as exc:
                 # The service's own scheduler logs these and tries again on its next pass.
