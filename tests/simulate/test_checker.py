@@ -109,3 +109,45 @@ def test_the_same_population_is_generated_from_the_same_seed() -> None:
     other = PopulationSpec(loans=30, days=5, start=MORNING.date(), seed=2)
     assert generate_events(spec) == generate_events(again)
     assert generate_events(spec) != generate_events(other)
+
+
+def _push(n: int, at: datetime, *, loan_stage: str = "early_overdue") -> SentMessage:
+    data = {"stage": loan_stage, "amount_due": "1239.70"}
+    return SentMessage(
+        at, f"e{n}:push:{loan_stage}", Channel.PUSH, "t", "zh-CN", "", None, None, data
+    )
+
+
+def test_an_eighth_contact_in_seven_days_breaks_the_rolling_caps() -> None:
+    """Eight daily pushes about one loan, the eighth an hour short of seven days after the
+    first: over 7 per borrower and 7 per debt in a rolling 7 days."""
+    times = [MORNING + timedelta(days=k) for k in range(7)]
+    times.append(MORNING + timedelta(days=7, hours=-1))
+    raw = [_event(n, at=at) for n, at in enumerate(times, 1)]
+    sent = [_push(n, at) for n, at in enumerate(times, 1)]
+    found = _kinds(sent, raw)
+    assert found == {"borrower_rolling_7_days/legal": 1, "debt_rolling_7_days/legal": 1}
+
+
+def test_a_low_risk_loan_contacted_on_consecutive_days_breaks_its_cadence() -> None:
+    """Low risk in early_overdue has a cadence of 3 local days; two SMS a day apart break it."""
+    raw = [{**_event(n, at=MORNING + timedelta(days=n - 1)), "risk_level": "low"} for n in (1, 2)]
+    sent = [_sms(1, MORNING), _sms(2, MORNING + timedelta(days=1))]
+    assert _kinds(sent, raw) == {"cadence/policy": 1}
+
+
+def test_a_notification_sent_twice_is_a_duplicate() -> None:
+    """The same notification id reaching a provider twice is counted once as a duplicate."""
+    raw = [{**_event(1, at=MORNING), "risk_level": "low"}]
+    sent = [_sms(1, MORNING), _sms(1, MORNING + timedelta(hours=5))]
+    assert _kinds(sent, raw)["duplicate/legal"] == 1
+
+
+def test_contacts_during_a_hold_and_without_any_zone_are_violations() -> None:
+    """A contact while a borrower-wide hold is active, and one for a borrower whose events carry
+    no zone while no default zone is configured."""
+    hold = {**_lifecycle("loan.contact_hold", MORNING - timedelta(hours=1)), "scope": "borrower"}
+    assert _kinds([_sms(1, MORNING)], [hold, _event(1, at=MORNING)]) == {"during_hold/lifecycle": 1}
+    zoneless = _event(1, at=MORNING)
+    del zoneless["borrower"]["timezone"]
+    assert _kinds([_sms(1, MORNING)], [zoneless]) == {"zone_unknown/legal": 1}
