@@ -91,6 +91,13 @@ class Settings(BaseSettings):
     scheduler_interval_s: float = Field(
         5.0, gt=0, description="How often due deferred notifications are looked for."
     )
+    pause_poll_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="How often every replica reads the operator pause from the ledger "
+        "(`overdue-notifier pause`); a pause stops sends within this interval.",
+    )
     shutdown_grace_s: float = Field(
         20.0,
         gt=0,

@@ -26,8 +26,9 @@ from service.channels.errors import PermanentProviderError, ProviderError, Trans
 from service.channels.rest import map_transport_error, quiet_http_client_logs, retry_after
 from service.config import Settings
 from service.events import Channel
+from service.rendering.model import PushContent
 
-__all__ = ["ApnsConfig", "ApnsSender", "build_apns_sender"]
+__all__ = ["ApnsConfig", "ApnsSender", "apns_payload", "build_apns_sender"]
 
 MAX_PAYLOAD = 4096
 _APNS_ID_NAMESPACE = uuid.UUID("0f5b8d0a-3c59-4c1e-9d0f-8a4a2b6c9e11")
@@ -60,6 +61,16 @@ class ApnsConfig:
     jwt_refresh_s: float = 3000.0
     timeout_s: float = 10.0
     provider: str = "apns"
+
+
+def apns_payload(push: PushContent) -> bytes:
+    """The APNs request body for one alert (also measured by `render` against MAX_PAYLOAD)."""
+    alert = {"title": push.title, "body": push.body}
+    payload: dict[str, object] = {"aps": {"alert": alert, "sound": "default"}}
+    payload.update(push.data)
+    if push.deep_link:
+        payload["deep_link"] = push.deep_link
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class ApnsSender:
@@ -98,12 +109,7 @@ class ApnsSender:
         push = message.content.push
         if push is None:
             raise PermanentProviderError("message has no push content", provider=self.provider)
-        alert = {"title": push.title, "body": push.body}
-        payload: dict[str, object] = {"aps": {"alert": alert, "sound": "default"}}
-        payload.update(push.data)
-        if push.deep_link:
-            payload["deep_link"] = push.deep_link
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        body = apns_payload(push)
         if len(body) > MAX_PAYLOAD:
             raise PermanentProviderError(
                 "payload larger than 4096 bytes", provider=self.provider, code="PayloadTooLarge"

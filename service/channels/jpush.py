@@ -16,8 +16,9 @@ from service.channels.errors import PermanentProviderError, ProviderError, Trans
 from service.channels.rest import HttpClient, HttpResponse, basic_auth, retry_after
 from service.config import Settings
 from service.events import Channel
+from service.rendering.model import PushContent
 
-__all__ = ["JPushConfig", "JPushSender", "build_jpush_sender"]
+__all__ = ["JPushConfig", "JPushSender", "build_jpush_sender", "jpush_notification"]
 
 _TRANSIENT_CODES = frozenset({1000, 1030})
 _DEAD_TOKEN_CODES = frozenset({1011})
@@ -35,6 +36,26 @@ class JPushConfig:
     timeout_s: float = 10.0
     max_connections: int = 100
     provider: str = "jpush"
+
+
+def jpush_notification(push: PushContent, platform: tuple[str, ...]) -> dict[str, Any]:
+    """The `notification` object of a JPush v3 push (also measured by `render`)."""
+    extras: dict[str, str] = dict(push.data)
+    if push.deep_link:
+        extras["deep_link"] = push.deep_link
+    notification: dict[str, Any] = {}
+    if "android" in platform:
+        android: dict[str, Any] = {"alert": push.body, "title": push.title, "extras": extras}
+        if push.deep_link:
+            android["intent"] = {"url": push.deep_link}
+        notification["android"] = android
+    if "ios" in platform:
+        notification["ios"] = {
+            "alert": {"title": push.title, "body": push.body},
+            "sound": "default",
+            "extras": extras,
+        }
+    return notification
 
 
 class JPushSender:
@@ -65,25 +86,10 @@ class JPushSender:
         push = message.content.push
         if push is None:
             raise PermanentProviderError("message has no push content", provider=self.provider)
-        extras: dict[str, str] = dict(push.data)
-        if push.deep_link:
-            extras["deep_link"] = push.deep_link
-        notification: dict[str, Any] = {}
-        if "android" in self._config.platform:
-            android: dict[str, Any] = {"alert": push.body, "title": push.title, "extras": extras}
-            if push.deep_link:
-                android["intent"] = {"url": push.deep_link}
-            notification["android"] = android
-        if "ios" in self._config.platform:
-            notification["ios"] = {
-                "alert": {"title": push.title, "body": push.body},
-                "sound": "default",
-                "extras": extras,
-            }
         return {
             "platform": list(self._config.platform),
             "audience": {"registration_id": [message.recipient]},
-            "notification": notification,
+            "notification": jpush_notification(push, self._config.platform),
             "options": {
                 "time_to_live": self._config.time_to_live_s,
                 "apns_production": self._config.apns_production,

@@ -56,6 +56,17 @@ class DispatchOutcomeLike(Protocol):
     def dead_token(self) -> bool: ...
 
 
+class SendHold(Protocol):
+    """The operator pause (service.pipeline.pause + service.ledger.controls)."""
+
+    @property
+    def paused(self) -> bool: ...
+
+    async def hold(
+        self, event: LoanOverdueEvent, admissions: Sequence[Admission], now: datetime
+    ) -> dict[str, DeliveryResult]: ...
+
+
 class Dispatch(Protocol):
     async def dispatch(self, message: OutboundMessage) -> DispatchOutcomeLike: ...
 
@@ -85,6 +96,7 @@ class NotificationProcessor:
         renderer: Render,
         locale_for: LocaleResolver,
         dispatcher: Dispatch,
+        pause: SendHold | None = None,
         clock: Callable[[], datetime],
         unavailable: tuple[type[Exception], ...] = (),
     ) -> None:
@@ -93,6 +105,7 @@ class NotificationProcessor:
         self._renderer = renderer
         self._locale_for = locale_for
         self._dispatcher = dispatcher
+        self._pause = pause  # the operator pause: no provider call while it is on
         self._clock = clock
         # Errors that mean "the ledger is down": the event is retried, never sent unclaimed.
         self._unavailable = unavailable
@@ -120,6 +133,10 @@ class NotificationProcessor:
             # recorded; ask again later rather than publish a guess.
             raise RetryLater("notification claimed by another worker")
         to_send = [a for a in admissions if a.kind is AdmissionKind.SEND]
+        held: dict[str, DeliveryResult] = {}
+        if to_send and self._pause is not None and self._pause.paused:
+            held = await self._hold(event, to_send, now)
+            to_send = []
         sent = await asyncio.gather(*(self._send(event, a) for a in to_send))
         if sent:
             try:
@@ -132,11 +149,27 @@ class NotificationProcessor:
         by_id = {r.notification_id: r for r in sent}
         results: list[DeliveryResult] = []
         for admission in admissions:
-            if admission.kind is AdmissionKind.SEND:
+            if admission.notification_id in held:
+                results.append(held[admission.notification_id])
+            elif admission.kind is AdmissionKind.SEND:
                 results.append(by_id[admission.notification_id])
             elif admission.result is not None:
                 results.append(admission.result)
         return results
+
+    async def _hold(
+        self, event: LoanOverdueEvent, to_send: Sequence[Admission], now: datetime
+    ) -> dict[str, DeliveryResult]:
+        """Operator pause: no provider call; the claims become `deferred` / `paused`."""
+        assert self._pause is not None
+        try:
+            held = await self._pause.hold(event, to_send, now)
+        except self._unavailable as exc:
+            raise RetryLater("ledger unavailable while holding for the pause") from exc
+        if len(held) != len(to_send):
+            # A claim moved under us (lease expired, another worker): ask the ledger again.
+            raise RetryLater("claim changed while holding for the pause")
+        return held
 
     async def _send(self, event: LoanOverdueEvent, admission: Admission) -> DeliveryResult:
         plan, nid = admission.plan, admission.notification_id
