@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -23,6 +24,7 @@ import jwt
 
 from service.channels.base import OutboundMessage
 from service.channels.errors import PermanentProviderError, ProviderError, TransientProviderError
+from service.channels.push_options import collapse_id, expiry_of
 from service.channels.rest import map_transport_error, quiet_http_client_logs, retry_after
 from service.config import Settings
 from service.events import Channel
@@ -115,16 +117,26 @@ class ApnsSender:
                 "payload larger than 4096 bytes", provider=self.provider, code="PayloadTooLarge"
             )
         apns_id = str(uuid.uuid5(_APNS_ID_NAMESPACE, message.notification_id))
-        response = await self._post(message.recipient, body, apns_id)
+        now = self._clock()
+        expires = expiry_of(message.expires_at, datetime.fromtimestamp(now, UTC)).timestamp()
+        extra = {
+            # 0: deliver now or never (the expiry already passed); else store until then.
+            "apns-expiration": str(int(expires)) if expires > now else "0",
+            "apns-collapse-id": collapse_id(message.notification_id),
+        }
+        response = await self._post(message.recipient, body, apns_id, extra)
         if response.status_code == 403 and _reason(response) == "ExpiredProviderToken":
             self._token = None
-            response = await self._post(message.recipient, body, apns_id)
+            response = await self._post(message.recipient, body, apns_id, extra)
         if response.status_code == 200:
             return str(response.headers.get("apns-id", apns_id))
         raise self._error(response)
 
-    async def _post(self, token: str, body: bytes, apns_id: str) -> httpx.Response:
+    async def _post(
+        self, token: str, body: bytes, apns_id: str, extra: dict[str, str]
+    ) -> httpx.Response:
         headers = {
+            **extra,
             "authorization": f"bearer {self._bearer()}",
             "apns-topic": self._config.topic,
             "apns-push-type": "alert",

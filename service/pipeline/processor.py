@@ -25,6 +25,7 @@ from service.events import (
 from service.ledger.api import Admission, AdmissionKind, DeferredNotification, NotificationLedger
 from service.observability import metrics
 from service.pipeline.engine import RetryLater
+from service.pipeline.push_expiry import PushExpiry
 from service.policy.model import PlannedNotification
 from service.rendering.model import RenderedMessage
 
@@ -99,6 +100,7 @@ class NotificationProcessor:
         pause: SendHold | None = None,
         clock: Callable[[], datetime],
         unavailable: tuple[type[Exception], ...] = (),
+        push_expiry: PushExpiry | None = None,
     ) -> None:
         self._plan = planner
         self._ledger = ledger
@@ -109,6 +111,7 @@ class NotificationProcessor:
         self._clock = clock
         # Errors that mean "the ledger is down": the event is retried, never sent unclaimed.
         self._unavailable = unavailable
+        self._push_expiry = push_expiry
 
     async def handle(self, event: LoanOverdueEvent) -> list[DeliveryResult]:
         now = self._clock()
@@ -186,7 +189,10 @@ class NotificationProcessor:
             )
         finally:
             metrics.RENDER_SECONDS.observe(time.perf_counter() - started)
-        message = _outbound(event, plan, nid, rendered)
+        expires_at = None
+        if plan.channel is Channel.PUSH and self._push_expiry is not None:
+            expires_at = self._push_expiry(event, plan, self._clock())
+        message = _outbound(event, plan, nid, rendered, expires_at)
         outcome = await self._dispatcher.dispatch(message)
         reason = outcome.reason
         if outcome.opt_out:
@@ -259,11 +265,22 @@ class NotificationProcessor:
 
 
 def _outbound(
-    event: LoanOverdueEvent, plan: PlannedNotification, nid: str, rendered: RenderedMessage
+    event: LoanOverdueEvent,
+    plan: PlannedNotification,
+    nid: str,
+    rendered: RenderedMessage,
+    expires_at: datetime | None = None,
 ) -> OutboundMessage:
     if plan.channel is Channel.SMS:
         # The ledger admits SMS only with a phone number (else `no_contact_address`).
         return OutboundMessage(nid, Channel.SMS, event.borrower.phone or "", rendered)
     # Upstream lists push tokens most recent first; one notification goes to one device.
     token = event.borrower.push_tokens[0]
-    return OutboundMessage(nid, Channel.PUSH, token.token, rendered, push_provider=token.provider)
+    return OutboundMessage(
+        nid,
+        Channel.PUSH,
+        token.token,
+        rendered,
+        push_provider=token.provider,
+        expires_at=expires_at,
+    )
