@@ -246,7 +246,7 @@ def _loan_events(
                 stated = amount
             event = base("loan.partially_repaid", paid_at, n)
             event["amount_paid"] = format(paid, "f")
-            event["loan"]["amount_due"] = format(amount, "f")
+            event["amount_due"] = format(amount, "f")
             lifecycle.append((paid_at, event))
         if plan is not None and day == plan[0]:
             plan_at = _at(day, time(rng.randrange(8, 20), rng.randrange(60)), zone)

@@ -6,10 +6,6 @@ from pathlib import Path
 
 from tests.simulate.helpers import START, default_policy, simulate, summary, write_policy
 
-# No preferred times: the scheduler's reading of them is another branch's fix (h/contract), and
-# these tests are about the rules a policy can break.
-_QUIET = ["--population", "preferred_time_share=0"]
-
 
 def test_a_region_window_wider_than_the_legal_window_is_a_violation_and_fails_the_run(
     tmp_path: Path,
@@ -26,7 +22,7 @@ def test_a_region_window_wider_than_the_legal_window_is_a_violation_and_fails_th
     status, out = simulate(
         "--policy", str(policy), "--compare", str(default),
         "--generate", "60", "--days", "4", "--start", START, "--zones", "Asia/Shanghai",
-        "--report", str(report), *_QUIET,
+        "--report", str(report),
     )  # fmt: skip
 
     assert status == 1
@@ -48,7 +44,7 @@ def test_caps_removed_are_a_violation_and_fail_the_run(tmp_path: Path) -> None:
 
     status, _ = simulate(
         "--policy", str(policy), "--generate", "80", "--days", "8", "--start", START,
-        "--zones", "Europe/London", "--report", str(report), *_QUIET,
+        "--zones", "Europe/London", "--report", str(report),
     )  # fmt: skip
 
     assert status == 1

@@ -33,13 +33,15 @@ def _event(
     }  # fmt: skip
 
 
-def _lifecycle(kind: str, at: datetime, **loan: str) -> dict[str, Any]:
+def _lifecycle(kind: str, at: datetime, **fields: str) -> dict[str, Any]:
+    """A lifecycle event of issue 16's contract: only the fields it needs."""
     return {
         "event_id": kind,
         "event_type": kind,
         "occurred_at": at.isoformat(),
-        "loan": {"loan_id": "L1", **loan},
+        "loan": {"loan_id": "L1"},
         "borrower": {"borrower_id": "b1"},
+        **fields,
     }
 
 
