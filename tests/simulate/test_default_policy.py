@@ -45,9 +45,8 @@ def test_the_default_policy_breaks_no_window_cap_cadence_zone_or_duplicate_rule(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 16 (repayment, holds, plans, opt-outs and re-rendering of what is pending) "
-    "is on h/lifecycle, and the ledger round trip of preferred_reminder_time on h/contract: "
-    "once both are merged this passes, and the marker must go",
+    reason="issue 16 (repayment, holds, plans, opt-outs and re-staging of what is pending) is "
+    "not merged yet: once it is, this passes and the marker must go",
 )
 def test_the_default_policy_campaign_has_no_violation_at_all(
     campaign: tuple[int, dict[str, Any]],

@@ -37,7 +37,6 @@ def test_the_html_report_opens_in_headless_chromium_with_its_plots_drawn(tmp_pat
     report = tmp_path / "report"
     simulate(
         "--generate", "40", "--days", "3", "--start", START, "--report", str(report),
-        "--population", "preferred_time_share=0",
     )  # fmt: skip
     page = report / "report.html"
     assert page.is_file()

@@ -15,7 +15,7 @@ def test_generated_events_saved_as_jsonl_replay_to_the_same_contacts(tmp_path: P
     first, second = tmp_path / "generated", tmp_path / "replayed"
     simulate(
         "--generate", "30", "--days", "3", "--start", START, "--save-events", str(events),
-        "--report", str(first), "--population", "preferred_time_share=0",
+        "--report", str(first),
     )  # fmt: skip
     lines = events.read_text().splitlines()
     assert lines
