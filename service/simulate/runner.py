@@ -50,6 +50,7 @@ from service.pipeline.decode import UndecodableEvent, decode_event
 from service.pipeline.engine import RetryLater
 from service.pipeline.processor import NotificationProcessor
 from service.pipeline.publisher import ResultPublisher
+from service.pipeline.push_expiry import push_expiry_for
 from service.pipeline.scheduler import DeferredScheduler
 from service.policy import Policy, plan_notifications
 from service.policy.model import PlannedNotification
@@ -316,6 +317,8 @@ async def _run(
                 dispatcher=dispatcher,
                 clock=clock,
                 unavailable=(LedgerUnavailableError,),
+                # No operator pause in a simulation: nobody pauses a campaign that is not live.
+                push_expiry=push_expiry_for(policy, default_zone),
             )
             scheduler = DeferredScheduler(
                 ledger, processor, publisher, clock=clock, batch_size=_SCHEDULER_BATCH
