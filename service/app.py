@@ -97,6 +97,8 @@ class NotifierApp:
                 hash_key=s.hash_key.get_secret_value().encode(),
                 rules=policy.contact,
                 default_timezone=default_zone,
+                # A released notification is re-staged for the day it goes out (lifecycle).
+                stage_for=policy.stage_for,
             )
             ledger: NotificationLedger = sql_ledger
             if s.ledger_batch_max > 1:

@@ -17,8 +17,9 @@ claim_due_deferred(). See docs/ledger.md for the round trips per event.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     Boolean,
@@ -48,9 +49,12 @@ from service.ledger.audit import AuditRow, audit_values, contact_of
 from service.ledger.codec import plan_from_json, plan_to_json
 from service.ledger.engine import build_engine, lock_key, translate_errors
 from service.ledger.errors import LedgerError, SchemaOutOfDateError
+from service.ledger.lifecycle_store import LoanContext, LoanWrites, StageFor
+from service.ledger.loans import Block
 from service.ledger.migrations import current_revision, head_revision
 from service.ledger.receipts import ReceiptStore
 from service.ledger.schema import UtcDateTime, audit, notifications, opt_outs
+from service.lifecycle import LifecycleEvent
 from service.policy.model import ContactRules, PlannedNotification
 
 __all__ = ["SqlLedger"]
@@ -88,8 +92,12 @@ class SqlLedger:
         rules: ContactRules,
         default_timezone: str | None,
         lease_s: float,
+        stage_for: StageFor | None = None,
     ) -> None:
         self._engine = engine
+        # The policy's stage of a day count: a released notification whose stage changed by
+        # the day it goes out is superseded (service/ledger/lifecycle_store.py, restage).
+        self._stage_for = stage_for
         self._key = hash_key
         self._rules = rules
         self._default_zone = default_timezone or None
@@ -106,6 +114,7 @@ class SqlLedger:
         default_timezone: str | None,
         lease_s: float = 120.0,
         timeout_s: float = 10.0,
+        stage_for: StageFor | None = None,
     ) -> SqlLedger:
         """Open the ledger; SchemaOutOfDateError unless the schema is at the migrations' head."""
         engine = build_engine(url, timeout_s=timeout_s)
@@ -124,6 +133,7 @@ class SqlLedger:
             rules=rules,
             default_timezone=default_timezone,
             lease_s=lease_s,
+            stage_for=stage_for,
         )
 
     @property
@@ -147,38 +157,8 @@ class SqlLedger:
     async def admit(
         self, event: LoanOverdueEvent, plans: Sequence[PlannedNotification], now: datetime
     ) -> list[Admission]:
-        now = _aware(now)
-        if not plans:
-            return []
-        borrower = event.borrower.borrower_id
-        ids = [plan.notification_id(event.event_id) for plan in plans]
-        if len(set(ids)) != len(ids):
-            raise ValueError("planned notifications of one event need distinct channel+step")
-        cadence = max((p.cadence_days or 0 for p in plans), default=0)
-        since = now - timedelta(days=max(8, cadence + 2))
-        async with translate_errors("admit"), self._engine.begin() as conn:
-            if self._postgres:
-                await conn.execute(select(func.pg_advisory_xact_lock(lock_key(borrower))))
-            rows = (await conn.execute(_admit_query(ids, [borrower], since))).all()
-            mine = set(ids)
-            existing = {r.notification_id: r for r in rows if r.notification_id in mine}
-            contacts = [
-                Contact(r.contact_at, Channel(r.channel), r.loan_id, r.stage)
-                for r in rows
-                if r.kind == "n" and r.contact_at is not None
-            ]
-            opted = {Channel(r.channel) for r in rows if r.kind == "o"}
-            opted.update(event.borrower.opted_out_channels)
-            step = _AdmitStep(self, conn, event, now, contacts, opted)
-            admissions = [
-                await step.admit_one(plan, nid, existing.get(nid))
-                for plan, nid in zip(plans, ids, strict=True)
-            ]
-            if step.inserts:
-                await conn.execute(insert(notifications), step.inserts)
-            if step.audits:
-                await conn.execute(insert(audit), step.audits)
-        return admissions
+        """Admit one event's plans: one call of admit_many (same transaction, same rules)."""
+        return (await self.admit_many([(event, plans, now)]))[0]
 
     async def admit_many(
         self, requests: Sequence[tuple[LoanOverdueEvent, Sequence[PlannedNotification], datetime]]
@@ -186,7 +166,10 @@ class SqlLedger:
         """admit() for several events in one transaction and a fixed number of statements.
 
         The events must be of different borrowers (so that caps seen by one are not changed by
-        another in the same batch); see service.ledger.batching, which ensures it.
+        another in the same batch); see service.ledger.batching, which ensures it. Besides one
+        admission per plan, the answer holds CANCEL admissions for pending notifications this
+        event cancels (superseded, opted out), and for an event with nothing planned one
+        plan-less SUPPRESS admission (nothing_planned, or why the loan's state blocks it).
         """
         if len({event.borrower.borrower_id for event, _, _ in requests}) != len(requests):
             raise ValueError("admit_many needs events of different borrowers")
@@ -194,19 +177,21 @@ class SqlLedger:
         for event, plans, now in requests:
             now = _aware(now)
             ids = [plan.notification_id(event.event_id) for plan in plans]
+            if len(set(ids)) != len(ids):
+                raise ValueError("planned notifications of one event need distinct channel+step")
             cadence = max((p.cadence_days or 0 for p in plans), default=0)
             since = now - timedelta(days=max(8, cadence + 2))
             prepared.append((event, list(plans), now, ids, since))
-        active = [p for p in prepared if p[1]]
-        if not active:
-            return [[] for _ in requests]
-        borrowers = sorted({event.borrower.borrower_id for event, *_ in active})
-        all_ids = [nid for *_, ids, _ in active for nid in ids]
-        oldest = min(since for *_, since in active)
+        if not prepared:
+            return []
+        borrowers = sorted({event.borrower.borrower_id for event, *_ in prepared})
+        all_ids = [nid for *_, ids, _ in prepared for nid in ids]
+        oldest = min(since for *_, since in prepared)
         by_request: dict[int, list[Admission]] = {}
         async with translate_errors("admit"), self._engine.begin() as conn:
             if self._postgres:
-                # The same per-borrower locks as admit(), taken in one order by every replica.
+                # The same per-borrower locks as apply_lifecycle(), taken in one order by every
+                # replica.
                 await conn.execute(
                     text(
                         "SELECT count(pg_advisory_xact_lock(k)) FROM "
@@ -215,6 +200,13 @@ class SqlLedger:
                     {"keys": sorted({lock_key(b) for b in borrowers})},
                 )
             rows = (await conn.execute(_admit_query(all_ids, borrowers, oldest))).all()
+            lifecycle = await LoanContext.load(
+                conn,
+                loan_ids=sorted({event.loan.loan_id for event, *_ in prepared}),
+                borrower_ids=borrowers,
+                event_ids=[event.event_id for event, *_ in prepared],
+            )
+            writes = LoanWrites()
             inserts: list[dict[str, Any]] = []
             audits: list[dict[str, Any]] = []
             by_nid = {r.notification_id: r for r in rows if r.kind == "n"}
@@ -222,9 +214,6 @@ class SqlLedger:
             for r in rows:
                 by_borrower.setdefault(r.borrower_id, []).append(r)
             for index, (event, plans, now, ids, since) in enumerate(prepared):
-                if not plans:
-                    by_request[index] = []
-                    continue
                 own = by_borrower.get(event.borrower.borrower_id, [])
                 existing = {nid: by_nid[nid] for nid in ids if nid in by_nid}
                 contacts = [
@@ -235,17 +224,75 @@ class SqlLedger:
                 opted = {Channel(r.channel) for r in own if r.kind == "o"}
                 opted.update(event.borrower.opted_out_channels)
                 step = _AdmitStep(self, conn, event, now, contacts, opted)
-                by_request[index] = [
+                step.loan = lifecycle
+                side = lifecycle.observe_overdue(
+                    event, now, writes, own_ids=set(ids), local_date=self._local_date(event, now)
+                )
+                answers = [
                     await step.admit_one(plan, nid, existing.get(nid))
                     for plan, nid in zip(plans, ids, strict=True)
                 ]
+                if not plans:
+                    answers.append(step.nothing_planned(lifecycle.new_event_block))
+                answers.extend(
+                    Admission(None, r.notification_id or "", AdmissionKind.CANCEL, r) for r in side
+                )
+                by_request[index] = answers
                 inserts.extend(step.inserts)
                 audits.extend(step.audits)
             if inserts:
                 await conn.execute(insert(notifications), inserts)
+            audits.extend(self._cancel_audits(writes))
+            await writes.flush(conn)
             if audits:
                 await conn.execute(insert(audit), audits)
         return [by_request[i] for i in range(len(requests))]
+
+    async def apply_lifecycle(self, event: LifecycleEvent, now: datetime) -> list[DeliveryResult]:
+        """Apply a lifecycle event to its loan (and borrower) and cancel what it forbids.
+
+        One transaction under the borrower's lock, the same as admit(): a release by the
+        scheduler either ran before (and its send counts) or sees the new state. A redelivered
+        event republishes exactly the results it produced the first time.
+        """
+        now = _aware(now)
+        borrower = event.borrower.borrower_id
+        async with translate_errors("apply_lifecycle"), self._engine.begin() as conn:
+            if self._postgres:
+                await conn.execute(select(func.pg_advisory_xact_lock(lock_key(borrower))))
+            context = await LoanContext.load(
+                conn,
+                loan_ids=[event.loan.loan_id],
+                borrower_ids=[borrower],
+                event_ids=[event.event_id],
+            )
+            writes = LoanWrites()
+            results = context.apply(event, now, writes, local_date=self._local_date(event, now))
+            audits = self._cancel_audits(writes)
+            await writes.flush(conn)
+            if audits:
+                await conn.execute(insert(audit), audits)
+        return results
+
+    def _local_date(self, event: LoanOverdueEvent | LifecycleEvent, now: datetime) -> date:
+        zone = None
+        if isinstance(event, LoanOverdueEvent):
+            zone = event.borrower.timezone
+        zone = zone or self._default_zone
+        # No zone known: UTC's date (such borrowers' messages are held by the window anyway).
+        return now.astimezone(ZoneInfo(zone)).date() if zone else now.astimezone(UTC).date()
+
+    def _cancel_audits(self, writes: LoanWrites) -> list[dict[str, Any]]:
+        """One audit row per cancelled notification and per lifecycle acknowledgement."""
+        return [
+            audit_values(
+                result,
+                at=result.occurred_at,
+                contact=None,
+                policy_rule=result.rule,
+            )
+            for result in writes.audited
+        ]
 
     # --- record -----------------------------------------------------------------------------
 
@@ -496,6 +543,7 @@ class _AdmitStep:
         self.opted = opted
         self.inserts: list[dict[str, Any]] = []
         self.audits: list[dict[str, Any]] = []
+        self.loan: LoanContext = LoanContext()
 
     async def admit_one(
         self, plan: PlannedNotification, nid: str, row: Row[Any] | None
@@ -503,6 +551,8 @@ class _AdmitStep:
         now = self.now
         first_seen = now
         defer_count = 0
+        render_event: LoanOverdueEvent | None = None
+        local_date = self.ledger._local_date(self.event, now)
         if row is not None:
             if row.state == DECIDED:
                 return self._replay(plan, nid, row.result_json)
@@ -512,10 +562,22 @@ class _AdmitStep:
                 return await self._lease_expired(plan, nid, row)
             if row.state == DEFERRED and row.due_at is not None and row.due_at > now:
                 return self._replay(plan, nid, row.result_json)
-            # Deferred and due, or released by the scheduler: decide afresh.
+            # Deferred and due, or released by the scheduler: decide afresh, against the
+            # loan's newest state, in this transaction.
             first_seen, defer_count = row.first_seen_at, row.defer_count
+            block = self.loan.block(self.event, plan.stage, local_date, pending=True)
+            if block is None:
+                event_day = self.ledger._local_date(self.event, self.event.occurred_at)
+                render_event, block = self.loan.restage(
+                    self.event, plan, local_date, event_day, self.ledger._stage_for
+                )
+        else:
+            block = self.loan.block(self.event, plan.stage, local_date, pending=False)
 
-        decision = self._decide(plan, first_seen)
+        if block is not None:
+            decision = Decision(Verdict.SUPPRESS, block.reason.value, block.rule)
+        else:
+            decision = self._decide(plan, first_seen)
         values = self._row_values(plan, nid, decision, first_seen, defer_count)
         result = self._result_for(plan, nid, decision, defer_count)
         if row is not None:
@@ -532,7 +594,7 @@ class _AdmitStep:
         if decision.verdict is Verdict.SEND:
             # Later plans of the same event count this one against the caps.
             self.contacts.append(Contact(now, plan.channel, self.event.loan.loan_id, plan.stage))
-            return Admission(plan, nid, AdmissionKind.SEND)
+            return Admission(plan, nid, AdmissionKind.SEND, event=render_event)
         assert result is not None
         self.audits.append(
             self.ledger._audit_values(
@@ -541,6 +603,32 @@ class _AdmitStep:
         )
         kind = AdmissionKind.DEFER if decision.verdict is Verdict.DEFER else AdmissionKind.SUPPRESS
         return Admission(plan, nid, kind, result)
+
+    def nothing_planned(self, block: Block | None) -> Admission:
+        """The one result of an event with nothing planned, with its audit row."""
+        event = self.event
+        nid = f"{event.event_id}:none:no_plan"
+        if block is not None:
+            reason, rule = block.reason.value, block.rule
+        elif event.loan.amount_due == 0:
+            reason, rule = "nothing_planned", "policy:zero_balance"
+        else:
+            reason, rule = "nothing_planned", "policy:no_stage_or_channel"
+        result = DeliveryResult(
+            result_id=result_id_for(nid, DeliveryStatus.SUPPRESSED),
+            notification_id=nid,
+            event_id=event.event_id,
+            loan_id=event.loan.loan_id,
+            borrower_id=event.borrower.borrower_id,
+            channel=None,
+            status=DeliveryStatus.SUPPRESSED,
+            reason=reason,
+            rule=rule,
+            occurred_at=self.now,
+        )
+        if not self.loan.redelivered(event.event_id):
+            self.audits.append(audit_values(result, at=self.now, contact=None, policy_rule=rule))
+        return Admission(None, nid, AdmissionKind.SUPPRESS, result)
 
     def _replay(self, plan: PlannedNotification, nid: str, stored: str | None) -> Admission:
         if stored is None:

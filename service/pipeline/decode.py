@@ -8,6 +8,7 @@ import pydantic
 import pydantic_core
 
 from service.events import LoanOverdueEvent
+from service.lifecycle import EVENT_TYPES, LifecycleEvent, decode_input
 
 __all__ = ["UndecodableEvent", "decode_event"]
 
@@ -22,11 +23,11 @@ class UndecodableEvent:
     paths: tuple[str, ...] = ()
 
 
-def decode_event(value: bytes | None) -> LoanOverdueEvent | UndecodableEvent:
+def decode_event(value: bytes | None) -> LoanOverdueEvent | LifecycleEvent | UndecodableEvent:
     if value is None:
         return UndecodableEvent("EmptyValue", "record has no value (tombstone)")
     try:
-        return LoanOverdueEvent.model_validate_json(value)
+        return decode_input(value)
     except pydantic.ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
         paths = tuple(dict.fromkeys(_location(e["loc"]) for e in errors))
@@ -34,6 +35,9 @@ def decode_event(value: bytes | None) -> LoanOverdueEvent | UndecodableEvent:
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
+    # The union's tag (the event type) leads every location; the field path is what helps.
+    if loc and loc[0] in EVENT_TYPES:
+        loc = loc[1:]
     return ".".join(str(p) for p in loc) or "(root)"
 
 

@@ -23,6 +23,7 @@ from service.events import (
     result_id_for,
 )
 from service.ledger.api import Admission, AdmissionKind, DeferredNotification, NotificationLedger
+from service.lifecycle import LifecycleEvent
 from service.observability import metrics
 from service.pipeline.engine import RetryLater
 from service.policy.model import PlannedNotification
@@ -97,24 +98,48 @@ class NotificationProcessor:
         # Errors that mean "the ledger is down": the event is retried, never sent unclaimed.
         self._unavailable = unavailable
 
-    async def handle(self, event: LoanOverdueEvent) -> list[DeliveryResult]:
+    async def handle(self, event: LoanOverdueEvent | LifecycleEvent) -> list[DeliveryResult]:
         now = self._clock()
+        if not isinstance(event, LoanOverdueEvent):
+            try:
+                return await self._ledger.apply_lifecycle(event, now)
+            except self._unavailable as exc:
+                raise RetryLater("ledger unavailable") from exc
         plans = self._plan(event, now)
-        if not plans:
-            return [self._nothing_planned(event, now)]
-        return await self._admit_and_send(event, plans, now)
+        # Even with nothing planned the ledger sees the event: it is the loan's newest state,
+        # it supersedes what is pending, and its opt-outs apply to everything pending.
+        results = await self._admit_and_send(event, plans, now)
+        if not plans and not results:
+            results.append(self._nothing_planned(event, now))
+        return results
 
     async def handle_deferred(self, item: DeferredNotification) -> list[DeliveryResult]:
-        """A deferred notification whose time came: through the guard again, then send."""
-        return await self._admit_and_send(item.event, [item.plan], self._clock())
+        """A deferred notification whose time came: through the guard again, then send.
+
+        The ledger re-checks the loan's state in the admitting transaction. A notification that
+        another step decided meanwhile (repaid, superseded, held, opted out) is answered by
+        that step's result, so the release publishes nothing for it.
+        """
+        return await self._admit_and_send(item.event, [item.plan], self._clock(), released=True)
 
     async def _admit_and_send(
-        self, event: LoanOverdueEvent, plans: Sequence[PlannedNotification], now: datetime
+        self,
+        event: LoanOverdueEvent,
+        plans: Sequence[PlannedNotification],
+        now: datetime,
+        *,
+        released: bool = False,
     ) -> list[DeliveryResult]:
         try:
             admissions = await self._ledger.admit(event, plans, now)
         except self._unavailable as exc:
             raise RetryLater("ledger unavailable") from exc
+        if released:
+            admissions = [
+                a
+                for a in admissions
+                if a.kind not in (AdmissionKind.REPLAY, AdmissionKind.CANCEL) and a.plan is not None
+            ]
         if any(a.kind is AdmissionKind.BUSY for a in admissions):
             # Another worker holds a live claim (a rebalance hand-over): its outcome will be
             # recorded; ask again later rather than publish a guess.
@@ -140,6 +165,9 @@ class NotificationProcessor:
 
     async def _send(self, event: LoanOverdueEvent, admission: Admission) -> DeliveryResult:
         plan, nid = admission.plan, admission.notification_id
+        assert plan is not None, "the ledger admits to SEND only planned notifications"
+        # A released notification is rendered from the loan's newest state.
+        event = admission.event or event
         locale = self._locale_for(event)
         started = time.perf_counter()
         try:
