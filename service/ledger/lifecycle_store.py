@@ -115,6 +115,7 @@ class LoanContext:
         self.loans: dict[str, LoanState] = {}
         self.holds: dict[tuple[str, str], Hold] = {}
         self.applied: dict[str, str] = {}  # event id -> results_json
+        self.seen_before: set[str] = set()  # applied by an earlier transaction: a redelivery
         self.pending: list[_Pending] = []
         self.new_event_block: Block | None = None
 
@@ -157,6 +158,7 @@ class LoanContext:
             loan_events.c.event_id.in_(event_ids)
         )
         context.applied = {r.event_id: r.results_json for r in (await conn.execute(applied))}
+        context.seen_before = set(context.applied)
         pending = select(
             N.notification_id, N.event_id, N.borrower_id, N.loan_id, N.channel, N.stage
         ).where(
@@ -172,7 +174,7 @@ class LoanContext:
     # --- questions --------------------------------------------------------------------------
 
     def redelivered(self, event_id: str) -> bool:
-        return event_id in self.applied
+        return event_id in self.seen_before
 
     def _holds_of(self, loan_id: str, borrower_id: str) -> list[Hold]:
         found = [
@@ -457,18 +459,16 @@ class LoanContext:
         exists = loan_id in self.loans
         previous = writes.loans.get(loan_id)
         merged = {**(previous[1] if previous else {}), **values}
-        if not exists:
-            merged.setdefault("loan_id", loan_id)
-            merged.setdefault("borrower_id", borrower_id)
+        merged.setdefault("loan_id", loan_id)
+        merged.setdefault("borrower_id", borrower_id)
+        if previous is not None:
+            exists = previous[0]  # still one insert if this transaction creates the row
         writes.loans[loan_id] = (exists, merged)
         state = self.loans.get(loan_id) or LoanState(loan_id, borrower_id)
         fields = {k: v for k, v in values.items() if k in LoanState.__dataclass_fields__}
         if "paused_until" in fields and isinstance(fields["paused_until"], str):
             fields["paused_until"] = date.fromisoformat(fields["paused_until"])
         self.loans[loan_id] = _replace(state, fields)
-        # Once written, later writes in this transaction are updates of that row.
-        if not exists:
-            writes.loans[loan_id] = (False, merged)
 
     def _put_hold(
         self, writes: LoanWrites, key: tuple[str, str], borrower_id: str, hold: Hold, now: datetime
