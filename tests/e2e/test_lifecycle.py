@@ -1,0 +1,61 @@
+"""The loan's lifecycle end to end: embedded broker, SQLite ledger, fake Twilio and FCM, the
+app as `run` builds it, time injected."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from service.embedded_broker import EmbeddedBroker
+from tests.e2e.conftest import processed, results_of, running_app, service_settings, wait_until
+from tests.e2e.test_deferral import SettableClock, backlog
+from tests.factories import event_dict
+from tests.fakes import FakeFcm, FakeTwilio
+from tests.kafka_tools import produce_events
+
+
+async def test_repaid_at_22_local_after_a_quiet_hours_deferral_nothing_is_sent_at_08(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """An overdue event at 21:59 in New York is deferred; the loan is repaid at 22:00; when
+    the clock passes 08:00 nothing is sent and each deferred notification has exactly one
+    suppressed/repaid result, the repayment one acknowledgement."""
+    clock = SettableClock(datetime(2026, 11, 20, 2, 59, tzinfo=UTC))  # 21:59 in New York
+    async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
+        settings = await service_settings(
+            kafka_broker.bootstrap_servers, tmp_path, twilio, fcm, scheduler_interval_s=0.1
+        )
+        event = event_dict(borrower_id="b-repaid", days_past_due=45, risk_level="medium")
+        event["occurred_at"] = "2026-11-20T02:59:00+00:00"
+        loan_id = event["loan"]["loan_id"]
+        repaid = {
+            "event_id": f"{loan_id}-repaid",
+            "occurred_at": "2026-11-20T03:00:00+00:00",
+            "event_type": "loan.repaid",
+            "loan": {"loan_id": loan_id},
+            "borrower": {"borrower_id": "b-repaid"},
+            "amount_paid": "1239.70",
+        }
+        async with running_app(settings, clock=clock) as app:
+            await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [event])
+            await wait_until(lambda: processed(app) == 1, app)
+            deferred = await results_of(settings, expect=1)
+            assert {r["status"] for r in deferred} == {"deferred"}
+            clock.now = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
+            await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [repaid])
+            await wait_until(lambda: processed(app) == 2, app)
+            clock.now = datetime(2026, 11, 20, 13, 1, tzinfo=UTC)  # 08:01 in New York
+            await wait_until(lambda: backlog() == 0, app)
+        results = await results_of(settings, expect=len(deferred) * 2 + 1)
+
+    assert twilio.sent == []
+    assert fcm.sends == []
+    by_nid: dict[str, list[tuple[str, str]]] = {}
+    for r in results:
+        by_nid.setdefault(r["notification_id"], []).append((r["status"], r["reason"]))
+    for d in deferred:
+        assert by_nid[d["notification_id"]] == [
+            ("deferred", "quiet_hours"),
+            ("suppressed", "repaid"),
+        ]
+    assert by_nid[f"{loan_id}-repaid:lifecycle"] == [("suppressed", "repaid")]
