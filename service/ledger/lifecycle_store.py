@@ -367,7 +367,9 @@ class LoanContext:
                     event.scope.value, subject, event.reason.value, since, event.event_id, None
                 )
                 self._put_hold(writes, key, borrower_id, new, now)
-                rule = f"lifecycle:hold/{event.scope.value}/{event.reason.value}"
+                rule = (
+                    f"lifecycle:hold/{event.scope.value}/{event.reason.value}@{since.isoformat()}"
+                )
                 if event.scope is HoldScope.LOAN:
                     cancel = (SuppressReason.CONTACT_HOLD, rule, lambda p: p.loan_id == loan_id)
                 else:

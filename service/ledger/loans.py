@@ -87,8 +87,10 @@ def blocking_reason(
         return Block(SuppressReason.REPAID, "lifecycle:loan.repaid")
     for hold in holds:
         if hold.active:
+            since = hold.since.isoformat() if hold.since else "?"
             return Block(
-                SuppressReason.CONTACT_HOLD, f"lifecycle:hold/{hold.scope}/{hold.reason or 'other'}"
+                SuppressReason.CONTACT_HOLD,
+                f"lifecycle:hold/{hold.scope}/{hold.reason or 'other'}@{since}",
             )
     if state is not None:
         if pending and state.event_id is not None and state.event_id != event_id:

@@ -6,6 +6,12 @@ Row states of one notification (idempotency key = event id + channel + step):
     (none) --admit SUPPRESS--> decided
     (none) --admit DEFER--> deferred --claim_due_deferred--> released --admit--> claimed | ...
     claimed, lease expired --admit--> decided (status unknown, never resent)
+    deferred | released --apply_lifecycle / a newer event's admit--> decided (suppressed:
+        repaid, superseded, plan_paused, contact_hold, opted_out), one result each
+
+Every admit() and apply_lifecycle() reads and writes the loan's lifecycle state (newest event,
+repaid, plan pause, holds: service/ledger/lifecycle_store.py) in the same transaction, so a
+release by the scheduler is decided against the loan's newest state.
 
 Serialisation: on PostgreSQL every admit() holds a transaction-scoped advisory lock on the
 borrower, so caps, cadence and claims of one borrower are decided one at a time across replicas;

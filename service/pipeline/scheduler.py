@@ -1,8 +1,11 @@
 """Deferred notifications (quiet hours, caps, preferred time) re-enter at the guard when due.
 
 The ledger hands each due notification to exactly one replica; this loop passes it through the
-processor again (compliance is re-checked: an opt-out may have arrived meanwhile) and publishes
-the outcome.
+processor again and publishes the outcome. The admitting transaction re-checks compliance and
+the loan's newest state: a STOP or provider opt-out that arrived meanwhile, a repayment, hold or
+plan pause, a newer event, a day or stage that has passed. Opt-outs and lifecycle events carried
+by events cancel pending notifications when they arrive (with their own results), so a release
+that finds its notification decided publishes nothing.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from typing import Any
 
 from service.channels.base import OutboundMessage
 from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent, TemplateRef
+from service.ledger.api import AdmissionKind
 from service.ledger.errors import LedgerUnavailableError
 from service.ledger.sql import SqlLedger
 from service.lifecycle import LifecycleEvent, decode_input
@@ -20,7 +21,7 @@ from service.policy.model import PlannedNotification, Stage
 from service.rendering.model import PushContent, RenderedMessage, SmsContent
 from tests.factories import event_dict
 from tests.ledger.conftest import LedgerFactory
-from tests.ledger.helpers import MORNING_NY, NEXT_OPENING_NY, NIGHT_NY, make_plan
+from tests.ledger.helpers import MORNING_NY, NEXT_OPENING_NY, NIGHT_NY, make_plan, outcome
 from tests.ledger.test_with_processor import Clock, Outcome
 
 
@@ -335,3 +336,36 @@ async def test_nothing_planned_and_zero_balance_leave_an_audit_row(
     assert reasons(results) == [(None, "suppressed", "nothing_planned")]
     assert results[0].rule == "policy:zero_balance"
     assert [r.reason for r in await ledger.audit(loan_id="L14")] == ["nothing_planned"]
+
+
+async def test_cadence_is_per_loan_stage_and_channel_and_caps_per_borrower(
+    make_ledger: LedgerFactory,
+) -> None:
+    """What docs/policy.md and docs/ledger.md both say: yesterday's SMS does not hold back
+    today's push of the same loan and stage (cadence per channel), while the SMS day cap counts
+    every loan of the borrower."""
+    ledger = await make_ledger()
+    plan_sms, plan_push = (
+        make_plan(Channel.SMS, cadence_days=2),
+        make_plan(Channel.PUSH, cadence_days=2),
+    )
+    day1 = overdue("LC1", MORNING_NY, borrower="b-cad")
+    [a] = await ledger.admit(day1, [plan_sms], MORNING_NY)
+    await ledger.record(day1, [outcome(day1, a, MORNING_NY)])
+    later = MORNING_NY + timedelta(days=1)
+    day2 = overdue("LC1", later, borrower="b-cad")
+    sms, push = await ledger.admit(day2, [plan_sms, plan_push], later)
+    assert (sms.kind, sms.result.reason if sms.result else None) == (
+        AdmissionKind.SUPPRESS,
+        "cadence",
+    )
+    assert push.kind is AdmissionKind.SEND
+    # Two SMS a local day per borrower (default cap), whichever loans they are about.
+    for loan in ("LC2", "LC3"):
+        event = overdue(loan, later, borrower="b-cad")
+        [b] = await ledger.admit(event, [make_plan(Channel.SMS)], later)
+        assert b.kind is AdmissionKind.SEND
+        await ledger.record(event, [outcome(event, b, later)])
+    third = overdue("LC4", later, borrower="b-cad")
+    [c] = await ledger.admit(third, [make_plan(Channel.SMS)], later)
+    assert (c.kind, c.result.reason if c.result else None) == (AdmissionKind.DEFER, "frequency_cap")
