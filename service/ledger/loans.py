@@ -24,7 +24,18 @@ from datetime import date, datetime
 from service.lifecycle import SuppressReason
 from service.policy.model import Stage
 
-__all__ = ["Block", "Hold", "LoanState", "blocking_reason"]
+__all__ = ["Block", "Hold", "LoanEventRow", "LoanState", "blocking_reason"]
+
+
+@dataclass(frozen=True, slots=True)
+class LoanEventRow:
+    """One event applied to a loan, as `audit --loan` shows it."""
+
+    at: datetime
+    event_id: str
+    event_type: str
+    occurred_at: datetime
+    outcome: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,11 +56,19 @@ from service.ledger.codec import plan_from_json, plan_to_json
 from service.ledger.engine import build_engine, lock_key, translate_errors
 from service.ledger.errors import LedgerError, SchemaOutOfDateError
 from service.ledger.lifecycle_store import LoanContext, LoanWrites, StageFor
-from service.ledger.loans import Block
+from service.ledger.loans import Block, Hold, LoanEventRow
 from service.ledger.migrations import current_revision, head_revision
 from service.ledger.receipts import ReceiptStore
-from service.ledger.schema import UtcDateTime, audit, notifications, opt_outs
-from service.lifecycle import LifecycleEvent
+from service.ledger.schema import (
+    UtcDateTime,
+    audit,
+    holds,
+    loan_events,
+    loans,
+    notifications,
+    opt_outs,
+)
+from service.lifecycle import HoldScope, LifecycleEvent
 from service.policy.model import ContactRules, PlannedNotification
 
 __all__ = ["SqlLedger"]
@@ -454,6 +462,44 @@ class SqlLedger:
         async with translate_errors("audit"), self._engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [AuditRow(**{k: v for k, v in row.items() if k != "id"}) for row in rows]
+
+    async def loan_lifecycle(self, loan_id: str) -> tuple[list[LoanEventRow], list[str]]:
+        """The events applied to a loan (oldest first) and its current state as sentences:
+        repaid, repayment-plan pause, holds of the loan and of its borrower (since when, why)."""
+        events_query = (
+            select(loan_events)
+            .where(loan_events.c.loan_id == loan_id)
+            .order_by(loan_events.c.at, loan_events.c.occurred_at)
+        )
+        async with translate_errors("loan_lifecycle"), self._engine.connect() as conn:
+            rows = (await conn.execute(events_query)).all()
+            loan = (await conn.execute(select(loans).where(loans.c.loan_id == loan_id))).first()
+            subjects = [(HoldScope.LOAN.value, loan_id)]
+            if loan is not None:
+                subjects.append((HoldScope.BORROWER.value, loan.borrower_id))
+            found: list[Row[Any]] = []
+            for scope, subject in subjects:
+                query = select(holds).where(holds.c.scope == scope, holds.c.subject_id == subject)
+                found.extend((await conn.execute(query)).all())
+        history = [
+            LoanEventRow(r.at, r.event_id, r.event_type, r.occurred_at, r.outcome) for r in rows
+        ]
+        state: list[str] = []
+        if loan is not None and loan.repaid_at is not None:
+            state.append(f"repaid at {loan.repaid_at.isoformat()}: nothing is sent for this loan")
+        if loan is not None and loan.paused_until:
+            state.append(f"repayment plan: collection paused until {loan.paused_until}")
+        for h in found:
+            hold = Hold(h.scope, h.subject_id, h.reason, h.since, h.event_id, h.lifted_at)
+            since = hold.since.isoformat() if hold.since else "?"
+            if hold.active:
+                state.append(f"contact hold ({hold.scope}, {hold.reason}) since {since}")
+            elif hold.lifted_at is not None:
+                state.append(
+                    f"contact hold ({hold.scope}, {hold.reason or '-'}) since {since}, "
+                    f"lifted {hold.lifted_at.isoformat()}"
+                )
+        return history, state
 
     async def purge(self, older_than: datetime) -> int:
         """Delete audit rows and finished notifications older than `older_than`; rows deleted.

@@ -6,21 +6,27 @@ which amount and days past due each message states.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import io
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from service.channels.base import OutboundMessage
+from service.cli import db as db_cli
 from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent, TemplateRef
 from service.ledger.api import AdmissionKind
 from service.ledger.errors import LedgerUnavailableError
 from service.ledger.sql import SqlLedger
 from service.lifecycle import LifecycleEvent, decode_input
 from service.pipeline.processor import NotificationProcessor
-from service.policy.model import PlannedNotification, Stage
+from service.policy.model import ContactRules, PlannedNotification, Stage
 from service.rendering.model import PushContent, RenderedMessage, SmsContent
 from tests.factories import event_dict
-from tests.ledger.conftest import LedgerFactory
+from tests.ledger.conftest import HASH_KEY, LedgerFactory
 from tests.ledger.helpers import MORNING_NY, NEXT_OPENING_NY, NIGHT_NY, make_plan, outcome
 from tests.ledger.test_with_processor import Clock, Outcome
 
@@ -369,3 +375,48 @@ async def test_cadence_is_per_loan_stage_and_channel_and_caps_per_borrower(
     third = overdue("LC4", later, borrower="b-cad")
     [c] = await ledger.admit(third, [make_plan(Channel.SMS)], later)
     assert (c.kind, c.result.reason if c.result else None) == (AdmissionKind.DEFER, "frequency_cap")
+
+
+def test_audit_loan_shows_the_lifecycle_alongside_the_contacts(
+    empty_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`audit --loan` prints the overdue events, the repayment plan, the hold (which, since
+    when) and the contacts in time order."""
+    parser = argparse.ArgumentParser()
+    db_cli.register(parser.add_subparsers(dest="command", required=True))
+    monkeypatch.setenv("NOTIFIER_DATABASE_URL", empty_url)
+    monkeypatch.setenv("NOTIFIER_HASH_KEY", HASH_KEY.decode())
+    args = parser.parse_args(["db", "upgrade"])
+    assert args.func(args) == 0
+
+    async def seed() -> None:
+        ledger = await SqlLedger.connect(
+            empty_url, hash_key=HASH_KEY, rules=ContactRules(), default_timezone=None
+        )
+        clock, recorder = Clock(MORNING_NY), Recorder()
+        work = worker(ledger, clock, recorder)
+        await work.handle(overdue("LA1", MORNING_NY))
+        clock.now = MORNING_NY + timedelta(hours=1)
+        await work.handle(
+            lifecycle("loan.contact_hold", "LA1", clock.now, reason="complaint", scope="loan")
+        )
+        await ledger.aclose()
+
+    asyncio.run(seed())
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    args = parser.parse_args(["audit", "--loan", "LA1"])
+    assert args.func(args) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("contact hold (loan, complaint) since 2026-11-20T16:00:00")
+    kinds = [
+        "overdue"
+        if "event loan.overdue" in line
+        else "hold"
+        if "event loan.contact_hold" in line
+        else "sent"
+        if " sent " in line
+        else "other"
+        for line in lines[1:]
+    ]
+    assert kinds == ["overdue", "sent", "sent", "hold", "other"]
