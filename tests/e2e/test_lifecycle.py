@@ -3,15 +3,19 @@ app as `run` builds it, time injected."""
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+from service.app import NotifierApp
 from service.embedded_broker import EmbeddedBroker
 from tests.e2e.conftest import processed, results_of, running_app, service_settings, wait_until
 from tests.e2e.test_deferral import SettableClock, backlog
 from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka_tools import produce_events
+from tests.ledger.conftest import fresh_postgres_database
 
 
 async def test_repaid_at_22_local_after_a_quiet_hours_deferral_nothing_is_sent_at_08(
@@ -59,3 +63,75 @@ async def test_repaid_at_22_local_after_a_quiet_hours_deferral_nothing_is_sent_a
             ("suppressed", "repaid"),
         ]
     assert by_nid[f"{loan_id}-repaid:lifecycle"] == [("suppressed", "repaid")]
+
+
+def _split(first: NotifierApp, second: NotifierApp) -> bool:
+    """Both replicas hold partitions and none is held by both (the rebalance finished)."""
+    if first.engine is None or second.engine is None:
+        return False
+    one, two = first.engine.assigned, second.engine.assigned
+    return bool(one) and bool(two) and not (one & two)
+
+
+async def test_two_replicas_after_a_rebalance_one_repaid_result_per_cancelled_notification(
+    kafka_broker: EmbeddedBroker, tmp_path: Path, postgres_url: str
+) -> None:
+    """Overdue events deferred at night by one replica; a second joins (partitions move) and
+    the repayments arrive on whichever now owns them; at 08:00 nothing is sent and each
+    deferred notification has exactly one suppressed/repaid result on the topic."""
+    count = 8
+    clock = SettableClock(datetime(2026, 11, 20, 2, 59, tzinfo=UTC))  # 21:59 in New York
+    async with (
+        fresh_postgres_database(postgres_url) as database_url,
+        FakeTwilio() as twilio,
+        FakeFcm(tmp_path) as fcm,
+    ):
+        settings = await service_settings(
+            kafka_broker.bootstrap_servers,
+            tmp_path,
+            twilio,
+            fcm,
+            database_url=database_url,
+            scheduler_interval_s=0.1,
+        )
+        events = []
+        for n in range(count):
+            event = event_dict(borrower_id=f"b-rep-{n}", days_past_due=45, risk_level="medium")
+            event["occurred_at"] = "2026-11-20T02:59:00+00:00"
+            events.append(event)
+        repayments = [
+            {
+                "event_id": f"{e['loan']['loan_id']}-repaid",
+                "occurred_at": "2026-11-20T03:00:00+00:00",
+                "event_type": "loan.repaid",
+                "loan": {"loan_id": e["loan"]["loan_id"]},
+                "borrower": {"borrower_id": e["borrower"]["borrower_id"]},
+            }
+            for e in events
+        ]
+        await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, events)
+        async with running_app(settings, clock=clock) as first:
+            await wait_until(lambda: processed(first) == count, first)
+            deferred = await results_of(settings, expect=count)  # late_overdue/medium: SMS only
+            assert {r["status"] for r in deferred} == {"deferred"}
+            async with running_app(settings, clock=clock) as second:
+                await wait_until(lambda: bool(second.engine and second.engine.assigned), second)
+                await wait_until(lambda: _split(first, second), second)
+                clock.now = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
+                await produce_events(
+                    settings.kafka_bootstrap_servers, settings.input_topic, repayments
+                )
+                await wait_until(lambda: processed(first) + processed(second) >= 2 * count, second)
+                clock.now = datetime(2026, 11, 20, 13, 1, tzinfo=UTC)  # 08:01 in New York
+                await asyncio.sleep(1.0)  # several scheduler passes on both replicas
+                assert processed(second) > 0, "no repayment reached the second replica"
+        results = await results_of(settings, expect=len(deferred) * 2 + count)
+
+    assert twilio.sent == []
+    assert fcm.sends == []
+    per_nid = Counter((r["notification_id"], r["status"], r["reason"]) for r in results)
+    for d in deferred:
+        nid = d["notification_id"]
+        assert per_nid[(nid, "deferred", "quiet_hours")] == 1
+        assert per_nid[(nid, "suppressed", "repaid")] == 1
+    assert len(results) == len(deferred) * 2 + count
