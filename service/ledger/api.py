@@ -61,6 +61,13 @@ class NotificationLedger(Protocol):
         one suppressed result per cancelled notification, then one acknowledging result."""
         ...
 
+    async def admit_digest(
+        self, items: Sequence[DeferredNotification], now: datetime
+    ) -> list[Admission]:
+        """Released notifications of one borrower, channel and stage group, admitted as one
+        digest (one contact for the caps); one admission per item."""
+        ...
+
     async def claim_due_deferred(self, now: datetime, limit: int) -> list[DeferredNotification]:
         """Deferred notifications due at `now`, each claimed so no other replica sends it."""
         ...

@@ -192,6 +192,11 @@ class BatchingLedger:
         # Rare next to admits: one transaction each, under the borrower's lock like admit().
         return await self.inner.apply_lifecycle(event, now)
 
+    async def admit_digest(
+        self, items: Sequence[DeferredNotification], now: datetime
+    ) -> list[Admission]:
+        return await self.inner.admit_digest(items, now)
+
     async def claim_due_deferred(self, now: datetime, limit: int) -> list[DeferredNotification]:
         return await self.inner.claim_due_deferred(now, limit)
 

@@ -86,6 +86,16 @@ _COUNTS_AS_CONTACT = frozenset(
     {DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.UNKNOWN}
 )
 OPTED_OUT_BY_PROVIDER = "opted_out_by_provider"
+DIGEST_WINDOW = "digest_window"
+
+
+def digest_slot(now: datetime, window: timedelta) -> datetime:
+    """The end of the clock-aligned slot `now` falls in: when a gathered digest goes out."""
+    seconds = window.total_seconds()
+    epoch = now.timestamp()
+    return datetime.fromtimestamp((epoch // seconds + 1) * seconds, tz=UTC)
+
+
 LEASE_EXPIRED = "claim_lease_expired"
 
 
@@ -261,6 +271,67 @@ class SqlLedger:
             if audits:
                 await conn.execute(insert(audit), audits)
         return [by_request[i] for i in range(len(requests))]
+
+    async def admit_digest(
+        self, items: Sequence[DeferredNotification], now: datetime
+    ) -> list[Admission]:
+        """Admit released notifications of one borrower, channel and stage group as one digest.
+
+        One transaction under the borrower's lock. Each is re-checked as a release always is
+        (loan state, opt-outs, window, cadence); caps see the digest as one contact: every
+        member is decided against the contacts before the digest, and only the first one
+        admitted to SEND (the leader) counts. Answers one admission per item, in order.
+        """
+        now = _aware(now)
+        borrowers = {item.event.borrower.borrower_id for item in items}
+        if len(borrowers) != 1:
+            raise ValueError("a digest is about one borrower")
+        (borrower,) = borrowers
+        ids = [item.notification_id for item in items]
+        cadence = max((i.plan.cadence_days or 0 for i in items), default=0)
+        since = now - timedelta(days=max(8, cadence + 2))
+        async with translate_errors("admit"), self._engine.begin() as conn:
+            if self._postgres:
+                await conn.execute(select(func.pg_advisory_xact_lock(lock_key(borrower))))
+            rows = (await conn.execute(_admit_query(ids, [borrower], since))).all()
+            context = await LoanContext.load(
+                conn,
+                loan_ids=sorted({i.event.loan.loan_id for i in items}),
+                borrower_ids=[borrower],
+                event_ids=[],
+            )
+            existing = {
+                r.notification_id: r
+                for r in rows
+                if r.kind == "n" and r.notification_id in set(ids)
+            }
+            before = [
+                Contact(r.contact_at, Channel(r.channel), r.loan_id, r.stage)
+                for r in rows
+                if r.kind == "n" and r.contact_at is not None
+            ]
+            opted = {Channel(r.channel) for r in rows if r.kind == "o"}
+            admissions: list[Admission] = []
+            inserts: list[dict[str, Any]] = []
+            audits: list[dict[str, Any]] = []
+            leader = False
+            for item in items:
+                step = _AdmitStep(self, conn, item.event, now, list(before), opted)
+                step.loan = context
+                step.digest_member = leader
+                admission = await step.admit_one(
+                    item.plan, item.notification_id, existing.get(item.notification_id)
+                )
+                if admission.kind is AdmissionKind.SEND:
+                    leader = True
+                admissions.append(admission)
+                inserts.extend(step.inserts)
+                audits.extend(step.audits)
+            if inserts:
+                await conn.execute(insert(notifications), inserts)
+            if audits:
+                await conn.execute(insert(audit), audits)
+        return admissions
 
     async def apply_lifecycle(self, event: LifecycleEvent, now: datetime) -> list[DeliveryResult]:
         """Apply a lifecycle event to its loan (and borrower) and cancel what it forbids.
@@ -596,6 +667,8 @@ class _AdmitStep:
         self.inserts: list[dict[str, Any]] = []
         self.audits: list[dict[str, Any]] = []
         self.loan: LoanContext = LoanContext()
+        # Set while admitting the second and later members of a digest (admit_digest).
+        self.digest_member = False
 
     async def admit_one(
         self, plan: PlannedNotification, nid: str, row: Row[Any] | None
@@ -630,6 +703,12 @@ class _AdmitStep:
             decision = Decision(Verdict.SUPPRESS, block.reason.value, block.rule)
         else:
             decision = self._decide(plan, first_seen)
+            window = self.ledger._rules.digest_window
+            if row is None and window is not None and decision.verdict is Verdict.SEND:
+                # Gather: siblings due in the same slot go out as one digest (scheduler).
+                decision = Decision(
+                    Verdict.DEFER, DIGEST_WINDOW, "ledger.digest", due_at=digest_slot(now, window)
+                )
         values = self._row_values(plan, nid, decision, first_seen, defer_count)
         result = self._result_for(plan, nid, decision, defer_count)
         if row is not None:
@@ -644,8 +723,12 @@ class _AdmitStep:
         else:
             self.inserts.append({**values, "notification_id": nid, "version": 1})
         if decision.verdict is Verdict.SEND:
-            # Later plans of the same event count this one against the caps.
-            self.contacts.append(Contact(now, plan.channel, self.event.loan.loan_id, plan.stage))
+            # Later plans of the same event count this one against the caps (a digest member
+            # does not: the digest is one contact, its leader's).
+            if not self.digest_member:
+                self.contacts.append(
+                    Contact(now, plan.channel, self.event.loan.loan_id, plan.stage)
+                )
             return Admission(plan, nid, AdmissionKind.SEND, event=render_event)
         assert result is not None
         self.audits.append(
@@ -804,7 +887,11 @@ class _AdmitStep:
         }
         result = self._result_for(plan, nid, decision, defer_count)
         if decision.verdict is Verdict.SEND:
-            values.update(state=CLAIMED, lease_until=now + self.ledger._lease, contact_at=now)
+            values.update(
+                state=CLAIMED,
+                lease_until=now + self.ledger._lease,
+                contact_at=None if self.digest_member else now,
+            )
         elif decision.verdict is Verdict.DEFER:
             assert result is not None
             values.update(

@@ -21,6 +21,7 @@ from service.observability import metrics
 from service.pipeline.engine import RetryLater
 from service.pipeline.processor import NotificationProcessor
 from service.pipeline.publisher import ResultPublisher
+from service.policy.model import Stage
 
 __all__ = ["DeferredScheduler"]
 
@@ -70,15 +71,51 @@ class DeferredScheduler:
         due = await self._ledger.claim_due_deferred(now, self._batch_size)
         if not due:
             return 0
-        outcomes = await asyncio.gather(*(self._release(item) for item in due))
+        groups = digest_groups(due)
+        outcomes = await asyncio.gather(*(self._release(group) for group in groups))
         return sum(outcomes)
 
-    async def _release(self, item: DeferredNotification) -> int:
+    async def _release(self, group: list[DeferredNotification]) -> int:
         try:
-            results = await self._processor.handle_deferred(item)
+            if len(group) == 1:
+                results = await self._processor.handle_deferred(group[0])
+            else:
+                results = await self._processor.handle_digest(group)
         except RetryLater:
             # Still leased to us; it becomes claimable again when the lease expires.
             return 0
         await self._publisher.publish_results(results)
-        self.released += 1
-        return 1
+        self.released += len(group)
+        return len(group)
+
+
+# Stages whose reminders may share one digest message (same tone and consequences).
+_STAGE_GROUP = {
+    Stage.PRE_DUE: "reminder",
+    Stage.DUE_TODAY: "reminder",
+    Stage.GRACE: "overdue",
+    Stage.EARLY_OVERDUE: "overdue",
+    Stage.LATE_OVERDUE: "collection",
+    Stage.PRE_LEGAL: "collection",
+}
+
+
+def digest_groups(due: list[DeferredNotification]) -> list[list[DeferredNotification]]:
+    """Due notifications grouped by borrower, channel, stage group and currency, in the order
+    they came; one group per digest message (a group of one is an ordinary release). Only
+    notifications of different loans share a group."""
+    groups: dict[tuple[str, str, str, str], list[DeferredNotification]] = {}
+    singles: list[list[DeferredNotification]] = []
+    for item in due:
+        key = (
+            item.event.borrower.borrower_id,
+            item.plan.channel.value,
+            _STAGE_GROUP[item.plan.stage],
+            item.event.loan.currency,
+        )
+        group = groups.setdefault(key, [])
+        if any(other.event.loan.loan_id == item.event.loan.loan_id for other in group):
+            singles.append([item])
+        else:
+            group.append(item)
+    return [*groups.values(), *singles]

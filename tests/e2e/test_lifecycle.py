@@ -10,6 +10,7 @@ from pathlib import Path
 
 from service.app import NotifierApp
 from service.embedded_broker import EmbeddedBroker
+from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import processed, results_of, running_app, service_settings, wait_until
 from tests.e2e.test_deferral import SettableClock, backlog
 from tests.factories import event_dict
@@ -135,3 +136,49 @@ async def test_two_replicas_after_a_rebalance_one_repaid_result_per_cancelled_no
         assert per_nid[(nid, "deferred", "quiet_hours")] == 1
         assert per_nid[(nid, "suppressed", "repaid")] == 1
     assert len(results) == len(deferred) * 2 + count
+
+
+async def test_six_loans_of_one_borrower_on_one_day_one_sms_and_one_push(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """With `contact.digest_window` in the policy, six overdue loans of one borrower arriving
+    together go out as one SMS and one push listing six loans, and every loan has its own
+    `sent` result pointing at the same provider message."""
+    policy = (REPO_ROOT / "service" / "policy" / "default_policy.yaml").read_text("utf-8")
+    policy = policy.replace("  max_defer: P2D", "  digest_window: PT15M\n  max_defer: P2D", 1)
+    assert "digest_window" in policy
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(policy, encoding="utf-8")
+    clock = SettableClock(datetime(2026, 11, 20, 15, 1, tzinfo=UTC))  # 10:01 in New York
+    async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
+        settings = await service_settings(
+            kafka_broker.bootstrap_servers,
+            tmp_path,
+            twilio,
+            fcm,
+            scheduler_interval_s=0.1,
+            policy_file=policy_file,
+        )
+        events = []
+        for n in range(6):
+            event = event_dict(borrower_id="b-six", days_past_due=10, risk_level="medium")
+            event["loan"]["amount_due"] = f"{100 + n}.00"
+            events.append(event)
+        async with running_app(settings, clock=clock) as app:
+            await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, events)
+            await wait_until(lambda: processed(app) == 6, app)
+            deferred = await results_of(settings, expect=12)
+            assert {r["reason"] for r in deferred} == {"digest_window"}
+            clock.now = datetime(2026, 11, 20, 15, 15, 1, tzinfo=UTC)
+            await wait_until(lambda: len(twilio.sent) == 1 and len(fcm.sends) == 1, app)
+            await wait_until(lambda: backlog() == 0, app)
+        results = await results_of(settings, expect=24)
+
+    (sms,) = twilio.sent
+    body = sms.form["Body"]
+    assert "6 of your loans" in body
+    assert all(f"****{e['loan']['loan_id'][-4:]}" in body for e in events)
+    assert "USD 615.00" in body or "$615.00" in body
+    sent = [r for r in results if r["status"] == "sent"]
+    assert len(sent) == 12
+    assert len({(r["channel"], r["provider_message_id"]) for r in sent}) == 2

@@ -23,8 +23,9 @@ from service.ledger.errors import LedgerUnavailableError
 from service.ledger.sql import SqlLedger
 from service.lifecycle import LifecycleEvent, decode_input
 from service.pipeline.processor import NotificationProcessor
+from service.pipeline.scheduler import digest_groups
 from service.policy.model import ContactRules, PlannedNotification, Stage
-from service.rendering.model import PushContent, RenderedMessage, SmsContent
+from service.rendering.model import DigestSummary, PushContent, RenderedMessage, SmsContent
 from tests.factories import event_dict
 from tests.ledger.conftest import HASH_KEY, LedgerFactory
 from tests.ledger.helpers import MORNING_NY, NEXT_OPENING_NY, NIGHT_NY, make_plan, outcome
@@ -36,12 +37,23 @@ class Recorder:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, Decimal, int]] = []  # (loan, channel, amount, dpd)
+        self.sent_channels: list[str] = []
+        self.digest_sizes: list[int] = []
+        self.digest_totals: list[Decimal] = []
         self._rendered: dict[str, tuple[str, Decimal, int]] = {}
 
     def render(
-        self, event: LoanOverdueEvent, plan: PlannedNotification, *, locale: str
+        self,
+        event: LoanOverdueEvent,
+        plan: PlannedNotification,
+        *,
+        locale: str,
+        digest: DigestSummary | None = None,
     ) -> RenderedMessage:
         key = plan.notification_id(event.event_id)
+        if digest is not None:
+            self.digest_sizes.append(len(digest.loans))
+            self.digest_totals.append(digest.total)
         self._rendered[key] = (event.loan.loan_id, event.loan.amount_due, event.loan.days_past_due)
         ref = TemplateRef(name=plan.template, version="1")
         if plan.channel is Channel.SMS:
@@ -51,6 +63,7 @@ class Recorder:
     async def dispatch(self, message: OutboundMessage) -> Outcome:
         loan, amount, dpd = self._rendered[message.notification_id]
         self.sent.append((loan, message.channel.value, amount, dpd))
+        self.sent_channels.append(message.channel.value)
         return Outcome()
 
 
@@ -420,3 +433,44 @@ def test_audit_loan_shows_the_lifecycle_alongside_the_contacts(
         for line in lines[1:]
     ]
     assert kinds == ["overdue", "sent", "sent", "hold", "other"]
+
+
+async def test_six_loans_of_one_borrower_due_on_one_day_go_as_one_sms_and_one_push(
+    make_ledger: LedgerFactory,
+) -> None:
+    """With a digest window, six loans' reminders gathered in one slot go out as one SMS and
+    one push listing six loans, each loan keeps its own result (same message id), and the
+    caps count the digest once: a later single SMS that day is still allowed."""
+    rules = ContactRules(digest_window=timedelta(minutes=15))
+    ledger, clock, recorder = await make_ledger(rules=rules), Clock(MORNING_NY), Recorder()
+    work = worker(ledger, clock, recorder)
+    gathered = []
+    for n in range(6):
+        event = overdue(f"LD{n}", MORNING_NY, borrower="b-six", amount=f"{10 * (n + 1)}.00")
+        gathered += await work.handle(event)
+    assert {(r.status.value, r.reason) for r in gathered} == {("deferred", "digest_window")}
+    assert recorder.sent == []
+    clock.now = MORNING_NY + timedelta(minutes=15)
+    due = await ledger.claim_due_deferred(clock.now, 50)
+    groups = digest_groups(due)
+    assert sorted(len(g) for g in groups) == [6, 6]
+    results = [r for group in groups for r in await work.handle_digest(group)]
+    assert sorted(recorder.sent_channels) == ["push", "sms"]
+    assert recorder.digest_sizes == [6, 6]
+    assert recorder.digest_totals == [Decimal("210.00")] * 2
+    assert len(results) == 12
+    assert {r.status for r in results} == {DeliveryStatus.SENT}
+    by_channel: dict[str, set[str | None]] = {}
+    for r in results:
+        by_channel.setdefault(r.channel.value if r.channel else "", set()).add(r.rule)
+    assert all(len(rules) == 1 for rules in by_channel.values())  # one digest per channel
+    trail = await ledger.audit(borrower_id="b-six")
+    assert len([r for r in trail if r.status == "sent"]) == 12  # one row per loan and channel
+    # The digest was one SMS contact: the default cap (2 a day) still allows one more.
+    extra = overdue("LD9", clock.now + timedelta(minutes=20), borrower="b-six")
+    clock.now += timedelta(minutes=20)
+    await work.handle(extra)
+    clock.now += timedelta(minutes=15)
+    for group in digest_groups(await ledger.claim_due_deferred(clock.now, 50)):
+        await work.handle_digest(group)
+    assert sorted(recorder.sent_channels) == ["push", "push", "sms", "sms"]
