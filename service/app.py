@@ -30,8 +30,10 @@ from service.observability.http import build_http_app, serve_http
 from service.observability.looplag import watch_loop_lag
 from service.pipeline.engine import ConsumerEngine, EngineConfig
 from service.pipeline.kafka_clients import build_consumer, build_producer
+from service.pipeline.pause import PauseGate
 from service.pipeline.processor import NotificationProcessor
 from service.pipeline.publisher import ResultPublisher
+from service.pipeline.push_expiry import push_expiry_for
 from service.pipeline.scheduler import DeferredScheduler
 from service.policy import load_policy, plan_notifications
 from service.policy.model import PlannedNotification
@@ -121,6 +123,15 @@ class NotifierApp:
                 build_dispatcher(s, out=self.out, clock=self.clock, sink=receipts)
             )
 
+            # Operator pause (overdue-notifier pause/resume): read once now, then polled.
+            pause = PauseGate.on_ledger(
+                sql_ledger.engine,
+                hash_key=s.hash_key.get_secret_value().encode(),
+                poll_s=s.pause_poll_s,
+            )
+            await pause.start()
+            self.health.add_detail("pause", pause.describe)
+
             def planner(event: LoanOverdueEvent, now: datetime) -> list[PlannedNotification]:
                 return plan_notifications(event, policy, now, default_timezone=default_zone)
 
@@ -130,8 +141,10 @@ class NotifierApp:
                 renderer=renderer,
                 locale_for=partial(resolve_locale, default=s.default_locale),
                 dispatcher=dispatcher,
+                pause=pause,
                 clock=self.clock,
                 unavailable=(LedgerUnavailableError,),
+                push_expiry=push_expiry_for(policy, default_zone),
             )
             consumer = build_consumer(s)
             engine = ConsumerEngine(
@@ -166,7 +179,12 @@ class NotifierApp:
                 )
                 self.http_port = server.port
             scheduler = DeferredScheduler(
-                ledger, processor, publisher, clock=self.clock, interval_s=s.scheduler_interval_s
+                ledger,
+                processor,
+                publisher,
+                clock=self.clock,
+                interval_s=s.scheduler_interval_s,
+                pause=pause,
             )
             scheduler_task = asyncio.create_task(scheduler.run(self._stop))
             stack.push_async_callback(_cancel, scheduler_task)
@@ -174,6 +192,8 @@ class NotifierApp:
                 receipts.run(self._stop, interval_s=s.scheduler_interval_s)
             )
             stack.push_async_callback(_cancel, rematch_task)
+            pause_task = asyncio.create_task(pause.run(self._stop), name="pause-poll")
+            stack.push_async_callback(_cancel, pause_task)
             lag_task = asyncio.create_task(watch_loop_lag(), name="loop-lag")
             stack.push_async_callback(_cancel, lag_task)
             self.engine = engine

@@ -91,6 +91,13 @@ class Settings(BaseSettings):
     scheduler_interval_s: float = Field(
         5.0, gt=0, description="How often due deferred notifications are looked for."
     )
+    pause_poll_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="How often every replica reads the operator pause from the ledger "
+        "(`overdue-notifier pause`); a pause stops sends within this interval.",
+    )
     shutdown_grace_s: float = Field(
         20.0,
         gt=0,
@@ -140,6 +147,11 @@ class Settings(BaseSettings):
     twilio_base_url: str = Field("https://api.twilio.com", description="Twilio API base URL.")
     twilio_account_sid: str = Field("", description="Twilio account SID.")
     twilio_auth_token: SecretStr = Field(SecretStr(""), description="Twilio auth token.")
+    twilio_webhook_shared_key: SecretStr = Field(
+        SecretStr(""),
+        description="Secret of the Twilio Webhooks SharedKey that signs callbacks carrying "
+        "X-Twilio-Webhooks-Signature-Settings (HMAC-SHA256 or HMAC-SHA1); empty: refuse them.",
+    )
     twilio_from: str = Field("", description="Sender number or messaging service SID.")
     twilio_status_callback: str | None = Field(None, description="StatusCallback URL for receipts.")
     fcm_base_url: str = Field("https://fcm.googleapis.com", description="FCM API base URL.")
@@ -240,6 +252,12 @@ class Settings(BaseSettings):
     smpp_registered_delivery: bool = Field(
         True, description="Ask the SMSC for delivery receipts (deliver_sm)."
     )
+    smpp_country_code: str = Field(
+        "86",
+        pattern=r"^[1-9][0-9]{0,2}$",
+        description="Country code of reply senders the SMSC reports in national format "
+        "(source_addr_ton 0 or 2), so that their STOP finds the borrower.",
+    )
     http_gateway_url: str = Field("", description="HTTP SMS gateway: URL of the send call.")
     http_gateway_method: Literal["POST", "PUT", "GET"] = Field(
         "POST", description="HTTP method of the send call (GET sends the body as query)."
@@ -321,8 +339,10 @@ class Settings(BaseSettings):
         "content", description="Dotted path of the text in an inbound reply."
     )
     opt_out_keywords: list[str] = Field(
-        ["STOP", "UNSUBSCRIBE", "END", "QUIT", "STOPALL", "REVOKE", "OPTOUT", "CANCEL", "TD", "R"],
-        description="Inbound replies (whole text, case-insensitive) that opt the sender out.",
+        [],
+        description="Inbound replies (whole text; case, width, spaces and punctuation ignored) "
+        "that opt the sender out, in addition to the built-in STOP, STOPALL, UNSUBSCRIBE, "
+        "CANCEL, END, QUIT, REVOKE, OPTOUT, R, T, TD, 退订 and 拒收, which cannot be removed.",
     )
     receipts_public_url: str | None = Field(
         None,
@@ -348,7 +368,10 @@ class Settings(BaseSettings):
         ["android"], description="JPush platforms addressed."
     )
     jpush_time_to_live_s: int = Field(
-        86_400, ge=0, le=864_000, description="How long JPush keeps an offline message."
+        86_400,
+        ge=0,
+        le=864_000,
+        description="Longest JPush keeps an offline message; each push's own expiry is sooner.",
     )
     jpush_apns_production: bool = Field(
         True, description="JPush options.apns_production (for iOS via JPush)."

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -23,11 +24,13 @@ import jwt
 
 from service.channels.base import OutboundMessage
 from service.channels.errors import PermanentProviderError, ProviderError, TransientProviderError
+from service.channels.push_options import collapse_id, expiry_of
 from service.channels.rest import map_transport_error, quiet_http_client_logs, retry_after
 from service.config import Settings
 from service.events import Channel
+from service.rendering.model import PushContent
 
-__all__ = ["ApnsConfig", "ApnsSender", "build_apns_sender"]
+__all__ = ["ApnsConfig", "ApnsSender", "apns_payload", "build_apns_sender"]
 
 MAX_PAYLOAD = 4096
 _APNS_ID_NAMESPACE = uuid.UUID("0f5b8d0a-3c59-4c1e-9d0f-8a4a2b6c9e11")
@@ -60,6 +63,16 @@ class ApnsConfig:
     jwt_refresh_s: float = 3000.0
     timeout_s: float = 10.0
     provider: str = "apns"
+
+
+def apns_payload(push: PushContent) -> bytes:
+    """The APNs request body for one alert (also measured by `render` against MAX_PAYLOAD)."""
+    alert = {"title": push.title, "body": push.body}
+    payload: dict[str, object] = {"aps": {"alert": alert, "sound": "default"}}
+    payload.update(push.data)
+    if push.deep_link:
+        payload["deep_link"] = push.deep_link
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class ApnsSender:
@@ -98,27 +111,32 @@ class ApnsSender:
         push = message.content.push
         if push is None:
             raise PermanentProviderError("message has no push content", provider=self.provider)
-        alert = {"title": push.title, "body": push.body}
-        payload: dict[str, object] = {"aps": {"alert": alert, "sound": "default"}}
-        payload.update(push.data)
-        if push.deep_link:
-            payload["deep_link"] = push.deep_link
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        body = apns_payload(push)
         if len(body) > MAX_PAYLOAD:
             raise PermanentProviderError(
                 "payload larger than 4096 bytes", provider=self.provider, code="PayloadTooLarge"
             )
         apns_id = str(uuid.uuid5(_APNS_ID_NAMESPACE, message.notification_id))
-        response = await self._post(message.recipient, body, apns_id)
+        now = self._clock()
+        expires = expiry_of(message.expires_at, datetime.fromtimestamp(now, UTC)).timestamp()
+        extra = {
+            # 0: deliver now or never (the expiry already passed); else store until then.
+            "apns-expiration": str(int(expires)) if expires > now else "0",
+            "apns-collapse-id": collapse_id(message.notification_id),
+        }
+        response = await self._post(message.recipient, body, apns_id, extra)
         if response.status_code == 403 and _reason(response) == "ExpiredProviderToken":
             self._token = None
-            response = await self._post(message.recipient, body, apns_id)
+            response = await self._post(message.recipient, body, apns_id, extra)
         if response.status_code == 200:
             return str(response.headers.get("apns-id", apns_id))
         raise self._error(response)
 
-    async def _post(self, token: str, body: bytes, apns_id: str) -> httpx.Response:
+    async def _post(
+        self, token: str, body: bytes, apns_id: str, extra: dict[str, str]
+    ) -> httpx.Response:
         headers = {
+            **extra,
             "authorization": f"bearer {self._bearer()}",
             "apns-topic": self._config.topic,
             "apns-push-type": "alert",

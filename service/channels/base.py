@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from service.events import Channel, PushProvider
@@ -14,6 +15,7 @@ class OutboundMessage:
     """What an adapter needs to send one notification.
 
     `recipient` is an E.164 phone number for SMS and a device token for push; never log it.
+    `expires_at` (push): after it the provider must drop the push rather than deliver it late.
     """
 
     notification_id: str
@@ -21,6 +23,7 @@ class OutboundMessage:
     recipient: str
     content: RenderedMessage
     push_provider: PushProvider | None = None
+    expires_at: datetime | None = None
 
 
 class Sender(Protocol):

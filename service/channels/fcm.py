@@ -2,8 +2,10 @@
 
 Request: POST {base}/v1/projects/{project}/messages:send, `Authorization: Bearer <OAuth2 token>`,
 JSON {"message": {"token", "notification": {"title", "body"}, "data": {str: str},
-"android": {...}, "apns": {...}}}. The deep link travels in `data` so the Android and iOS apps
-read it the same way. Success: 200 {"name": "projects/{project}/messages/{id}"}.
+"android": {"ttl", "collapse_key", "notification": {"tag"}}, "apns": {"headers"}}};
+expiry and collapse id as service.channels.push_options describes. The deep link travels in
+`data` so the Android and iOS apps read it the same way.
+Success: 200 {"name": "projects/{project}/messages/{id}"}.
 Errors: {"error": {"code", "message", "status", "details": [{"@type": ".../FcmError",
 "errorCode"}]}}; see `_classify`.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from service.channels.base import OutboundMessage
@@ -23,6 +25,7 @@ from service.channels.errors import (
     TransientProviderError,
 )
 from service.channels.google_oauth import AccessTokenSource, ServiceAccount
+from service.channels.push_options import collapse_id, expiry_of, ttl_seconds
 from service.channels.rest import HttpClient, HttpResponse, parse_retry_after, utc_now
 from service.events import Channel
 
@@ -33,6 +36,8 @@ log = logging.getLogger(__name__)
 PROVIDER = "fcm"
 _FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 _TRANSIENT = frozenset({"QUOTA_EXCEEDED", "UNAVAILABLE", "INTERNAL"})
+# android.ttl: FCM keeps a message at most 4 weeks (also its default when ttl is absent).
+FCM_MAX_TTL = timedelta(weeks=4)
 _ALERT = frozenset({"SENDER_ID_MISMATCH", "THIRD_PARTY_AUTH_ERROR", "PERMISSION_DENIED"})
 
 
@@ -66,7 +71,7 @@ class FcmSender:
         return Channel.PUSH
 
     async def send(self, message: OutboundMessage) -> str:
-        body = _request_body(message)
+        body = _request_body(message, self._clock())
         response, access_token = await self._post(body)
         if response.status_code == 401 and _error_code(response) != "THIRD_PARTY_AUTH_ERROR":
             # Our token was revoked or expired early: fetch a new one, once.
@@ -114,7 +119,7 @@ class FcmSender:
         await self._client.aclose()
 
 
-def _request_body(message: OutboundMessage) -> dict[str, Any]:
+def _request_body(message: OutboundMessage, now: datetime) -> dict[str, Any]:
     push = message.content.push
     if push is None:
         raise PermanentProviderError("no push content", provider=PROVIDER, code="no_content")
@@ -122,13 +127,26 @@ def _request_body(message: OutboundMessage) -> dict[str, Any]:
     data["notification_id"] = message.notification_id
     if push.deep_link:
         data["deep_link"] = push.deep_link
+    expires_at = expiry_of(message.expires_at, now)
+    collapse = collapse_id(message.notification_id)
     return {
         "message": {
             "token": message.recipient,
             "notification": {"title": push.title, "body": push.body},
             "data": data,
-            "android": {"priority": "HIGH"},
-            "apns": {"headers": {"apns-priority": "10"}},
+            "android": {
+                "priority": "HIGH",
+                "ttl": f"{ttl_seconds(expires_at, now, maximum=FCM_MAX_TTL)}s",
+                "collapse_key": collapse,
+                "notification": {"tag": collapse},
+            },
+            "apns": {
+                "headers": {
+                    "apns-priority": "10",
+                    "apns-expiration": str(int(expires_at.timestamp())),
+                    "apns-collapse-id": collapse,
+                }
+            },
         }
     }
 

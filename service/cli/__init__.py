@@ -16,6 +16,7 @@ _COMMAND_MODULES = (
     "service.cli.schema",
     "service.cli.templates",
     "service.cli.db",
+    "service.cli.operator",
     "service.cli.validate",
     "service.cli.emit",
     "service.cli.dlq",

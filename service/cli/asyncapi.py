@@ -270,7 +270,14 @@ def _messages() -> dict[str, Any]:
             "contentType": "application/json",
             "headers": input_headers,
             "payload": {"$ref": "#/components/schemas/LoanOverdueEvent"},
-            "bindings": {"kafka": _key("borrower_id: one borrower's events stay in order")},
+            "bindings": {
+                "kafka": _key(
+                    "borrower_id: one borrower's events stay in order. Producers must "
+                    "partition with murmur2, as the Java client and service.client do "
+                    "(librdkafka: partitioner=murmur2_random; its default consistent_random "
+                    "uses CRC32 and puts a borrower on another partition)"
+                )
+            },
             "examples": [
                 {
                     "name": "early-overdue-zh",

@@ -7,7 +7,7 @@ and the contact history it loaded, and applies the `Decision` it gets back.
 from service.compliance.cadence import cadence_met
 from service.compliance.caps import Contact, caps_allow_at
 from service.compliance.decision import Candidate, Decision, Verdict, decide
-from service.compliance.opt_out import OPT_OUT_KEYWORDS, is_opt_out_reply
+from service.compliance.opt_out import OPT_OUT_KEYWORDS, OptOutMatcher, is_opt_out_reply
 from service.compliance.window import WindowCheck, check_window, effective_window, next_opening
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "Candidate",
     "Contact",
     "Decision",
+    "OptOutMatcher",
     "Verdict",
     "WindowCheck",
     "cadence_met",

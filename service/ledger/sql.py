@@ -48,7 +48,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from service.compliance import Candidate, Contact, Decision, Verdict, decide
+from service.compliance import Contact, Decision, Verdict, decide
+from service.compliance.candidate import candidate_for
 from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent, result_id_for
 from service.ledger.api import Admission, AdmissionKind, DeferredNotification
 from service.ledger.audit import AuditRow, audit_values, contact_of
@@ -806,21 +807,12 @@ class _AdmitStep:
         return Admission(plan, nid, AdmissionKind.REPLAY, result)
 
     def _decide(self, plan: PlannedNotification, first_seen: datetime) -> Decision:
-        borrower = self.event.borrower
-        has_address = (
-            bool(borrower.phone) if plan.channel is Channel.SMS else bool(borrower.push_tokens)
-        )
-        candidate = Candidate(
-            channel=plan.channel,
-            stage=plan.stage,
-            loan_id=self.event.loan.loan_id,
-            has_address=has_address,
+        candidate = candidate_for(
+            self.event,
+            plan,
             opted_out=plan.channel in self.opted,
-            zone=borrower.timezone or self.ledger._default_zone,
-            phone=borrower.phone,
+            default_zone=self.ledger._default_zone,
             first_seen_at=first_seen,
-            not_before=plan.not_before,
-            cadence_days=plan.cadence_days,
         )
         return decide(candidate, self.ledger._rules, self.contacts, self.now)
 

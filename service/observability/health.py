@@ -39,6 +39,7 @@ class Health:
         # Construction counts as the first tick: the startup probe covers a slow start.
         self._last_tick = clock()
         self._checks: dict[str, HealthCheck] = {}
+        self._details: dict[str, Callable[[], object]] = {}
         self._stopping = False
 
     @property
@@ -58,6 +59,10 @@ class Health:
         if name in self._checks:
             raise ValueError(f"health check already registered: {name}")
         self._checks[name] = check
+
+    def add_detail(self, name: str, detail: Callable[[], object]) -> None:
+        """Extra state shown in readiness answers (e.g. the operator pause); never a check."""
+        self._details[name] = detail
 
     def mark_stopping(self) -> None:
         """Shutdown began: readiness goes false so traffic and probes stop counting on us."""
@@ -90,6 +95,7 @@ class Health:
             "live": alive,
             "last_tick_age_s": live_detail["last_tick_age_s"],
             "checks": checks,
+            **{name: detail() for name, detail in self._details.items()},
         }
 
     async def _run_check(self, check: HealthCheck) -> str:

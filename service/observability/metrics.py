@@ -26,6 +26,7 @@ __all__ = [
     "OLDEST_UNFINISHED_AGE",
     "PARTITIONS_PAUSED",
     "PARTITION_LAG",
+    "PAUSED",
     "PROVIDER_ATTEMPTS",
     "PROVIDER_LATENCY",
     "RECEIPTS",
@@ -161,5 +162,10 @@ RECEIPTS_UNMATCHED = Counter(
     "receipts_unmatched",
     "Delivery receipts whose provider message id matched no notification in the ledger.",
     ["provider"],
+    namespace=_NS,
+)
+PAUSED = Gauge(
+    "paused",
+    "1 while an operator pause stops every send (overdue-notifier pause), else 0.",
     namespace=_NS,
 )

@@ -26,6 +26,7 @@ from service.ledger.api import Admission, AdmissionKind, DeferredNotification, N
 from service.lifecycle import LifecycleEvent
 from service.observability import metrics
 from service.pipeline.engine import RetryLater
+from service.pipeline.push_expiry import PushExpiry
 from service.policy.model import PlannedNotification
 from service.rendering.model import DigestLoan, DigestSummary, RenderedMessage
 
@@ -55,6 +56,17 @@ class DispatchOutcomeLike(Protocol):
     def opt_out(self) -> bool: ...
     @property
     def dead_token(self) -> bool: ...
+
+
+class SendHold(Protocol):
+    """The operator pause (service.pipeline.pause + service.ledger.controls)."""
+
+    @property
+    def paused(self) -> bool: ...
+
+    async def hold(
+        self, event: LoanOverdueEvent, admissions: Sequence[Admission], now: datetime
+    ) -> dict[str, DeliveryResult]: ...
 
 
 class Dispatch(Protocol):
@@ -91,17 +103,21 @@ class NotificationProcessor:
         renderer: Render,
         locale_for: LocaleResolver,
         dispatcher: Dispatch,
+        pause: SendHold | None = None,
         clock: Callable[[], datetime],
         unavailable: tuple[type[Exception], ...] = (),
+        push_expiry: PushExpiry | None = None,
     ) -> None:
         self._plan = planner
         self._ledger = ledger
         self._renderer = renderer
         self._locale_for = locale_for
         self._dispatcher = dispatcher
+        self._pause = pause  # the operator pause: no provider call while it is on
         self._clock = clock
         # Errors that mean "the ledger is down": the event is retried, never sent unclaimed.
         self._unavailable = unavailable
+        self._push_expiry = push_expiry
 
     async def handle(self, event: LoanOverdueEvent | LifecycleEvent) -> list[DeliveryResult]:
         now = self._clock()
@@ -150,6 +166,10 @@ class NotificationProcessor:
             # recorded; ask again later rather than publish a guess.
             raise RetryLater("notification claimed by another worker")
         to_send = [a for a in admissions if a.kind is AdmissionKind.SEND]
+        held: dict[str, DeliveryResult] = {}
+        if to_send and self._pause is not None and self._pause.paused:
+            held = await self._hold(event, to_send, now)
+            to_send = []
         sent = await asyncio.gather(*(self._send(event, a) for a in to_send))
         if sent:
             try:
@@ -162,7 +182,9 @@ class NotificationProcessor:
         by_id = {r.notification_id: r for r in sent}
         results: list[DeliveryResult] = []
         for admission in admissions:
-            if admission.kind is AdmissionKind.SEND:
+            if admission.notification_id in held:
+                results.append(held[admission.notification_id])
+            elif admission.kind is AdmissionKind.SEND:
                 results.append(by_id[admission.notification_id])
             elif admission.result is not None:
                 results.append(admission.result)
@@ -191,6 +213,11 @@ class NotificationProcessor:
             ):
                 results.append(admission.result)
             # REPLAY / CANCEL: decided and published elsewhere; BUSY: its lease runs out.
+        if sending and self._pause is not None and self._pause.paused:
+            # Operator pause: no provider call; each member's claim becomes deferred / paused.
+            for event, admission in sending:
+                results.extend((await self._hold(event, [admission], now)).values())
+            return results
         if len(sending) == 1:
             event, admission = sending[0]
             sent = [await self._send(event, admission)]
@@ -271,6 +298,20 @@ class NotificationProcessor:
             for e, a in sending
         ]
 
+    async def _hold(
+        self, event: LoanOverdueEvent, to_send: Sequence[Admission], now: datetime
+    ) -> dict[str, DeliveryResult]:
+        """Operator pause: no provider call; the claims become `deferred` / `paused`."""
+        assert self._pause is not None
+        try:
+            held = await self._pause.hold(event, to_send, now)
+        except self._unavailable as exc:
+            raise RetryLater("ledger unavailable while holding for the pause") from exc
+        if len(held) != len(to_send):
+            # A claim moved under us (lease expired, another worker): ask the ledger again.
+            raise RetryLater("claim changed while holding for the pause")
+        return held
+
     async def _send(self, event: LoanOverdueEvent, admission: Admission) -> DeliveryResult:
         plan, nid = admission.plan, admission.notification_id
         assert plan is not None, "the ledger admits to SEND only planned notifications"
@@ -289,7 +330,10 @@ class NotificationProcessor:
             )
         finally:
             metrics.RENDER_SECONDS.observe(time.perf_counter() - started)
-        message = _outbound(event, plan, nid, rendered)
+        expires_at = None
+        if plan.channel is Channel.PUSH and self._push_expiry is not None:
+            expires_at = self._push_expiry(event, plan, self._clock())
+        message = _outbound(event, plan, nid, rendered, expires_at)
         outcome = await self._dispatcher.dispatch(message)
         reason = outcome.reason
         if outcome.opt_out:
@@ -362,11 +406,22 @@ class NotificationProcessor:
 
 
 def _outbound(
-    event: LoanOverdueEvent, plan: PlannedNotification, nid: str, rendered: RenderedMessage
+    event: LoanOverdueEvent,
+    plan: PlannedNotification,
+    nid: str,
+    rendered: RenderedMessage,
+    expires_at: datetime | None = None,
 ) -> OutboundMessage:
     if plan.channel is Channel.SMS:
         # The ledger admits SMS only with a phone number (else `no_contact_address`).
         return OutboundMessage(nid, Channel.SMS, event.borrower.phone or "", rendered)
     # Upstream lists push tokens most recent first; one notification goes to one device.
     token = event.borrower.push_tokens[0]
-    return OutboundMessage(nid, Channel.PUSH, token.token, rendered, push_provider=token.provider)
+    return OutboundMessage(
+        nid,
+        Channel.PUSH,
+        token.token,
+        rendered,
+        push_provider=token.provider,
+        expires_at=expires_at,
+    )

@@ -19,6 +19,7 @@ from datetime import datetime
 from service.ledger.api import DeferredNotification, NotificationLedger
 from service.observability import metrics
 from service.pipeline.engine import RetryLater
+from service.pipeline.pause import PauseGate
 from service.pipeline.processor import NotificationProcessor
 from service.pipeline.publisher import ResultPublisher
 from service.policy.model import Stage
@@ -38,11 +39,13 @@ class DeferredScheduler:
         clock: Callable[[], datetime],
         interval_s: float = 5.0,
         batch_size: int = 200,
+        pause: PauseGate | None = None,
     ) -> None:
         self._ledger = ledger
         self._processor = processor
         self._publisher = publisher
         self._clock = clock
+        self._pause = pause
         self._interval_s = interval_s
         self._batch_size = batch_size
         self.released = 0
@@ -60,9 +63,19 @@ class DeferredScheduler:
                     async with asyncio.timeout(self._interval_s):
                         await stopping.wait()
 
+    async def _paused_pass(self, now: datetime) -> int:
+        """Operator pause: what is due stays deferred in the ledger until `resume`; the backlog
+        metrics keep showing how much is held."""
+        waiting, oldest_due_age = await self._ledger.deferred_backlog(now)
+        metrics.DEFERRED_BACKLOG.set(waiting)
+        metrics.DEFERRED_OLDEST_AGE.set(oldest_due_age or 0.0)
+        return 0
+
     async def run_once(self) -> int:
         """Release what is due now; returns how many notifications were handled."""
         now = self._clock()
+        if self._pause is not None and self._pause.paused:
+            return await self._paused_pass(now)
         # Measured before releasing: a backlog that is due and does not shrink pass after pass
         # is what the "deferred backlog not draining" alert looks for.
         waiting, oldest_due_age = await self._ledger.deferred_backlog(now)

@@ -84,6 +84,13 @@ class StageRule(_Strict):
     template: str | None = Field(None, min_length=1, description="Template name; default: stage")
     priority: int = Field(ge=0, le=100, description="Higher is more urgent")
     risk: dict[RiskLevel, RiskRule]
+    push_ttl: timedelta | None = Field(
+        None,
+        gt=timedelta(0),
+        le=timedelta(days=10),
+        description="How long a push of this stage may wait for an offline device (ISO 8601, "
+        "e.g. PT4H); absent: until the end of that local day's contact window",
+    )
 
     @model_validator(mode="after")
     def _valid(self) -> StageRule:

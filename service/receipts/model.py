@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
-__all__ = ["OptOutReply", "ProviderReceipt", "ReceiptSink", "is_opt_out_text"]
+__all__ = ["OptOutReply", "ProviderReceipt", "ReceiptSink"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +38,3 @@ class ReceiptSink(Protocol):
     async def on_receipt(self, receipt: ProviderReceipt) -> None: ...
 
     async def on_opt_out(self, provider: str, phone: str, at: datetime) -> None: ...
-
-
-def is_opt_out_text(text: str, keywords: list[str] | tuple[str, ...]) -> bool:
-    """Whole-message, case-insensitive keyword match, as carriers and Twilio do it."""
-    word = text.strip().strip(".!\u3002\uff01").upper()
-    return word in {k.strip().upper() for k in keywords}

@@ -8,8 +8,13 @@ Routes (add them to the service's aiohttp application):
 A callback without a valid signature gets 403 and changes nothing; an unconfigured secret
 refuses everything (fail closed). When the sink fails the answer is 503 so the provider retries.
 
-Twilio signs base64(HMAC-SHA1(auth token, URL + each POST parameter name and value, sorted by
-name)). Behind a proxy the URL Twilio called differs from the local one: set
+Twilio signs base64(HMAC(key, URL + each POST parameter name and value, sorted by name)). The
+key and the hash depend on the account: by default the auth token and SHA-1; when a Webhooks
+Rule matches the URL, the Setting's SharedKey (NOTIFIER_TWILIO_WEBHOOK_SHARED_KEY) and the
+algorithm named in `X-Twilio-Webhooks-Signature-Settings: key=...,algorithm=HMAC_SHA256`. A
+request naming an algorithm we do not know, or a SharedKey we were not given, is refused. As
+twilio's RequestValidator does, the URL is tried as given, with and without its default port.
+Behind a proxy the URL Twilio called differs from the local one: set
 NOTIFIER_RECEIPTS_PUBLIC_URL to the public base URL.
 """
 
@@ -23,15 +28,18 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, NoReturn
+from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 
 from service.channels.http_gateway import dotted_get
+from service.compliance.opt_out import OptOutMatcher
 from service.config import Settings
 from service.observability import metrics
-from service.receipts.model import ProviderReceipt, ReceiptSink, is_opt_out_text
+from service.receipts.model import ProviderReceipt, ReceiptSink
+from service.receipts.phone import reply_sender_e164s
 
-__all__ = ["build_receipt_routes", "twilio_signature"]
+__all__ = ["build_receipt_routes", "twilio_signature", "twilio_signature_algorithm"]
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +49,40 @@ _TWILIO_FINAL = {"delivered": "delivered", "undelivered": "undelivered", "failed
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def twilio_signature(auth_token: str, url: str, params: Iterable[tuple[str, str]]) -> str:
-    data = url + "".join(k + v for k, v in sorted(params))
-    digest = hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()
+_TWILIO_HASHES = {"HMAC_SHA1": hashlib.sha1, "HMAC_SHA256": hashlib.sha256}
+TWILIO_SIGNATURE_SETTINGS = "X-Twilio-Webhooks-Signature-Settings"
+
+
+def twilio_signature(
+    key: str, url: str, params: Iterable[tuple[str, str]], algorithm: str = "HMAC_SHA1"
+) -> str:
+    """Twilio's X-Twilio-Signature of a form POST to `url`; KeyError for an unknown algorithm."""
+    hash_function = _TWILIO_HASHES[algorithm.upper()]
+    pairs = sorted(set(params))
+    data = url + "".join(k + v for k, v in pairs)
+    digest = hmac.new(key.encode(), data.encode(), hash_function).digest()
     return base64.b64encode(digest).decode()
 
 
-def _e164(number: str, country_code: str) -> str:
-    digits = "".join(ch for ch in number if ch.isdigit())
-    if number.strip().startswith("+"):
-        return "+" + digits
-    if digits.startswith("00"):
-        return "+" + digits[2:]
-    if digits.startswith(country_code) and len(digits) >= len(country_code) + 8:
-        return "+" + digits
-    return "+" + country_code + digits
+def twilio_signature_algorithm(settings_header: str) -> str:
+    """The algorithm named in X-Twilio-Webhooks-Signature-Settings (HMAC_SHA1 when none)."""
+    for part in settings_header.split(","):
+        name, sep, value = part.partition("=")
+        if sep and name.strip() == "algorithm" and value.strip():
+            return value.strip().upper()
+    return "HMAC_SHA1"
+
+
+def _url_variants(url: str) -> list[str]:
+    """`url` as given, with its default port and without any port (Twilio signs either)."""
+    parsed = urlsplit(url)
+    host = parsed.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    default = 443 if parsed.scheme == "https" else 80
+    bare = urlunsplit(parsed._replace(netloc=host))
+    ported = urlunsplit(parsed._replace(netloc=f"{host}:{parsed.port or default}"))
+    return list(dict.fromkeys([url, bare, ported]))
 
 
 class _ReceiptRoutes:
@@ -65,6 +92,7 @@ class _ReceiptRoutes:
         self._s = settings
         self._sink = sink
         self._clock = clock
+        self._opt_out = OptOutMatcher.with_extra(settings.opt_out_keywords)
 
     # --- signatures ---------------------------------------------------------------------------
     def _twilio_url(self, request: web.Request) -> str:
@@ -73,14 +101,22 @@ class _ReceiptRoutes:
         return str(request.url)
 
     async def _twilio_form(self, request: web.Request) -> dict[str, str]:
-        token = self._s.twilio_auth_token.get_secret_value()
         form = await request.post()
         params = [(k, v) for k, v in form.items() if isinstance(v, str)]
         given = request.headers.get("X-Twilio-Signature", "")
-        if not token or not given:
+        signing = request.headers.get(TWILIO_SIGNATURE_SETTINGS)
+        if signing is None:
+            key, algorithm = self._s.twilio_auth_token.get_secret_value(), "HMAC_SHA1"
+        else:
+            key = self._s.twilio_webhook_shared_key.get_secret_value()
+            algorithm = twilio_signature_algorithm(signing)
+            if algorithm not in _TWILIO_HASHES:
+                self._refuse("twilio", "unknown_algorithm")
+        if not key or not given:
             self._refuse("twilio", "unsigned")
-        expected = twilio_signature(token, self._twilio_url(request), params)
-        if not hmac.compare_digest(expected, given):
+        url = self._twilio_url(request)
+        expected = [twilio_signature(key, u, params, algorithm) for u in _url_variants(url)]
+        if not any(hmac.compare_digest(e, given) for e in expected):
             self._refuse("twilio", "bad_signature")
         return dict(params)
 
@@ -125,8 +161,8 @@ class _ReceiptRoutes:
     async def twilio_inbound(self, request: web.Request) -> web.StreamResponse:
         form = await self._twilio_form(request)
         phone = form.get("From", "")
-        opted_out = form.get("OptOutType", "").upper() == "STOP" or is_opt_out_text(
-            form.get("Body", ""), self._s.opt_out_keywords
+        opted_out = form.get("OptOutType", "").upper() == "STOP" or self._opt_out.matches(
+            form.get("Body", "")
         )
         if phone and opted_out:
             await self._deliver(
@@ -167,13 +203,13 @@ class _ReceiptRoutes:
         for item in items:
             phone = dotted_get(item, s.http_gateway_inbound_phone_path)
             text = dotted_get(item, s.http_gateway_inbound_text_path)
-            if phone and isinstance(text, str) and is_opt_out_text(text, s.opt_out_keywords):
-                e164 = _e164(str(phone), s.http_gateway_country_code)
-                await self._deliver(
-                    self._sink.on_opt_out("http_gateway", e164, self._clock()),
-                    "http_gateway",
-                    "opt_out",
-                )
+            if phone and isinstance(text, str) and self._opt_out.matches(text):
+                for e164 in reply_sender_e164s(str(phone), s.http_gateway_country_code):
+                    await self._deliver(
+                        self._sink.on_opt_out("http_gateway", e164, self._clock()),
+                        "http_gateway",
+                        "opt_out",
+                    )
         return web.json_response({"code": "0"})
 
     async def _deliver(self, call: Awaitable[None], provider: str, kind: str) -> None:

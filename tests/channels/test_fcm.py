@@ -41,8 +41,9 @@ async def test_send_posts_v1_message_with_bearer_token(fake_fcm: FakeFcm) -> Non
         "notification_id": "evt-1:push:early_overdue",
         "deep_link": "jiebei://repay/JB****0123",
     }
-    assert message["android"] == {"priority": "HIGH"}
-    assert message["apns"] == {"headers": {"apns-priority": "10"}}
+    # Expiry and collapse id: tests/providers/test_push_expiry.py.
+    assert message["android"]["priority"] == "HIGH"
+    assert message["apns"]["headers"]["apns-priority"] == "10"
     [claims] = fake_fcm.assertions
     assert claims["iss"] == fake_fcm.account.client_email
     assert claims["aud"] == fake_fcm.token_url

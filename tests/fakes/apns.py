@@ -131,6 +131,10 @@ class FakeApns:
         if refusal is not None:
             self._answer(proto, stream_id, ApnsAnswer(403, refusal))
             return
+        problem = invalid_headers(headers)
+        if problem is not None:
+            self._answer(proto, stream_id, ApnsAnswer(400, problem))
+            return
         answer = self.answers.popleft() if self.answers else ApnsAnswer()
         if answer.hang:
             return
@@ -164,3 +168,14 @@ class FakeApns:
             headers["content-type"] = "application/json"
             body = json.dumps({"reason": answer.reason}).encode()
         proto.respond(stream_id, answer.status, headers, body)
+
+
+def invalid_headers(headers: dict[str, str]) -> str | None:
+    """The reason APNs gives for a malformed apns-collapse-id / apns-expiration, or None."""
+    collapse = headers.get("apns-collapse-id")
+    if collapse is not None and len(collapse.encode()) > 64:
+        return "BadCollapseId"
+    expiration = headers.get("apns-expiration")
+    if expiration is not None and not expiration.isdigit():
+        return "BadExpirationDate"
+    return None

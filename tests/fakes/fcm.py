@@ -15,6 +15,7 @@ clock; `assertions` keeps the decoded claims for tests to inspect.
 from __future__ import annotations
 
 import itertools
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -263,4 +264,45 @@ def _invalid(body: Any) -> tuple[str, str] | None:
     notification = message.get("notification")
     if notification is not None and not isinstance(notification, dict):
         return ("message.notification", "notification must be an object")
+    return _invalid_android(message.get("android")) or _invalid_apns(message.get("apns"))
+
+
+# google.protobuf.Duration in JSON: seconds with up to nine fractional digits, then "s".
+_DURATION = re.compile(r"^\d+(\.\d{1,9})?s$")
+_FCM_MAX_TTL_S = 28 * 24 * 3600
+
+
+def _invalid_android(android: Any) -> tuple[str, str] | None:
+    if android is None:
+        return None
+    if not isinstance(android, dict):
+        return ("message.android", "android must be an object")
+    ttl = android.get("ttl")
+    if ttl is not None:
+        if not isinstance(ttl, str) or not _DURATION.match(ttl):
+            return ("message.android.ttl", f"Invalid value at 'message.android.ttl' ({ttl!r})")
+        if float(ttl[:-1]) > _FCM_MAX_TTL_S:
+            return ("message.android.ttl", "TTL must not exceed 4 weeks")
+    collapse = android.get("collapse_key")
+    if collapse is not None and not isinstance(collapse, str):
+        return ("message.android.collapse_key", "collapse_key must be a string")
+    notification = android.get("notification")
+    if notification is not None and (
+        not isinstance(notification, dict) or not isinstance(notification.get("tag", ""), str)
+    ):
+        return ("message.android.notification.tag", "tag must be a string")
+    return None
+
+
+def _invalid_apns(apns: Any) -> tuple[str, str] | None:
+    """FCM passes apns.headers to APNs, which refuses what tests/fakes/apns.py refuses."""
+    if apns is None:
+        return None
+    headers = apns.get("headers", {}) if isinstance(apns, dict) else None
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        return ("message.apns.headers", "apns headers must be a map of strings")
+    if len(headers.get("apns-collapse-id", "").encode()) > 64:
+        return ("message.apns.headers", "apns-collapse-id must be at most 64 bytes")
+    if not headers.get("apns-expiration", "0").isdigit():
+        return ("message.apns.headers", "apns-expiration must be a UNIX time in seconds")
     return None

@@ -58,7 +58,13 @@ class FakeJPush:
             return web.json_response(
                 {"error": {"code": 1004, "message": "auth failed"}}, status=401
             )
-        self.pushes.append(await request.json())
+        body = await request.json()
+        self.pushes.append(body)
+        problem = _invalid_options(body.get("options", {}))
+        if problem is not None:
+            return web.json_response(
+                {"error": {"code": 1003, "message": problem}, "msg_id": "0"}, status=400
+            )
         answer = self.answers.popleft() if self.answers else JPushAnswer()
         if answer.hang:
             await self._release.wait()
@@ -73,3 +79,22 @@ class FakeJPush:
         return web.json_response(
             {"error": error, "msg_id": "0"}, status=answer.status, headers=headers
         )
+
+
+def _invalid_options(options: Any) -> str | None:
+    """JPush's 1003 (parameter value invalid) for options it refuses, or None.
+
+    time_to_live: seconds an offline message is kept, an integer 0..864000 (10 days);
+    apns_collapse_id: passed on as apns-collapse-id, at most 64 bytes.
+    """
+    if not isinstance(options, dict):
+        return "options must be an object"
+    ttl = options.get("time_to_live")
+    if ttl is not None and (
+        not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 <= ttl <= 864_000
+    ):
+        return "time_to_live must be an integer of 0 to 864000 seconds"
+    collapse = options.get("apns_collapse_id")
+    if collapse is not None and (not isinstance(collapse, str) or len(collapse.encode()) > 64):
+        return "apns_collapse_id must be a string of at most 64 bytes"
+    return None

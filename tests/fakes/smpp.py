@@ -107,13 +107,16 @@ class FakeSmsc:
         )
         return await self._deliver(deliver)
 
-    async def send_mo(self, source_addr: str, text: str) -> int:
-        """Push a reply from a handset (mobile originated); returns the deliver_sm_resp status."""
+    async def send_mo(self, source_addr: str, text: str, *, source_addr_ton: int = 1) -> int:
+        """Push a reply from a handset (mobile originated); returns the deliver_sm_resp status.
+
+        `source_addr_ton` 1 is international (8613800138000); SMSCs in China often report
+        national numbers (13800138000) with ton 2 (national) or 0 (unknown)."""
         ascii_ok = text.isascii()
         deliver = ShortMessage(
             destination_addr="10690000",
             source_addr=source_addr,
-            source_addr_ton=1,
+            source_addr_ton=source_addr_ton,
             data_coding=0 if ascii_ok else 8,
             short_message=text.encode("ascii" if ascii_ok else "utf-16-be"),
         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jwt
@@ -17,9 +19,11 @@ from service.channels.errors import (
     PermanentProviderError,
     TransientProviderError,
 )
+from service.channels.push_options import collapse_id
 from service.config import Settings
 from service.events import PushProvider
 from tests.fakes.apns import ApnsAnswer, FakeApns
+from tests.fakes.apns import invalid_headers as invalid_apns_headers
 from tests.providers.conftest import DEVICE_TOKEN, push_message
 
 KEY_ID = "ABC123DEFG"
@@ -246,3 +250,34 @@ async def test_no_token_in_logs_or_errors(
         texts.append(str(caught.value))
     assert DEVICE_TOKEN not in caplog.text
     assert not any(DEVICE_TOKEN in t for t in texts)
+
+
+async def test_push_carries_apns_expiration_and_collapse_id(
+    sender: ApnsSender, apns: FakeApns, clock: ManualClock
+) -> None:
+    """apns-expiration is the UNIX time of the push's expiry (0 once it has passed: deliver
+    now or never) and apns-collapse-id is the notification's collapse id, at most 64 bytes."""
+    now = datetime.fromtimestamp(clock.now, UTC)
+    await sender.send(replace(MESSAGE, expires_at=now + timedelta(hours=5)))
+    await sender.send(replace(MESSAGE, expires_at=now - timedelta(seconds=1)))
+    first, late = (r.headers for r in apns.requests)
+    assert first["apns-expiration"] == str(int(clock.now) + 5 * 3600)
+    assert late["apns-expiration"] == "0"
+    assert first["apns-collapse-id"] == collapse_id(MESSAGE.notification_id)
+    assert len(first["apns-collapse-id"].encode()) <= 64
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({"apns-collapse-id": "c" * 65}, "BadCollapseId"),
+        ({"apns-expiration": "tomorrow"}, "BadExpirationDate"),
+        ({"apns-collapse-id": "c" * 64, "apns-expiration": "0"}, None),
+    ],
+)
+def test_fake_apns_checks_collapse_id_and_expiration(
+    headers: dict[str, str], reason: str | None
+) -> None:
+    """The fake refuses an apns-collapse-id over 64 bytes and a non-numeric apns-expiration
+    with APNs' 400 reasons, and accepts the limits themselves."""
+    assert invalid_apns_headers(headers) == reason

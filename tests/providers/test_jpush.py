@@ -42,7 +42,8 @@ async def sender(jpush: FakeJPush) -> AsyncIterator[JPushSender]:
 
 
 async def test_push_addresses_one_registration_id(sender: JPushSender, jpush: FakeJPush) -> None:
-    """The push names the registration id, the Android title/alert/deep link and a TTL."""
+    """The push names the registration id, the Android title/alert/deep link and a TTL (an
+    hour when the caller gives no expiry; the processor always does)."""
     msg_id = await sender.send(MESSAGE)
     assert msg_id == "1000001"
     [push] = jpush.pushes
@@ -51,7 +52,7 @@ async def test_push_addresses_one_registration_id(sender: JPushSender, jpush: Fa
     android = push["notification"]["android"]
     assert android["title"] == "还款提醒"
     assert android["intent"] == {"url": "jiebei://repay/JB****0123"}
-    assert push["options"]["time_to_live"] == 86_400
+    assert push["options"]["time_to_live"] == 3600
 
 
 async def test_wrong_secret_alerts(jpush: FakeJPush) -> None:

@@ -11,12 +11,15 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp import web
+from twilio.request_validator import HMAC_SHA1, HMAC_SHA256, RequestValidator
 
 from service.config import Settings
 from service.receipts.webhook import build_receipt_routes, twilio_signature
 from tests.providers.conftest import FIXED_NOW, PHONE, RecordingSink, fixed_clock
 
 TOKEN = "twilio-auth-token"
+SHARED_KEY = "webhooks-sharedkey-secret"
+SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
 GATEWAY_SECRET = "gateway-hmac-key"
 PUBLIC = "https://hooks.example.com"
 
@@ -30,6 +33,7 @@ async def sink() -> RecordingSink:
 async def client(sink: RecordingSink) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(
         twilio_auth_token=TOKEN,
+        twilio_webhook_shared_key=SHARED_KEY,
         http_gateway_receipt_secret=GATEWAY_SECRET,
         receipts_public_url=PUBLIC,
     )
@@ -226,3 +230,110 @@ async def test_failing_sink_answers_503(client: httpx.AsyncClient, sink: Recordi
         client, "/receipts/http-gateway", {"msgid": "G1", "status": "DELIVRD"}
     )
     assert response.status_code == 503
+
+
+def official_signature(key: str, url: str, form: dict[str, str], algorithm: str) -> str:
+    """The X-Twilio-Signature twilio-python computes for this request."""
+    signature: str = RequestValidator(key).compute_signature(url, form, algorithm)
+    return signature
+
+
+async def post_shared_key(
+    client: httpx.AsyncClient, path: str, form: dict[str, str], signature: str, settings: str
+) -> httpx.Response:
+    headers = {"X-Twilio-Signature": signature, SETTINGS_HEADER: settings}
+    return await client.post(path, data=form, headers=headers)
+
+
+async def test_twilio_sha256_shared_key_callback_is_accepted(
+    client: httpx.AsyncClient, sink: RecordingSink
+) -> None:
+    """A callback signed with the Webhooks SharedKey and HMAC-SHA256 (signed here by
+    twilio-python's RequestValidator) is accepted and reaches the sink."""
+    form = {"MessageSid": "SM256", "MessageStatus": "delivered"}
+    sig = official_signature(SHARED_KEY, PUBLIC + STATUS, form, HMAC_SHA256)
+    settings = "key=webhooks_sharedkey_0123,algorithm=HMAC_SHA256"
+    response = await post_shared_key(client, STATUS, form, sig, settings)
+    assert response.status_code == 204
+    assert [r.provider_message_id for r in sink.receipts] == ["SM256"]
+
+
+async def test_twilio_sha1_shared_key_and_default_port_are_accepted(
+    client: httpx.AsyncClient, sink: RecordingSink
+) -> None:
+    """A SharedKey setting with HMAC_SHA1, and an auth-token signature over the URL with its
+    default port (as Twilio sometimes signs), are both accepted."""
+    form = {"MessageSid": "SM1", "MessageStatus": "delivered"}
+    sig = official_signature(SHARED_KEY, PUBLIC + STATUS, form, HMAC_SHA1)
+    first = await post_shared_key(client, STATUS, form, sig, "key=k,algorithm=HMAC_SHA1")
+    ported = official_signature(TOKEN, "https://hooks.example.com:443" + STATUS, form, HMAC_SHA1)
+    second = await post_twilio(client, STATUS, form, signature=ported)
+    assert (first.status_code, second.status_code) == (204, 204)
+    assert len(sink.receipts) == 2
+
+
+@pytest.mark.parametrize(
+    ("key", "algorithm", "settings"),
+    [
+        (TOKEN, HMAC_SHA1, "key=k,algorithm=HMAC_SHA256"),  # the old scheme under the header
+        (TOKEN, HMAC_SHA256, "key=k,algorithm=HMAC_SHA256"),  # right hash, wrong key
+        (SHARED_KEY, HMAC_SHA256, "key=k,algorithm=HMAC_SHA1"),  # hash other than announced
+        (SHARED_KEY, HMAC_SHA256, "key=k,algorithm=HMAC_SHA512"),  # an algorithm we lack
+    ],
+)
+async def test_wrong_shared_key_signatures_are_refused(
+    client: httpx.AsyncClient, sink: RecordingSink, key: str, algorithm: str, settings: str
+) -> None:
+    """Under X-Twilio-Webhooks-Signature-Settings only the SharedKey with the announced
+    algorithm verifies; anything else gets 403 and changes nothing."""
+    form = {"MessageSid": "SM1", "MessageStatus": "delivered"}
+    sig = official_signature(key, PUBLIC + STATUS, form, algorithm)
+    response = await post_shared_key(client, STATUS, form, sig, settings)
+    assert response.status_code == 403
+    assert sink.receipts == []
+
+
+async def test_shared_key_callbacks_are_refused_without_a_configured_key(
+    sink: RecordingSink,
+) -> None:
+    """With no SharedKey configured, a SharedKey-signed callback is refused (fail closed),
+    even if signed with the auth token."""
+    app = web.Application()
+    app.add_routes(build_receipt_routes(Settings(twilio_auth_token=TOKEN), sink))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    url = f"http://127.0.0.1:{port}{STATUS}"
+    form = {"MessageSid": "SM1", "MessageStatus": "delivered"}
+    try:
+        async with httpx.AsyncClient() as http:
+            sig = official_signature(TOKEN, url, form, HMAC_SHA256)
+            response = await post_shared_key(http, url, form, sig, "key=k,algorithm=HMAC_SHA256")
+    finally:
+        await runner.cleanup()
+    assert response.status_code == 403
+    assert sink.receipts == []
+
+
+@pytest.mark.parametrize(
+    "body", ["退订", "拒收。", "\uff33\uff34\uff2f\uff30\uff01", "Stop!!", "T", "td"]
+)
+async def test_every_opt_out_form_is_honoured_on_twilio_inbound(
+    client: httpx.AsyncClient, sink: RecordingSink, body: str
+) -> None:
+    """The Twilio inbound route uses the one matcher: Chinese keywords, full-width letters,
+    punctuation and the single letter T all opt the sender out."""
+    await post_twilio(client, "/receipts/twilio/inbound", {"From": PHONE, "Body": body})
+    assert [o.phone for o in sink.opt_outs] == [PHONE]
+
+
+async def test_gateway_inbound_with_country_code_digits_opts_out_both_readings(
+    client: httpx.AsyncClient, sink: RecordingSink
+) -> None:
+    """A gateway reporting 8613912345678 (no "+") opts out +8613912345678 (and, fail closed,
+    the national reading too)."""
+    await post_gateway(
+        client, "/receipts/http-gateway/inbound", {"mobile": "8613912345678", "content": "退订"}
+    )
+    assert sink.opt_outs[0].phone == PHONE

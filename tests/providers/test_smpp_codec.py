@@ -189,3 +189,20 @@ def test_intermediate_receipt_has_no_outcome() -> None:
     receipt = parse_receipt(_receipt("id:1 stat:ENROUTE err:000"))
     assert receipt is not None
     assert receipt.outcome is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "id:0A1B sub:001 dlvrd:001 submit date:2601151010 done date:2601151011 "
+        "stat:DELIVRD err:000 text:Rapid: pay now",
+        "id:0A1B sub:001 dlvrd:001 stat:DELIVRD err:000 text:id:FAKE stat:UNDELIV err:999",
+        "id:0A1B stat:DELIVRD err:000 Text:Valid: see ID: 42 stat: REJECTD",
+    ],
+)
+def test_receipt_keys_are_anchored_and_the_free_text_is_not_read(text: str) -> None:
+    """Only keys that start the text or follow a space, before `text:`, count: the copy of the
+    message after `text:` ("Rapid: pay now") never supplies the id, state or error."""
+    receipt = parse_receipt(_receipt(text))
+    assert receipt is not None
+    assert (receipt.message_id, receipt.stat, receipt.err) == ("0A1B", "DELIVRD", "000")

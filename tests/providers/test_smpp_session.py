@@ -49,7 +49,6 @@ async def make_sender(smsc: FakeSmsc, sink: RecordingSink) -> AsyncIterator[Send
             "reconnect_min_s": 0.05,
             "reconnect_max_s": 0.2,
             "throttle_pause_s": 0.2,
-            "opt_out_keywords": ("STOP", "TD"),
         }
         values.update(overrides)
         sender = SmppSender(SmppConfig(**values), sink, clock=fixed_clock)  # type: ignore[arg-type]
@@ -302,6 +301,32 @@ async def test_stop_reply_opts_the_sender_out(
     assert await smsc.send_mo("8613912345678", " stop ") == 0
     assert await smsc.send_mo("8613900000000", "你好") == 0
     assert [(o.provider, o.phone) for o in sink.opt_outs] == [("smpp", PHONE)]
+
+
+@pytest.mark.parametrize(
+    ("source_addr", "ton", "text"),
+    [
+        ("13912345678", 2, "TD"),
+        ("13912345678", 0, "退订"),
+        ("013912345678", 2, "stop"),
+        ("8613912345678", 2, "\uff33\uff34\uff2f\uff30\uff01"),
+        ("8613912345678", 0, "拒收"),
+        ("008613912345678", 0, "T"),
+    ],
+)
+async def test_stop_from_a_national_number_opts_out_the_e164_number(
+    make_sender: SenderFactory,
+    smsc: FakeSmsc,
+    sink: RecordingSink,
+    source_addr: str,
+    ton: int,
+    text: str,
+) -> None:
+    """A STOP/TD/退订 whose sender the SMSC reports in national or unknown format (ton 2 or 0)
+    opts out the borrower's E.164 number, read with the configured country code."""
+    await make_sender(country_code="86")
+    assert await smsc.send_mo(source_addr, text, source_addr_ton=ton) == 0
+    assert sink.opt_outs[0].phone == PHONE
 
 
 async def test_close_unbinds(make_sender: SenderFactory, smsc: FakeSmsc) -> None:

@@ -48,7 +48,8 @@ def test_render_prints_plan_rule_time_and_messages(tmp_path: Path) -> None:
     assert "not before 2026-11-15T11:00:00+00:00 = 2026-11-15T19:00:00+08:00 local" in out
     assert "UCS-2, 2 part(s)" in out
     assert "| 【JieBei】您的借款JB****" in out
-    assert "[2] push (opted out: the ledger will suppress it)" in out
+    assert "[2] push\n" in out
+    assert "decision   suppressed: opted_out" in out
     assert "bytes of FCM's 4096" in out
 
 

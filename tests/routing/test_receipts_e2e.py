@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from pydantic import SecretStr
+from twilio.request_validator import HMAC_SHA256, RequestValidator
 
 from service.config import Settings
 from service.embedded_broker import EmbeddedBroker
@@ -189,3 +191,109 @@ async def test_smpp_delivery_receipt_reaches_the_results_topic(
     assert (receipt["status"], receipt["provider"]) == ("undelivered", "smpp")
     assert receipt["provider_code"] == "034"
     assert receipt["notification_id"] == sent["notification_id"]
+
+
+def assert_next_sms_suppressed(
+    results: list[dict[str, Any]], first: dict[str, Any], later: dict[str, Any]
+) -> None:
+    """The first event's SMS went out; the later one's was suppressed as opted_out."""
+    by_event = {r["event_id"]: r for r in results}
+    assert by_event[first["event_id"]]["status"] == "sent"
+    assert (by_event[later["event_id"]]["status"], by_event[later["event_id"]]["reason"]) == (
+        "suppressed",
+        "opted_out",
+    )
+
+
+async def test_sha256_signed_twilio_stop_in_chinese_suppresses_the_next_sms(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """A 退订 reply that Twilio signs with a Webhooks SharedKey and HMAC-SHA256 (signed here by
+    twilio-python) reaches the running app's inbound webhook, and the borrower's next SMS is
+    suppressed as opted_out; Twilio carried one message only."""
+    shared_key = "e2e-shared-key"
+    async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
+        settings = await service_settings(
+            kafka_broker.bootstrap_servers,
+            tmp_path,
+            twilio,
+            fcm,
+            http_host="127.0.0.1",
+            http_port=free_port(),
+            twilio_webhook_shared_key=SecretStr(shared_key),
+        )
+        first_event, later_event = sms_event(4, 45), sms_event(4, 52)
+        phone = first_event["borrower"]["phone"]
+        await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [first_event])
+        async with running_app(settings) as app, httpx.AsyncClient() as http:
+            await wait_until(lambda: processed(app) == 1, app)
+            url = f"http://127.0.0.1:{app.http_port}/receipts/twilio/inbound"
+            form = {"From": phone, "Body": "退订。", "MessageSid": "SMreply"}
+            signature = RequestValidator(shared_key).compute_signature(url, form, HMAC_SHA256)
+            reply = await http.post(
+                url,
+                data=form,
+                headers={
+                    "X-Twilio-Signature": signature,
+                    "X-Twilio-Webhooks-Signature-Settings": "key=sk_e2e,algorithm=HMAC_SHA256",
+                },
+            )
+            await produce_events(
+                settings.kafka_bootstrap_servers, settings.input_topic, [later_event]
+            )
+            await wait_until(lambda: processed(app) == 2, app)
+        results = await results_of(settings, expect=2)
+
+    assert reply.status_code == 200
+    assert_next_sms_suppressed(results, first_event, later_event)
+    assert len(twilio.sent) == 1
+
+
+@pytest.mark.parametrize(
+    ("national", "ton", "text"),
+    [("national", 2, "TD"), ("with_country_code", 0, "\uff33\uff34\uff2f\uff30\uff01")],
+)
+async def test_smpp_stop_from_a_national_number_suppresses_the_next_sms(
+    kafka_broker: EmbeddedBroker, tmp_path: Path, national: str, ton: int, text: str
+) -> None:
+    """A TD (or full-width STOP!) sent as deliver_sm over the running app's SMPP session, from
+    the borrower's number in national format (source_addr_ton 2: 139...; ton 0: 86139...),
+    opts the borrower out: their next SMS is suppressed as opted_out and the SMSC got one
+    message only."""
+    smsc = await FakeSmsc().start()
+    try:
+        async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
+            settings = await service_settings(
+                kafka_broker.bootstrap_servers,
+                tmp_path,
+                twilio,
+                fcm,
+                sms_provider="smpp,twilio",
+                smpp_port=smsc.port,
+                smpp_system_id=smsc.system_id,
+                smpp_password=SecretStr(smsc.password),
+                smpp_country_code="86",
+            )
+            first_event, later_event = sms_event(5, 45), sms_event(5, 52)
+            e164 = first_event["borrower"]["phone"]
+            sender = e164.removeprefix("+86") if national == "national" else e164[1:]
+            await produce_events(
+                settings.kafka_bootstrap_servers, settings.input_topic, [first_event]
+            )
+            async with running_app(settings) as app:
+                await wait_until(lambda: processed(app) == 1, app)
+                parts_sent = len(smsc.submits)  # the first SMS, in one or more parts
+                status = await smsc.send_mo(sender, text, source_addr_ton=ton)
+                await produce_events(
+                    settings.kafka_bootstrap_servers, settings.input_topic, [later_event]
+                )
+                await wait_until(lambda: processed(app) == 2, app)
+            results = await results_of(settings, expect=2)
+    finally:
+        await smsc.aclose()
+
+    assert status == 0
+    assert_next_sms_suppressed(results, first_event, later_event)
+    assert parts_sent > 0
+    assert len(smsc.submits) == parts_sent
+    assert twilio.requests == []

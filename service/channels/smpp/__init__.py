@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from service.channels.smpp.session import SmppConfig, SmppSender
+from service.compliance.opt_out import OptOutMatcher
 from service.config import Settings
 from service.receipts.model import ReceiptSink
 
@@ -40,7 +41,8 @@ def smpp_config_from_settings(settings: Settings) -> SmppConfig:
         throttle_pause_s=s.smpp_throttle_pause_s,
         long_message=s.smpp_long_message,
         registered_delivery=s.smpp_registered_delivery,
-        opt_out_keywords=tuple(s.opt_out_keywords),
+        opt_out=OptOutMatcher.with_extra(s.opt_out_keywords),
+        country_code=s.smpp_country_code,
     )
 
 

@@ -3,7 +3,9 @@
 The receipt text format is the de-facto one of SMPP 3.4 Appendix B:
     id:IIIIIIIIII sub:SSS dlvrd:DDD submit date:YYMMDDhhmm done date:YYMMDDhhmm stat:DDDDDDD
     err:E text:...
-SMSCs vary in case and spacing, so the parser reads `key:value` pairs loosely. The TLVs
+SMSCs vary in case and spacing, so the parser reads `key:value` pairs loosely, but only keys
+that start the text or follow a space, only before `text:` (the free text after it is a copy of
+the message and can hold anything, e.g. "Rapid: pay now"), and the first of each key. The TLVs
 receipted_message_id and message_state, when present, win over the text.
 """
 
@@ -19,7 +21,11 @@ __all__ = ["ESM_DELIVERY_RECEIPT", "SmppReceipt", "parse_receipt"]
 
 ESM_DELIVERY_RECEIPT = 0x04
 
-_FIELD = re.compile(r"(id|sub|dlvrd|submit date|done date|stat|err)\s*:\s*(\S*)", re.IGNORECASE)
+_FIELD = re.compile(
+    r"(?:^|(?<=\s))(id|sub|dlvrd|submit date|done date|stat|err)\s*:\s*(\S*)", re.IGNORECASE
+)
+# Where the free text starts; nothing after it is a field.
+_TEXT = re.compile(r"(?:^|(?<=\s))text\s*:", re.IGNORECASE)
 
 _FINAL_STATES: dict[str, Literal["delivered", "undelivered"]] = {
     "DELIVRD": "delivered",
@@ -64,7 +70,11 @@ def parse_receipt(pdu: ShortMessage) -> SmppReceipt | None:
     if not text:
         payload = pdu.tlv(TlvTag.MESSAGE_PAYLOAD)
         text = payload.decode("latin-1") if payload else ""
-    fields = {key.lower(): value for key, value in _FIELD.findall(text)}
+    free_text = _TEXT.search(text)
+    head = text[: free_text.start()] if free_text else text
+    fields: dict[str, str] = {}
+    for key, value in _FIELD.findall(head):
+        fields.setdefault(key.lower(), value)
     message_id = fields.get("id", "")
     tlv_id = pdu.tlv(TlvTag.RECEIPTED_MESSAGE_ID)
     if tlv_id:

@@ -58,9 +58,11 @@ from service.channels.smpp.status import (
     status_code,
 )
 from service.channels.smpp.text import ESM_UDHI, concat_udh, decode_text, encode_text, split_for_udh
+from service.compliance.opt_out import OptOutMatcher
 from service.events import Channel
 from service.observability import metrics
-from service.receipts.model import ProviderReceipt, ReceiptSink, is_opt_out_text
+from service.receipts.model import ProviderReceipt, ReceiptSink
+from service.receipts.phone import reply_sender_e164s
 
 __all__ = ["SmppConfig", "SmppSender"]
 
@@ -92,7 +94,9 @@ class SmppConfig:
     throttle_pause_s: float = 1.0
     long_message: Literal["udh", "message_payload"] = "udh"
     registered_delivery: bool = True
-    opt_out_keywords: tuple[str, ...] = ()
+    opt_out: OptOutMatcher = field(default_factory=OptOutMatcher.with_extra)
+    # Country code of senders in national format (source_addr_ton 0 or 2).
+    country_code: str = "86"
     provider: str = "smpp"
 
 
@@ -465,9 +469,10 @@ class SmppSender:
         if not text:
             payload = deliver.tlv(TlvTag.MESSAGE_PAYLOAD)
             text = decode_text(payload, deliver.data_coding) if payload else ""
-        if is_opt_out_text(text, self._config.opt_out_keywords):
-            phone = deliver.source_addr
-            if deliver.source_addr_ton == 1 and not phone.startswith("+"):
-                phone = "+" + phone
+        if self._config.opt_out.matches(text):
+            phones = reply_sender_e164s(
+                deliver.source_addr, self._config.country_code, ton=deliver.source_addr_ton
+            )
+            for phone in phones:
+                await self._sink.on_opt_out(self.provider, phone, now)
             metrics.RECEIPTS.labels(self.provider, "opt_out").inc()
-            await self._sink.on_opt_out(self.provider, phone, now)
