@@ -50,6 +50,15 @@ class _Pending:
     loan_id: str
     channel: str
     stage: str
+    # When its event occurred: only a strictly newer event supersedes it.
+    occurred_at: datetime | None = None
+
+
+def _occurred_at(event_json: str | None) -> datetime | None:
+    if not event_json:
+        return None
+    value = json.loads(event_json).get("occurred_at")
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
 @dataclass
@@ -160,13 +169,27 @@ class LoanContext:
         context.applied = {r.event_id: r.results_json for r in (await conn.execute(applied))}
         context.seen_before = set(context.applied)
         pending = select(
-            N.notification_id, N.event_id, N.borrower_id, N.loan_id, N.channel, N.stage
+            N.notification_id,
+            N.event_id,
+            N.borrower_id,
+            N.loan_id,
+            N.channel,
+            N.stage,
+            N.event_json,
         ).where(
             N.state.in_(_PENDING),
             or_(N.loan_id.in_(loan_ids), N.borrower_id.in_(borrower_ids)),
         )
         context.pending = [
-            _Pending(r.notification_id, r.event_id, r.borrower_id, r.loan_id, r.channel, r.stage)
+            _Pending(
+                r.notification_id,
+                r.event_id,
+                r.borrower_id,
+                r.loan_id,
+                r.channel,
+                r.stage,
+                _occurred_at(r.event_json),
+            )
             for r in (await conn.execute(pending)).all()
         ]
         return context
@@ -259,7 +282,13 @@ class LoanContext:
                 "updated_at": now,
             }
             self._put_loan(writes, loan_id, borrower_id, values)
-            for item in self._pending_where(lambda p: p.loan_id == loan_id, own_ids):
+            at = event.occurred_at
+
+            def older(p: _Pending) -> bool:
+                # Only a strictly newer event supersedes (two at the same instant both stand).
+                return p.loan_id == loan_id and (p.occurred_at is None or p.occurred_at < at)
+
+            for item in self._pending_where(older, own_ids):
                 cancelled.append(
                     self._cancel(item, SuppressReason.SUPERSEDED, "lifecycle:newer_event", now)
                 )

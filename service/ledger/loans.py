@@ -3,7 +3,8 @@
 A loan's state comes from its events (service/lifecycle.py and the overdue events):
 - `event_id`, `state_at`: the newest overdue event and its occurred_at; `amount_at`: the newest
   partial repayment's. An overdue event older than either is stale (`stale_event`); a pending
-  notification of any other overdue event than the newest is `superseded`. `event_json` is the
+  notification of an overdue event older than the newest is `superseded` (two events of the
+  same instant both stand). `event_json` is the
   newest overdue event with amount_due patched by later partial repayments: a released
   notification is rendered from it, never from its own event.
 - `repaid_at`: the loan is settled in full. Terminal: nothing is sent for the loan again,
@@ -104,7 +105,12 @@ def blocking_reason(
                 f"lifecycle:hold/{hold.scope}/{hold.reason or 'other'}@{since}",
             )
     if state is not None:
-        if pending and state.event_id is not None and state.event_id != event_id:
+        if (
+            pending
+            and state.event_id not in (None, event_id)
+            and state.state_at is not None
+            and state.state_at > occurred_at
+        ):
             return Block(SuppressReason.SUPERSEDED, "lifecycle:newer_event")
         if not pending and state.is_stale(occurred_at):
             return Block(SuppressReason.STALE_EVENT, "lifecycle:older_than_newest")
