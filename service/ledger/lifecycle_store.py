@@ -19,7 +19,14 @@ from typing import Any
 from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent, result_id_for
+from service.events import (
+    Channel,
+    DeliveryResult,
+    DeliveryStatus,
+    Loan,
+    LoanOverdueEvent,
+    result_id_for,
+)
 from service.ledger.loans import Block, Hold, LoanState, blocking_reason
 from service.ledger.schema import holds, loan_events, loans, notifications
 from service.lifecycle import (
@@ -145,7 +152,7 @@ class LoanContext:
                 event_id=row.event_id,
                 state_at=row.state_at,
                 amount_at=row.amount_at,
-                event_json=row.event_json,
+                loan_json=row.loan_json,
                 repaid_at=row.repaid_at,
                 plan_at=row.plan_at,
                 paused_until=date.fromisoformat(row.paused_until) if row.paused_until else None,
@@ -236,8 +243,8 @@ class LoanContext:
         """
         state = self.loans.get(event.loan.loan_id)
         newest = event
-        if state is not None and state.event_json and state.event_id == event.event_id:
-            newest = LoanOverdueEvent.model_validate_json(state.event_json)
+        if state is not None and state.loan_json and state.event_id == event.event_id:
+            newest = event.model_copy(update={"loan": Loan.model_validate_json(state.loan_json)})
         shift = (local_date - event_day).days
         dpd = newest.loan.days_past_due + max(shift, 0)
         rendered = newest.model_copy(
@@ -278,7 +285,8 @@ class LoanContext:
                 "borrower_id": borrower_id,
                 "event_id": event.event_id,
                 "state_at": event.occurred_at,
-                "event_json": event.model_dump_json(),
+                # The loan only: no phone, token or name kept beyond the notification rows.
+                "loan_json": event.loan.model_dump_json(),
                 "updated_at": now,
             }
             self._put_loan(writes, loan_id, borrower_id, values)
@@ -348,14 +356,10 @@ class LoanContext:
             if not stale:
                 ack = SuppressReason.PARTIALLY_REPAID
                 values: dict[str, Any] = {"amount_at": event.occurred_at, "updated_at": now}
-                if state.event_json:
-                    newest = LoanOverdueEvent.model_validate_json(state.event_json)
-                    patched = newest.model_copy(
-                        update={
-                            "loan": newest.loan.model_copy(update={"amount_due": event.amount_due})
-                        }
-                    )
-                    values["event_json"] = patched.model_dump_json()
+                if state.loan_json:
+                    loan = Loan.model_validate_json(state.loan_json)
+                    patched = loan.model_copy(update={"amount_due": event.amount_due})
+                    values["loan_json"] = patched.model_dump_json()
                 self._put_loan(writes, loan_id, borrower_id, values)
         elif isinstance(event, RepaymentPlanEvent):
             stale = state.plan_at is not None and event.occurred_at < state.plan_at

@@ -4,9 +4,9 @@ A loan's state comes from its events (service/lifecycle.py and the overdue event
 - `event_id`, `state_at`: the newest overdue event and its occurred_at; `amount_at`: the newest
   partial repayment's. An overdue event older than either is stale (`stale_event`); a pending
   notification of an overdue event older than the newest is `superseded` (two events of the
-  same instant both stand). `event_json` is the
-  newest overdue event with amount_due patched by later partial repayments: a released
-  notification is rendered from it, never from its own event.
+  same instant both stand). `loan_json` is the newest overdue event's `loan` (no borrower data)
+  with amount_due patched by later partial repayments: a released notification is rendered
+  from it, never from its own event's loan.
 - `repaid_at`: the loan is settled in full. Terminal: nothing is sent for the loan again,
   whatever arrives later (a reversed payment is a new overdue event of a new loan id upstream).
 - `paused_until`: a repayment plan pauses collection reminders (every stage but pre_due) until
@@ -46,7 +46,7 @@ class LoanState:
     event_id: str | None = None
     state_at: datetime | None = None
     amount_at: datetime | None = None
-    event_json: str | None = None
+    loan_json: str | None = None  # the newest overdue event's `loan`, amount patched
 
     def is_stale(self, occurred_at: datetime) -> bool:
         """An event older than the newest amount the loan is known to have."""

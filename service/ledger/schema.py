@@ -165,8 +165,9 @@ loans = Table(
     Column("event_id", String(128)),
     Column("state_at", UtcDateTime()),
     Column("amount_at", UtcDateTime()),
-    # The newest overdue event, its amount_due patched by later partial repayments.
-    Column("event_json", Text),
+    # The newest overdue event's `loan` (no borrower data), amount_due patched by later
+    # partial repayments.
+    Column("loan_json", Text),
     Column("repaid_at", UtcDateTime()),
     Column("plan_at", UtcDateTime()),
     Column("paused_until", String(10)),  # ISO date, the borrower's local date, inclusive

@@ -576,7 +576,8 @@ class SqlLedger:
     async def purge(self, older_than: datetime) -> int:
         """Delete audit rows and finished notifications older than `older_than`; rows deleted.
 
-        Live rows (claimed, deferred, released) and opt-outs are kept whatever their age.
+        Live rows (claimed, deferred, released), opt-outs, loan states and holds are kept
+        whatever their age; the loans' event log (ledger_loan_events) goes with the audit.
         """
         older_than = _aware(older_than)
         async with translate_errors("purge"), self._engine.begin() as conn:
@@ -584,7 +585,11 @@ class SqlLedger:
             gone_rows = await conn.execute(
                 delete(notifications).where(N.state == DECIDED, N.updated_at < older_than)
             )
-        return int(gone_audit.rowcount or 0) + int(gone_rows.rowcount or 0)
+            # The loan's event log; its state (ledger_loans, ledger_holds) is kept.
+            gone_events = await conn.execute(
+                delete(loan_events).where(loan_events.c.at < older_than)
+            )
+        return sum(int(r.rowcount or 0) for r in (gone_audit, gone_rows, gone_events))
 
     # --- helpers ----------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ def upgrade() -> None:
         sa.Column("event_id", sa.String(128)),
         sa.Column("state_at", sa.DateTime(timezone=True)),
         sa.Column("amount_at", sa.DateTime(timezone=True)),
-        sa.Column("event_json", sa.Text),
+        sa.Column("loan_json", sa.Text),
         sa.Column("repaid_at", sa.DateTime(timezone=True)),
         sa.Column("plan_at", sa.DateTime(timezone=True)),
         sa.Column("paused_until", sa.String(10)),
