@@ -4,13 +4,28 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo bench bench-smoke test lint typecheck check templates-check deploy-check deploy-sync system-deps clean
+.PHONY: lock demo bench bench-smoke test lint typecheck check templates-check deploy-check deploy-sync system-deps clean
 
-$(STAMP): pyproject.toml
+# Runtime dependencies from the lock (hash-checked, as the image installs them), then the project
+# and its dev tools on top; the last step fails if the dev tools moved a locked package.
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python deploy/tools/check_lock.py --installed
 	touch $(STAMP)
+
+# Refresh requirements.lock after changing [project.dependencies] (then commit it). One lock for
+# every platform the image is built for (--universal), for the image's Python (3.11), with the
+# hashes of every wheel and sdist of each pinned version. UPGRADE=1 also moves unchanged pins.
+UV_VERSION := 0.13.8
+lock:
+	@test -x $(BIN)/uv && $(BIN)/uv --version | grep -q " $(UV_VERSION)" \
+	  || { test -x $(BIN)/pip || $(PYTHON) -m venv $(VENV); $(BIN)/pip install --quiet uv==$(UV_VERSION); }
+	$(BIN)/uv pip compile --quiet pyproject.toml --universal --python-version 3.11 --generate-hashes \
+	  --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade) -o requirements.lock
+	$(BIN)/python deploy/tools/check_lock.py
 
 demo: $(STAMP)
 	$(BIN)/overdue-notifier demo

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TextIO
 
-from service.channels.factory import build_dispatcher
+from service.channels.factory import build_dispatcher, route_plan
 from service.config import Settings
 from service.events import LoanOverdueEvent
 from service.kafka_preflight import check_tls
@@ -25,8 +25,9 @@ from service.ledger.api import NotificationLedger
 from service.ledger.batching import BatchingLedger
 from service.ledger.errors import LedgerUnavailableError
 from service.ledger.sql import SqlLedger
+from service.observability import metrics
 from service.observability.health import Health
-from service.observability.http import build_http_app, serve_http
+from service.observability.http import build_http_app, build_webhook_app, serve_http
 from service.observability.looplag import watch_loop_lag
 from service.pipeline.engine import ConsumerEngine, EngineConfig
 from service.pipeline.kafka_clients import build_consumer, build_producer
@@ -69,6 +70,7 @@ class NotifierApp:
         )
         self.engine: ConsumerEngine | None = None
         self.http_port: int | None = None
+        self.receipts_http_port: int | None = None
         self._stop = asyncio.Event()
 
     def request_stop(self) -> None:
@@ -122,6 +124,10 @@ class NotifierApp:
             dispatcher = await stack.enter_async_context(
                 build_dispatcher(s, out=self.out, clock=self.clock, sink=receipts)
             )
+            # Every series known now exists from the start (alerts must see an outage that
+            # begins with a restart).
+            plan = route_plan(s)
+            metrics.initialise_series([*plan.sms_providers(), *plan.push])
 
             # Operator pause (overdue-notifier pause/resume): read once now, then polled.
             pause = PauseGate.on_ledger(
@@ -157,6 +163,7 @@ class NotifierApp:
                     commit_interval_s=s.commit_interval_s,
                     shutdown_grace_s=s.shutdown_grace_s,
                     rebalance_drain_s=s.rebalance_drain_s,
+                    schema_registry_json=s.accept_schema_registry_json,
                 ),
                 clock=self.clock,
                 on_tick=self.health.tick,
@@ -168,16 +175,19 @@ class NotifierApp:
             self.health.add_check("kafka", _producer_ready(producer))
             if s.http_port:
                 server = await stack.enter_async_context(
-                    serve_http(
-                        build_http_app(
-                            self.health,
-                            extra_routes=build_receipt_routes(s, receipts, clock=self.clock),
-                        ),
-                        s.http_host,
-                        s.http_port,
-                    )
+                    serve_http(build_http_app(self.health), s.http_host, s.http_port)
                 )
                 self.http_port = server.port
+            if s.receipts_http_port:
+                # Provider webhooks on their own port: the Ingress routes here, never to /metrics.
+                hooks = await stack.enter_async_context(
+                    serve_http(
+                        build_webhook_app(build_receipt_routes(s, receipts, clock=self.clock)),
+                        s.http_host,
+                        s.receipts_http_port,
+                    )
+                )
+                self.receipts_http_port = hooks.port
             scheduler = DeferredScheduler(
                 ledger,
                 processor,
@@ -222,7 +232,7 @@ def _tune_gc_for_serving() -> None:
 def _producer_ready(producer: object) -> Callable[[], Awaitable[None]]:
     async def check() -> None:
         # aiokafka exposes no public health probe; a metadata-known cluster is good enough.
-        client = producer._client  # type: ignore[attr-defined]
+        client = producer.client  # type: ignore[attr-defined]
         if not client.cluster.brokers():
             raise ConnectionError("no Kafka broker known")
 

@@ -7,22 +7,28 @@ compatible (unknown fields are ignored); results are strict, because we produce 
 from __future__ import annotations
 
 import enum
+import functools
+import importlib.resources
+import re
 import uuid
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 __all__ = [
     "INPUT_SCHEMA_MAJOR",
@@ -79,44 +85,219 @@ class DeliveryStatus(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
-def _money_from_json(value: Any) -> Any:
-    # Floats lose cents; the contract says a decimal string, so only strings (and ints) pass.
+# --- Strict JSON scalars ------------------------------------------------------------------
+# The published JSON Schema (schemas/loan-overdue-event.v1.json, written from these models) is
+# the contract, and the service must give every document the verdict the schema gives it: no
+# coercion ("10" is not 10, a JSON number is not money), no trimming, no format the schema does
+# not name. Each type below validates exactly what its WithJsonSchema says, and writes only what
+# it reads back (the ledger stores deferred events as JSON and reloads them later). Patterns use
+# [0-9], never \d (Unicode digits in Python and Rust), and `$` in its ECMA-262 meaning: the end
+# of the text (Python's re would also match before a final newline; pydantic's Rust regex and
+# the fullmatch calls here do not).
+
+_MONEY = r"^[0-9]{1,14}(\.[0-9]{1,4})?$"
+_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+# RFC 3339 date-time (what `format: date-time` means) with an offset; seconds 00-59.
+_DATE_TIME = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?"
+    r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+# A wall-clock time in the borrower's zone: HH:MM or HH:MM:SS, never an offset.
+_LOCAL_TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"
+_E164 = r"^\+[1-9][0-9]{6,14}$"
+_CURRENCY = r"^[A-Z]{3}$"
+_SCHEMA_VERSION = r"^1(\.[0-9]+)?$"
+
+
+@functools.cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    # The patterns are written for JSON Schema (anchored with ^ and $); fullmatch gives `$` its
+    # ECMA-262 meaning.
+    return re.compile(pattern[1:-1], re.ASCII)
+
+
+def _fullmatch(pattern: str, value: str) -> re.Match[str] | None:
+    return _compiled(pattern).fullmatch(value)
+
+
+def _json_integer(value: Any) -> Any:
+    # JSON Schema's integer: a number without a fractional part (so 10.0 is one), never a
+    # string or a boolean.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("int_type", "Input should be a JSON integer")
     if isinstance(value, float):
-        raise ValueError("money must be a decimal string, not a JSON number")
+        if not value.is_integer():
+            raise PydanticCustomError("int_from_float", "Input should be a whole number")
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+
+
+def _money_in(value: Any, info: ValidationInfo) -> Any:
+    # Floats lose cents; the contract says a decimal string. Code may pass Decimal or int.
+    if isinstance(value, str):
+        if _fullmatch(_MONEY, value) is None:
+            raise PydanticCustomError("money", "money must be a decimal string like 1239.70")
+        return value
+    if info.mode == "python" and isinstance(value, Decimal | int) and not isinstance(value, bool):
+        return value
+    raise PydanticCustomError("money", "money must be a decimal string, not a JSON number")
+
+
+def _money_out(value: Decimal, info: ValidationInfo) -> Decimal:
+    # From JSON the string matched already; a Decimal from code must be writable as one.
+    if info.mode != "json" and _fullmatch(_MONEY, format(value, "f")) is None:
+        raise PydanticCustomError("money", "money must have at most 14 digits and 4 decimals")
     return value
 
 
 Money = Annotated[
     Decimal,
-    BeforeValidator(_money_from_json),
-    Field(ge=0, max_digits=18, decimal_places=4),
+    BeforeValidator(_money_in),
+    AfterValidator(_money_out),
     PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
-    WithJsonSchema({"type": "string", "pattern": r"^\d{1,14}(\.\d{1,4})?$"}),
+    WithJsonSchema({"type": "string", "pattern": _MONEY}),
 ]
 
-_E164 = r"^\+[1-9]\d{6,14}$"
+
+def _date_in(value: Any, info: ValidationInfo) -> Any:
+    if isinstance(value, str):
+        if _fullmatch(_DATE, value) is None:
+            raise PydanticCustomError("date", "Input should be a date YYYY-MM-DD")
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise PydanticCustomError("date", "Input should be a valid calendar date") from None
+    if info.mode == "python" and isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    raise PydanticCustomError("date", "Input should be a date YYYY-MM-DD")
+
+
+CalendarDate = Annotated[
+    date,
+    BeforeValidator(_date_in),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": _DATE}),
+]
+
+
+def _date_time_in(value: Any, info: ValidationInfo) -> Any:
+    if isinstance(value, str):
+        if _fullmatch(_DATE_TIME, value) is None:
+            raise PydanticCustomError(
+                "date_time", "Input should be an RFC 3339 date-time with an offset"
+            )
+        return _parse_rfc3339(value)
+    if info.mode == "python" and isinstance(value, datetime):
+        offset = value.utcoffset()
+        if offset is None:
+            raise PydanticCustomError("date_time", "Input should have a time zone offset")
+        if offset % timedelta(minutes=1) or abs(offset) >= timedelta(days=1):
+            raise PydanticCustomError("date_time", "offset must be whole minutes, under 24 h")
+        return value
+    raise PydanticCustomError("date_time", "Input should be an RFC 3339 date-time with an offset")
+
+
+def _parse_rfc3339(value: str) -> datetime:
+    day, clock = value[:10], value[11:]
+    if clock[-1] in "Zz":
+        clock, offset = clock[:-1], timedelta(0)
+    else:
+        sign = -1 if clock[-6] == "-" else 1
+        offset = sign * timedelta(hours=int(clock[-5:-3]), minutes=int(clock[-2:]))
+        clock = clock[:-6]
+    whole, _, fraction = clock.partition(".")
+    try:
+        return datetime.fromisoformat(f"{day}T{whole}").replace(
+            # Python keeps microseconds: finer fractions are truncated, not rounded.
+            microsecond=int(fraction[:6].ljust(6, "0")) if fraction else 0,
+            tzinfo=timezone(offset),
+        )
+    except ValueError:
+        raise PydanticCustomError("date_time", "Input should be a valid calendar date") from None
+
+
+Rfc3339DateTime = Annotated[
+    datetime,
+    BeforeValidator(_date_time_in),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": _DATE_TIME}),
+]
+
+
+def _local_time_in(value: Any, info: ValidationInfo) -> Any:
+    if isinstance(value, str):
+        if _fullmatch(_LOCAL_TIME, value) is None:
+            raise PydanticCustomError("local_time", "time must be HH:MM or HH:MM:SS")
+        parts = [int(part) for part in value.split(":")] + [0]
+        return time(parts[0], parts[1], parts[2])
+    if info.mode == "python" and isinstance(value, time):
+        if value.tzinfo is not None or value.microsecond:
+            raise PydanticCustomError("local_time", "time must be HH:MM or HH:MM:SS")
+        return value
+    raise PydanticCustomError("local_time", "time must be HH:MM or HH:MM:SS")
+
+
+# One canonical form: always written HH:MM:SS (what the ledger stores and reads back; HH:MM
+# from upstream is read as HH:MM:00).
+LocalTime = Annotated[
+    time,
+    BeforeValidator(_local_time_in),
+    PlainSerializer(lambda t: t.strftime("%H:%M:%S"), return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": _LOCAL_TIME,
+            "description": "HH:MM or HH:MM:SS, the borrower's local wall-clock time, no offset",
+        }
+    ),
+]
+
+
+@functools.cache
+def iana_zones() -> frozenset[str]:
+    """The zone names the contract accepts: the IANA database of the tzdata package.
+
+    Not the host's /usr/share/zoneinfo: the schema's enum and the service must list the same
+    names on every machine and in the image.
+    """
+    text = importlib.resources.files("tzdata").joinpath("zones").read_text(encoding="utf-8")
+    return frozenset(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _zone_in(value: str) -> str:
+    if value not in iana_zones():
+        raise ValueError(f"unknown IANA time zone {value[:64]!r}")
+    return value
+
+
+IanaZone = Annotated[
+    str,
+    AfterValidator(_zone_in),
+    WithJsonSchema({"type": "string", "enum": sorted(iana_zones())}),
+]
 
 
 class _Input(BaseModel):
     # Upstream may add fields at any time within v1; ignoring them is the compatibility rule.
-    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class Installment(_Input):
-    number: int = Field(ge=1)
-    total: int = Field(ge=1)
+    number: JsonInt = Field(ge=1)
+    total: JsonInt = Field(ge=1)
 
 
 class Loan(_Input):
     loan_id: str = Field(min_length=1, max_length=64)
     product: str = Field(min_length=1, max_length=64)
-    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")
+    currency: str = Field(pattern=_CURRENCY, description="ISO 4217 code")
     amount_due: Money
     principal: Money | None = None
     interest: Money | None = None
     penalty: Money | None = None
-    due_date: date
-    days_past_due: int = Field(
+    due_date: CalendarDate
+    days_past_due: JsonInt = Field(
         ge=-366, le=36500, description="Negative before the due date, 0 on the day"
     )
     installment: Installment | None = None
@@ -133,31 +314,15 @@ class Borrower(_Input):
     locale: str | None = Field(
         default=None, description="BCP 47 tag, e.g. zh-CN or en-US; default from config"
     )
-    timezone: str | None = Field(default=None, description="IANA time zone, e.g. Asia/Shanghai")
+    timezone: IanaZone | None = Field(
+        default=None, description="IANA time zone, e.g. Asia/Shanghai"
+    )
     phone: str | None = Field(default=None, pattern=_E164, description="E.164")
     push_tokens: tuple[PushToken, ...] = ()
-    preferred_reminder_time: time | None = Field(
-        default=None, description="HH:MM in the borrower's local time"
+    preferred_reminder_time: LocalTime | None = Field(
+        default=None, description="HH:MM or HH:MM:SS in the borrower's local time"
     )
     opted_out_channels: tuple[Channel, ...] = ()
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown IANA time zone {value!r}") from exc
-        return value
-
-    @field_validator("preferred_reminder_time", mode="before")
-    @classmethod
-    def _hh_mm(cls, value: Any) -> Any:
-        if isinstance(value, str) and len(value) != 5:
-            raise ValueError("preferred_reminder_time must be HH:MM")
-        return value
 
 
 class Repayment(_Input):
@@ -169,23 +334,25 @@ class LoanOverdueEvent(_Input):
     """One loan at one decision point. Kafka key: borrower id."""
 
     event_id: str = Field(min_length=1, max_length=128, description="Unique; idempotency key")
-    occurred_at: AwareDatetime
+    occurred_at: Rfc3339DateTime
     # Lifecycle events (repaid, holds, ...) share the topic: see service/lifecycle.py.
     event_type: Literal["loan.overdue"] | None = Field(
         default=None, description="Absent or loan.overdue; other types: service/lifecycle.py"
     )
     schema_version: str | None = Field(
-        default=None, pattern=r"^\d+(\.\d+)?$", description="'1' or '1.N'; absent means 1"
+        default=None, pattern=_SCHEMA_VERSION, description="'1' or '1.N'; absent means 1"
     )
     loan: Loan
     borrower: Borrower
     risk_level: RiskLevel
     repayment: Repayment | None = None
 
-    @field_validator("schema_version")
+    @field_validator("schema_version", mode="before")
     @classmethod
-    def _same_major(cls, value: str | None) -> str | None:
-        if value is not None and int(value.split(".")[0]) != INPUT_SCHEMA_MAJOR:
+    def _same_major(cls, value: Any) -> Any:
+        # Before the pattern, so that "2" gets a reason that says what to do.
+        version = _fullmatch(r"^([0-9]+)(\.[0-9]+)?$", value) if isinstance(value, str) else None
+        if version is not None and int(version[1]) != INPUT_SCHEMA_MAJOR:
             raise ValueError(
                 f"schema_version {value} is not v{INPUT_SCHEMA_MAJOR}; a new major is a new topic"
             )

@@ -12,11 +12,9 @@ fails validation (the record goes to the DLQ with the reason), never silently ig
 from __future__ import annotations
 
 import enum
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AwareDatetime,
     Discriminator,
     Field,
     Tag,
@@ -24,7 +22,16 @@ from pydantic import (
     field_validator,
 )
 
-from service.events import INPUT_SCHEMA_MAJOR, LoanOverdueEvent, Money, _Input
+from service.events import (
+    _SCHEMA_VERSION,
+    INPUT_SCHEMA_MAJOR,
+    CalendarDate,
+    LoanOverdueEvent,
+    Money,
+    Rfc3339DateTime,
+    _fullmatch,
+    _Input,
+)
 
 __all__ = [
     "EVENT_TYPES",
@@ -83,17 +90,19 @@ class BorrowerRef(_Input):
 
 class _LifecycleBase(_Input):
     event_id: str = Field(min_length=1, max_length=128, description="Unique; idempotency key")
-    occurred_at: AwareDatetime
+    occurred_at: Rfc3339DateTime
     schema_version: str | None = Field(
-        default=None, pattern=r"^\d+(\.\d+)?$", description="'1' or '1.N'; absent means 1"
+        default=None, pattern=_SCHEMA_VERSION, description="'1' or '1.N'; absent means 1"
     )
     loan: LoanRef
     borrower: BorrowerRef
 
-    @field_validator("schema_version")
+    @field_validator("schema_version", mode="before")
     @classmethod
-    def _same_major(cls, value: str | None) -> str | None:
-        if value is not None and int(value.split(".")[0]) != INPUT_SCHEMA_MAJOR:
+    def _same_major(cls, value: Any) -> Any:
+        # As LoanOverdueEvent: before the pattern, so that "2" gets a reason.
+        version = _fullmatch(r"^([0-9]+)(\.[0-9]+)?$", value) if isinstance(value, str) else None
+        if version is not None and int(version[1]) != INPUT_SCHEMA_MAJOR:
             raise ValueError(
                 f"schema_version {value} is not v{INPUT_SCHEMA_MAJOR}; a new major is a new topic"
             )
@@ -104,7 +113,7 @@ class LoanRepaidEvent(_LifecycleBase):
     """The loan is settled in full: everything pending for it is cancelled, for good."""
 
     event_type: Literal["loan.repaid"]
-    repaid_at: AwareDatetime | None = None
+    repaid_at: Rfc3339DateTime | None = None
     amount_paid: Money | None = None
 
 
@@ -121,7 +130,7 @@ class RepaymentPlanEvent(_LifecycleBase):
     inclusive); pre-due reminders of the plan's instalments continue."""
 
     event_type: Literal["loan.repayment_plan"]
-    paused_until: date
+    paused_until: CalendarDate
 
 
 class ContactHoldEvent(_LifecycleBase):

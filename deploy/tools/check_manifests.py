@@ -13,7 +13,16 @@
      partitions, when the KafkaTopic is in the same output;
    - the KafkaUser's ACLs are exactly: Read+Describe on the input topic, Read on the group,
      Write+Describe on the results and DLQ topics, named as the settings name them;
-   - the PodMonitor and PodDisruptionBudget select the worker pods; the image has a tag.
+   - the PodMonitor and PodDisruptionBudget select the worker pods; the image has a tag;
+   - operator values: no REPLACE_ME placeholder is left anywhere (operator-values.env says what
+     to supply); brand and customer-service number are set and not the samples; a Twilio route
+     has its sender and credentials;
+   - migrations: an initContainer of the same image runs `db upgrade`;
+   - webhooks: their own port (NOTIFIER_RECEIPTS_HTTP_PORT, not NOTIFIER_HTTP_PORT), the only
+     port any Service or Ingress reaches, under /receipts/ only, on the host of
+     NOTIFIER_RECEIPTS_PUBLIC_URL, and admitted by the NetworkPolicy.
+Usage: kubectl kustomize OVERLAY | check_manifests.py NAME [--allow-placeholders]
+(--allow-placeholders reports placeholders as notes: for the overlays as shipped, in CI.)
 """
 
 from __future__ import annotations
@@ -36,6 +45,10 @@ CRD_KINDS = {
     ("kafka.strimzi.io/v1beta2", "KafkaUser"),
 }
 GRACE_MARGIN_S = 10
+PLACEHOLDER = "REPLACE_ME"
+# The Settings defaults of brand and customer service: samples no borrower may see.
+SAMPLE_VALUES = {"NOTIFIER_BRAND_NAME": "JieBei", "NOTIFIER_CUSTOMER_SERVICE": "95188"}
+WEBHOOK_PATH = "/receipts/"
 
 Doc = dict[str, Any]
 
@@ -209,14 +222,143 @@ def check_acls(docs: list[Doc], f: Findings) -> None:
         f.check(not missing, f"{_name(user)}: ACLs missing: {sorted(missing)}")
 
 
+def _walk(node: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _walk(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _walk(value, f"{path}[{i}]")
+    elif isinstance(node, str):
+        yield path, node
+
+
+def check_operator_values(docs: list[Doc], f: Findings, *, allow_placeholders: bool) -> None:
+    left = [
+        f"{_name(doc)}{path}"
+        for doc in docs
+        for path, value in _walk(doc, "")
+        if PLACEHOLDER in value
+    ]
+    if left:
+        msg = f"operator value not supplied ({PLACEHOLDER} left, see operator-values.env): "
+        (f.note if allow_placeholders else f.error)(msg + ", ".join(left))
+    settings = _settings(docs)
+    for key, sample in SAMPLE_VALUES.items():
+        value = settings.get(key)
+        f.check(value is not None, f"{key} must be set by the operator (the default is a sample)")
+        f.check(value != sample, f"{key} is the sample value {sample!r}")
+    sms = [p.strip() for p in settings.get("NOTIFIER_SMS_PROVIDER", "").split(",")]
+    routes = settings.get("NOTIFIER_SMS_ROUTES", "")
+    if "twilio" in sms or "twilio" in routes:
+        f.check(bool(settings.get("NOTIFIER_TWILIO_FROM")), "twilio: NOTIFIER_TWILIO_FROM unset")
+        env = {
+            e["name"]
+            for d in _of_kind(docs, "Deployment")
+            for c in d["spec"]["template"]["spec"]["containers"]
+            for e in c.get("env", [])
+        }
+        for var in ("NOTIFIER_TWILIO_ACCOUNT_SID", "NOTIFIER_TWILIO_AUTH_TOKEN"):
+            f.check(var in env or var in settings, f"twilio: {var} not provided")
+
+
+def check_migrations(dep: Doc | None, f: Findings) -> None:
+    if dep is None:
+        return
+    pod = dep["spec"]["template"]["spec"]
+    image = pod["containers"][0].get("image")
+    runs = [
+        c
+        for c in pod.get("initContainers", [])
+        if [*c.get("command", []), *c.get("args", [])][-2:] == ["db", "upgrade"]
+    ]
+    f.check(bool(runs), "no initContainer runs `db upgrade` (run refuses an unmigrated ledger)")
+    for c in runs:
+        f.check(c.get("image") == image, f"initContainer {c['name']}: image differs from the app")
+        sc = c.get("securityContext", {})
+        f.check(sc.get("readOnlyRootFilesystem") is True, f"{c['name']}: readOnlyRootFilesystem")
+        f.check(sc.get("allowPrivilegeEscalation") is False, f"{c['name']}: privilege escalation")
+        f.check("limits" in c.get("resources", {}), f"initContainer {c['name']}: no limits")
+
+
+def _port_numbers(container: Doc) -> dict[str, int]:
+    return {p["name"]: int(p["containerPort"]) for p in container.get("ports", []) if "name" in p}
+
+
+def check_webhooks(docs: list[Doc], dep: Doc | None, f: Findings) -> None:
+    if dep is None:
+        return
+    settings = _settings(docs)
+    ops_port = int(settings.get("NOTIFIER_HTTP_PORT", "8080"))
+    hook_port = int(settings.get("NOTIFIER_RECEIPTS_HTTP_PORT", "0"))
+    f.check(hook_port != 0, "NOTIFIER_RECEIPTS_HTTP_PORT unset: no receipt or STOP reply arrives")
+    f.check(hook_port != ops_port, "the webhook port must differ from NOTIFIER_HTTP_PORT")
+    ports = _port_numbers(dep["spec"]["template"]["spec"]["containers"][0])
+    f.check(ports.get("http") == ops_port, f"container port http != NOTIFIER_HTTP_PORT {ops_port}")
+    f.check(
+        ports.get("webhooks") == hook_port,
+        f"container port webhooks != NOTIFIER_RECEIPTS_HTTP_PORT {hook_port}",
+    )
+    hook_services: dict[str, set[str]] = {}
+    for svc in _of_kind(docs, "Service"):
+        for p in svc["spec"].get("ports", []):
+            target = p.get("targetPort", p.get("port"))
+            f.check(
+                target in ("webhooks", hook_port),
+                f"{_name(svc)}: port {p.get('name')} reaches {target!r}, not the webhook port "
+                "(/metrics and the probes must stay cluster-internal)",
+            )
+            hook_services.setdefault(svc["metadata"]["name"], set()).update(
+                {str(p.get("name")), str(p.get("port"))}
+            )
+    ingresses = list(_of_kind(docs, "Ingress"))
+    f.check(bool(ingresses), "no Ingress: providers cannot reach the webhooks")
+    public = settings.get("NOTIFIER_RECEIPTS_PUBLIC_URL", "")
+    public_host = public.split("/")[2] if public.count("/") >= 2 else ""
+    f.check(public.startswith("https://"), "NOTIFIER_RECEIPTS_PUBLIC_URL must be https://HOST")
+    for ing in ingresses:
+        for rule in ing["spec"].get("rules", []):
+            f.check(
+                rule.get("host") == public_host,
+                f"{_name(ing)}: host {rule.get('host')!r} is not the host of "
+                f"NOTIFIER_RECEIPTS_PUBLIC_URL {public_host!r} (Twilio signs that URL)",
+            )
+            for path in rule.get("http", {}).get("paths", []):
+                backend = path["backend"]["service"]
+                port = backend["port"].get("name", str(backend["port"].get("number")))
+                f.check(
+                    path.get("path", "/").startswith(WEBHOOK_PATH),
+                    f"{_name(ing)}: path {path.get('path')!r} outside {WEBHOOK_PATH}",
+                )
+                f.check(
+                    port in hook_services.get(backend["name"], set()),
+                    f"{_name(ing)}: backend {backend['name']}:{port} is not a webhook Service port",
+                )
+    admitted = {
+        str(p.get("port"))
+        for np in _of_kind(docs, "NetworkPolicy")
+        for rule in np["spec"].get("ingress", [])
+        for p in rule.get("ports", [])
+    }
+    f.check(
+        bool(admitted & {"webhooks", str(hook_port)}),
+        "NetworkPolicy admits no ingress to the webhook port",
+    )
+
+
 def main(argv: list[str]) -> int:
-    overlay = argv[1] if len(argv) > 1 else "stdin"
+    args = [a for a in argv[1:] if not a.startswith("--")]
+    overlay = args[0] if args else "stdin"
+    allow_placeholders = "--allow-placeholders" in argv
     docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
     f = Findings(overlay)
     validate_schemas(docs, f)
     dep = check_workload(docs, f)
     check_scaling(docs, dep, f)
     check_acls(docs, f)
+    check_operator_values(docs, f, allow_placeholders=allow_placeholders)
+    check_migrations(dep, f)
+    check_webhooks(docs, dep, f)
     for note in f.notes:
         print(f"  {overlay}: note: {note}")
     for err in f.errors:

@@ -216,9 +216,20 @@ def _messages() -> dict[str, Any]:
         "properties": {
             dlq.HEADER_ERROR_CLASS: {
                 "type": "string",
-                "enum": ["ValidationError", "EmptyValue", "ProcessingError"],
+                "enum": [
+                    "ValidationError",
+                    "EmptyValue",
+                    "UnsupportedEncoding",
+                    "SchemaRegistryFrame",
+                    "ProcessingError",
+                    "PublishError",
+                    "DecodeError",
+                ],
                 "description": "ValidationError: not JSON or not the contract; EmptyValue: a "
-                "tombstone; ProcessingError: a bug while handling a valid event",
+                "tombstone or empty value; UnsupportedEncoding: UTF-16/32 or not UTF-8; "
+                "SchemaRegistryFrame: a registry frame around a non-JSON payload; "
+                "ProcessingError: a bug while handling a valid event; PublishError: Kafka refused "
+                "its results; DecodeError: a bug while decoding",
             },
             dlq.HEADER_ERROR_MESSAGE: _string_header(
                 "Field locations and messages, at most 1000 characters",
@@ -232,6 +243,17 @@ def _messages() -> dict[str, Any]:
             dlq.HEADER_SOURCE_OFFSET: _string_header("Its offset", "41"),
             dlq.HEADER_FAILED_AT: _string_header(
                 "When it was dead-lettered (ISO 8601)", "2026-11-22T10:00:00+00:00"
+            ),
+            dlq.HEADER_REFERENCE: _string_header(
+                "true: the value is a JSON reference to the original (too large, or refused, "
+                "to copy whole), not the original bytes",
+                "true",
+            ),
+            dlq.HEADER_REFERENCE_CAUSE: _string_header(
+                "Why the whole copy was refused", "MessageSizeTooLargeError"
+            ),
+            dlq.HEADER_ESCAPED_KEYS: _string_header(
+                "How many original header keys were not UTF-8 (copied with bytes as \\xNN)", "1"
             ),
         },
     }
@@ -265,8 +287,10 @@ def _messages() -> dict[str, Any]:
             "title": "Loan at a decision point",
             "summary": "One loan at one decision point (before the due date, on it, or overdue).",
             "description": "Unknown fields are ignored; schema_version 1 or 1.N is accepted, "
-            "any other major is dead-lettered (docs/kafka.md, compatibility rules). Money is a "
-            "decimal string. Try your events with `overdue-notifier validate FILE...`.",
+            "any other major is dead-lettered (docs/kafka.md, compatibility rules). Validation "
+            "is strict and follows the payload schema exactly: no coercion, no trimming, money "
+            "is a decimal string, preferred_reminder_time is HH:MM or HH:MM:SS. Try your events "
+            "with `overdue-notifier validate FILE...`.",
             "contentType": "application/json",
             "headers": input_headers,
             "payload": {"$ref": "#/components/schemas/LoanOverdueEvent"},
@@ -299,6 +323,9 @@ def _messages() -> dict[str, Any]:
                 "properties": {
                     "content-type": _string_header("application/json", "application/json"),
                     "event_id": _string_header("The input event answered", "evt-20261122-000123"),
+                    "schema-id": _string_header(
+                        "Schema Registry id of the input event, when it came in that framing", "42"
+                    ),
                 },
             },
             "payload": {"$ref": "#/components/schemas/DeliveryResult"},

@@ -49,6 +49,21 @@ class DeferredNotification:
     notification_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class DueDeferred:
+    """What one scheduler pass takes from the ledger.
+
+    `released`: due notifications leased to this worker, to go through the guard again.
+    `unreadable`: due notifications whose stored event or plan no longer loads (a release that
+    wrote what it cannot read back). The ledger has already decided each of them `failed` for
+    good (reason `deferred_event_unreadable`), in the same transaction, so that one bad row
+    never holds up the others nor fails every pass again; the caller publishes these results.
+    """
+
+    released: list[DeferredNotification]
+    unreadable: list[DeliveryResult]
+
+
 class NotificationLedger(Protocol):
     async def admit(
         self, event: LoanOverdueEvent, plans: Sequence[PlannedNotification], now: datetime
@@ -70,6 +85,10 @@ class NotificationLedger(Protocol):
 
     async def claim_due_deferred(self, now: datetime, limit: int) -> list[DeferredNotification]:
         """Deferred notifications due at `now`, each claimed so no other replica sends it."""
+        ...
+
+    async def claim_due(self, now: datetime, limit: int) -> DueDeferred:
+        """claim_due_deferred(), with the rows that could not be loaded decided and returned."""
         ...
 
     async def deferred_backlog(self, now: datetime) -> tuple[int, float | None]:

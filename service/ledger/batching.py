@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from service.events import DeliveryResult, LoanOverdueEvent
-from service.ledger.api import Admission, DeferredNotification
+from service.ledger.api import Admission, DeferredNotification, DueDeferred
 from service.ledger.errors import LedgerError, LedgerUnavailableError
 from service.ledger.sql import SqlLedger
 from service.lifecycle import LifecycleEvent
@@ -199,6 +199,9 @@ class BatchingLedger:
 
     async def claim_due_deferred(self, now: datetime, limit: int) -> list[DeferredNotification]:
         return await self.inner.claim_due_deferred(now, limit)
+
+    async def claim_due(self, now: datetime, limit: int) -> DueDeferred:
+        return await self.inner.claim_due(now, limit)
 
     async def deferred_backlog(self, now: datetime) -> tuple[int, float | None]:
         return await self.inner.deferred_backlog(now)

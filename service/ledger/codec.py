@@ -1,4 +1,11 @@
-"""How planned notifications and results are kept in ledger rows (JSON text)."""
+"""How deferred events, planned notifications and results are kept in ledger rows (JSON text).
+
+A deferred notification's event is stored when it is deferred and read back when it is due,
+hours or days later, possibly by a newer release: what `event_to_json` writes must be what
+`event_from_json` (the contract's own validation) accepts, value for value. The model writes
+one canonical form per field (service/events.py); tests/ledger/test_event_codec.py proves the
+round trip over generated events.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +13,19 @@ import json
 from datetime import datetime
 from typing import Any
 
-from service.events import Channel
+from service.events import Channel, LoanOverdueEvent
 from service.policy.model import PlannedNotification, Stage
 
-__all__ = ["plan_from_json", "plan_to_json"]
+__all__ = ["event_from_json", "event_to_json", "plan_from_json", "plan_to_json"]
+
+
+def event_to_json(event: LoanOverdueEvent) -> str:
+    return event.model_dump_json()
+
+
+def event_from_json(text: str) -> LoanOverdueEvent:
+    """The stored event; pydantic.ValidationError if it no longer passes the contract."""
+    return LoanOverdueEvent.model_validate_json(text)
 
 
 def plan_to_json(plan: PlannedNotification) -> str:

@@ -22,11 +22,13 @@ claim_due_deferred(). See docs/ledger.md for the round trips per event.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pydantic import ValidationError
 from sqlalchemy import (
     Boolean,
     and_,
@@ -51,9 +53,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from service.compliance import Contact, Decision, Verdict, decide
 from service.compliance.candidate import candidate_for
 from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent, result_id_for
-from service.ledger.api import Admission, AdmissionKind, DeferredNotification
+from service.ledger.api import Admission, AdmissionKind, DeferredNotification, DueDeferred
 from service.ledger.audit import AuditRow, audit_values, contact_of
-from service.ledger.codec import plan_from_json, plan_to_json
+from service.ledger.codec import event_from_json, event_to_json, plan_from_json, plan_to_json
 from service.ledger.engine import build_engine, lock_key, translate_errors
 from service.ledger.errors import LedgerError, SchemaOutOfDateError
 from service.ledger.lifecycle_store import LoanContext, LoanWrites, StageFor
@@ -98,6 +100,9 @@ def digest_slot(now: datetime, window: timedelta) -> datetime:
 
 
 LEASE_EXPIRED = "claim_lease_expired"
+DEFERRED_UNREADABLE = "deferred_event_unreadable"
+
+log = logging.getLogger(__name__)
 
 
 def _aware(now: datetime) -> datetime:
@@ -449,6 +454,17 @@ class SqlLedger:
 
         A released notification goes through admit() again (window, caps, staleness) before it
         is sent; if this worker dies before that, the lease expires and another worker takes it.
+        Rows that cannot be loaded are decided `failed` (see claim_due()).
+        """
+        return (await self.claim_due(now, limit)).released
+
+    async def claim_due(self, now: datetime, limit: int) -> DueDeferred:
+        """claim_due_deferred(), and the results of the due rows that could not be loaded.
+
+        Every row is loaded inside the transaction, before anything is committed: a row whose
+        stored event or plan no longer passes the contract is decided `failed` (reason
+        `deferred_event_unreadable`, audited) instead of being released, so it is reported
+        once and never again, and the rows around it are released as usual.
         """
         now = _aware(now)
         due = or_(
@@ -456,34 +472,99 @@ class SqlLedger:
             and_(N.state == RELEASED, N.lease_until <= now),
         )
         query = (
-            select(N.notification_id, N.event_json, N.plan_json)
+            select(
+                N.notification_id,
+                N.event_json,
+                N.plan_json,
+                N.event_id,
+                N.borrower_id,
+                N.loan_id,
+                N.channel,
+                N.template,
+                N.version,
+            )
             .where(due)
             .order_by(N.due_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
+        released: list[DeferredNotification] = []
+        unreadable: list[DeliveryResult] = []
         async with translate_errors("claim_due_deferred"), self._engine.begin() as conn:
             rows = (await conn.execute(query)).all()
             if not rows:
-                return []
-            await conn.execute(
-                update(notifications)
-                .where(N.notification_id.in_([r.notification_id for r in rows]))
-                .values(
-                    state=RELEASED,
-                    lease_until=now + self._lease,
-                    version=N.version + 1,
-                    updated_at=now,
+                return DueDeferred([], [])
+            for r in rows:
+                try:
+                    released.append(
+                        DeferredNotification(
+                            event=event_from_json(r.event_json),
+                            plan=plan_from_json(r.plan_json),
+                            notification_id=r.notification_id,
+                        )
+                    )
+                except (ValidationError, ValueError, KeyError, TypeError) as exc:
+                    unreadable.append(await self._fail_unreadable(conn, r, now, exc))
+            if released:
+                await conn.execute(
+                    update(notifications)
+                    .where(N.notification_id.in_([d.notification_id for d in released]))
+                    .values(
+                        state=RELEASED,
+                        lease_until=now + self._lease,
+                        version=N.version + 1,
+                        updated_at=now,
+                    )
                 )
+        return DueDeferred(released, unreadable)
+
+    async def _fail_unreadable(
+        self, conn: AsyncConnection, row: Any, now: datetime, exc: Exception
+    ) -> DeliveryResult:
+        """Decide a due row whose stored event or plan does not load: `failed`, audited."""
+        nid = row.notification_id
+        # Where it failed, never the stored values (they hold phone numbers).
+        where = (
+            ", ".join(".".join(map(str, e["loc"])) or "(root)" for e in exc.errors())
+            if isinstance(exc, ValidationError)
+            else type(exc).__name__
+        )
+        log.error(
+            "deferred notification %s cannot be loaded (%s); decided failed", nid, where[:200]
+        )
+        result = DeliveryResult(
+            result_id=result_id_for(nid, DeliveryStatus.FAILED),
+            notification_id=nid,
+            event_id=row.event_id,
+            loan_id=row.loan_id,
+            borrower_id=row.borrower_id,
+            channel=Channel(row.channel),
+            status=DeliveryStatus.FAILED,
+            reason=DEFERRED_UNREADABLE,
+            rule="ledger.stored_event",
+            occurred_at=now,
+            finished_at=now,
+        )
+        await conn.execute(
+            update(notifications)
+            .where(N.notification_id == nid, N.version == row.version)
+            .values(
+                state=DECIDED,
+                status=result.status.value,
+                reason=result.reason,
+                result_json=result.model_dump_json(),
+                lease_until=None,
+                event_json=None,
+                plan_json=None,
+                version=row.version + 1,
+                updated_at=now,
             )
-        return [
-            DeferredNotification(
-                event=LoanOverdueEvent.model_validate_json(r.event_json),
-                plan=plan_from_json(r.plan_json),
-                notification_id=r.notification_id,
-            )
-            for r in rows
-        ]
+        )
+        await conn.execute(
+            insert(audit),
+            [audit_values(result, at=now, contact=None, template_name=row.template)],
+        )
+        return result
 
     async def deferred_backlog(self, now: datetime) -> tuple[int, float | None]:
         """Deferred notifications waiting, and how long the most overdue one has been due (s)."""
@@ -899,7 +980,7 @@ class _AdmitStep:
                 reason=result.reason,
                 result_json=result.model_dump_json(),
                 # The deferred send needs the event later; cleared once decided.
-                event_json=event.model_dump_json(),
+                event_json=event_to_json(event),
                 plan_json=plan_to_json(plan),
             )
         else:

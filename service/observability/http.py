@@ -1,8 +1,10 @@
 """The operations HTTP endpoint: /metrics for Prometheus, /healthz and /readyz for the kubelet.
 
-`build_http_app` makes the aiohttp application (other rooms may add routes, e.g. provider
-receipt webhooks); `serve_http` runs it for the duration of an `async with` block. Port 0 picks
-a free port, which tests use; the service's own "0 = off" setting is decided by the caller.
+`build_http_app` makes the operations application; `build_webhook_app` the separate one of the
+public webhook port (provider receipts and STOP replies, NOTIFIER_RECEIPTS_HTTP_PORT), which
+carries nothing else; `serve_http` runs either for the duration of an `async with` block.
+Port 0 picks a free port, which tests use; the service's own "0 = off" setting is decided by
+the caller.
 Access logs are off: probes every few seconds would drown the decision lines.
 """
 
@@ -18,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 
 from service.observability.health import Health
 
-__all__ = ["HttpServer", "build_http_app", "serve_http"]
+__all__ = ["HttpServer", "build_http_app", "build_webhook_app", "serve_http"]
 
 _HEALTH_KEY = web.AppKey("health", Health)
 _REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
@@ -75,6 +77,17 @@ def build_http_app(
             *extra_routes,
         ]
     )
+    return app
+
+
+def build_webhook_app(routes: Sequence[web.RouteDef]) -> web.Application:
+    """The aiohttp app of the public webhook port: exactly `routes`, nothing of the ops app.
+
+    Providers reach it through the Ingress, so it must never answer /metrics (which tells
+    volumes and outcomes) or the probes; anything else is a plain 404.
+    """
+    app = web.Application()
+    app.add_routes(list(routes))
     return app
 
 

@@ -6,6 +6,7 @@ borrower id, loan id or anything personal.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import Counter, Gauge, Histogram, Info
@@ -15,6 +16,8 @@ __all__ = [
     "CIRCUIT_OPEN",
     "DEFERRED_BACKLOG",
     "DEFERRED_OLDEST_AGE",
+    "DEFERRED_RELEASE_ERRORS",
+    "DEFERRED_UNREADABLE",
     "DLQ_RECORDS",
     "EVENTS_CONSUMED",
     "EVENTS_RECEIVED",
@@ -34,9 +37,11 @@ __all__ = [
     "RENDER_SECONDS",
     "RESULTS_PUBLISHED",
     "RETRIES",
+    "SCHEDULER_PASSES",
     "SMPP_BOUND",
     "SMPP_RECONNECTS",
     "WEBHOOK_REJECTED",
+    "initialise_series",
 ]
 
 _NS = "notifier"
@@ -100,6 +105,24 @@ DEFERRED_BACKLOG = Gauge(
 DEFERRED_OLDEST_AGE = Gauge(
     "deferred_oldest_overdue_seconds",
     "How long the most overdue deferred notification has been due and not sent (0 when none).",
+    namespace=_NS,
+)
+SCHEDULER_PASSES = Counter(
+    "scheduler_passes",
+    "Passes of the deferred scheduler, by outcome (ok, failed: nothing was released).",
+    ["outcome"],
+    namespace=_NS,
+)
+for _outcome in ("ok", "failed"):
+    SCHEDULER_PASSES.labels(outcome=_outcome)
+DEFERRED_UNREADABLE = Counter(
+    "deferred_unreadable",
+    "Due deferred notifications whose stored event could not be loaded (decided failed).",
+    namespace=_NS,
+)
+DEFERRED_RELEASE_ERRORS = Counter(
+    "deferred_release_errors",
+    "Released deferred notifications whose handling raised (retried when the lease expires).",
     namespace=_NS,
 )
 DLQ_RECORDS = Counter(
@@ -169,3 +192,41 @@ PAUSED = Gauge(
     "1 while an operator pause stops every send (overdue-notifier pause), else 0.",
     namespace=_NS,
 )
+
+
+# --- series that exist from the start -----------------------------------------------------------
+# A labelled counter has no series until its first event, and Prometheus cannot tell "none yet"
+# from "not scraped": increase() and rate() see nothing during the first minutes of an outage
+# that starts with a restart, and panels stay empty exactly then. Every label value known at
+# start is therefore created at 0 (the values are fixed sets or come from the settings).
+ATTEMPT_OUTCOMES = ("ok", "transient", "permanent", "ambiguous")
+DLQ_ERROR_CLASSES = (
+    "EmptyValue",
+    "DecodeError",
+    "UnsupportedEncoding",
+    "SchemaRegistryFrame",
+    "ValidationError",
+    "ProcessingError",
+    "PublishError",
+)
+WEBHOOK_PROVIDERS = ("twilio", "http_gateway")
+WEBHOOK_REJECT_REASONS = ("unsigned", "bad_signature", "unknown_algorithm", "unreadable")
+CHANNELS = ("sms", "push")
+
+
+def initialise_series(providers: Iterable[str]) -> None:
+    """Create every series whose labels are known now (providers: the configured senders)."""
+    for provider in providers:
+        for outcome in ATTEMPT_OUTCOMES:
+            PROVIDER_ATTEMPTS.labels(provider=provider, outcome=outcome)
+        RETRIES.labels(provider=provider)
+        CIRCUIT_OPEN.labels(provider=provider)
+        RECEIPTS_UNMATCHED.labels(provider=provider)
+    for error in DLQ_ERROR_CLASSES:
+        DLQ_RECORDS.labels(error=error)
+    for provider in WEBHOOK_PROVIDERS:
+        for reason in WEBHOOK_REJECT_REASONS:
+            WEBHOOK_REJECTED.labels(provider=provider, reason=reason)
+    # 0 until the first accepted send of this process: "none since start", never a wrong time.
+    for channel in CHANNELS:
+        LAST_SEND.labels(channel=channel)

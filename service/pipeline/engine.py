@@ -7,7 +7,12 @@ Invariants this module keeps:
 - in-flight work is bounded: partitions pause above a high-water mark and resume below a
   low-water mark, while `getmany` keeps being called so the member stays in the group;
 - every consumed event ends in published results or a DLQ record; infrastructure failures
-  (ledger or Kafka unreachable) are retried, with consumption paused, until they pass.
+  (ledger or Kafka unreachable) are retried, with consumption paused, until they pass;
+- nothing in a record (key, value, headers) raises out of this loop: undecodable bytes and
+  records Kafka refuses to copy end in the DLQ (a reference record if need be). Only a refusal
+  no retry can cure (the DLQ or results topic refused to us, `ACCESS_REFUSED`) stops the
+  service, naming it: `run` raises `PublishRefusedError`, with nothing committed past the
+  record, instead of retrying for ever with every partition paused.
 """
 
 from __future__ import annotations
@@ -27,12 +32,17 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from service.events import DeliveryResult
 from service.observability import metrics
-from service.pipeline.decode import UndecodableEvent, decode_event
+from service.pipeline.decode import UndecodableEvent, decode_payload, unframe
 from service.pipeline.lanes import KeyedLanes
 from service.pipeline.offsets import OffsetTracker
-from service.pipeline.publisher import ResultPublisher
+from service.pipeline.publisher import (
+    ACCESS_REFUSED,
+    PERMANENT,
+    DeadLetterRefusedError,
+    ResultPublisher,
+)
 
-__all__ = ["ConsumerEngine", "EngineConfig", "EventHandler", "RetryLater"]
+__all__ = ["ConsumerEngine", "EngineConfig", "EventHandler", "PublishRefusedError", "RetryLater"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,6 +50,10 @@ T = TypeVar("T")
 
 class RetryLater(Exception):
     """Raised by a handler when a dependency (ledger, ...) is unavailable: try the event again."""
+
+
+class PublishRefusedError(Exception):
+    """Kafka refused the results or DLQ topic for good; the service stopped rather than loop."""
 
 
 class EventHandler(Protocol):
@@ -61,6 +75,8 @@ class EngineConfig:
     retry_max_s: float = 10.0
     # Resume a paused partition once its backlog falls below this share of the ceiling.
     low_water_ratio: float = 0.5
+    # Accept Confluent Schema Registry's JSON Schema wire format (decode.unframe).
+    schema_registry_json: bool = True
 
 
 class ConsumerEngine:
@@ -88,6 +104,7 @@ class ConsumerEngine:
         # Set whenever an event finishes; a revocation waits on it to drain its partitions.
         self._progress = asyncio.Event()
         self._last_commit = time.monotonic()
+        self._fatal: BaseException | None = None
         self.stats = {"processed": 0, "dead_lettered": 0, "committed": 0}
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -124,6 +141,10 @@ class ConsumerEngine:
                     self._report_gauges()
         finally:
             await self._drain_on_shutdown()
+        if self._fatal is not None:
+            raise PublishRefusedError(
+                f"Kafka refused for good: {type(self._fatal).__name__}: {self._fatal}"
+            ) from self._fatal
 
     async def _drain_on_shutdown(self) -> None:
         assigned = list(self._trackers)
@@ -174,36 +195,82 @@ class ConsumerEngine:
                 return
             tracker.running += 1
             try:
-                await self._process_record(record)
-                # The tracker object is captured, not looked up: a partition revoked and
-                # assigned again gets a new tracker that a late finish of the old one must not
-                # touch.
-                tracker.finish(record.offset)
+                if await self._process_record(record):
+                    # The tracker object is captured, not looked up: a partition revoked and
+                    # assigned again gets a new tracker that a late finish of the old one must
+                    # not touch.
+                    tracker.finish(record.offset)
             finally:
                 tracker.running -= 1
                 self._progress.set()
 
         return run
 
-    async def _process_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        decoded = decode_event(record.value)
-        if isinstance(decoded, UndecodableEvent):
-            await self._until_done(
-                lambda: self._publisher.dead_letter(record, decoded, self._clock())
+    async def _process_record(self, record: ConsumerRecord[bytes, bytes]) -> bool:
+        """Results or a DLQ record for `record`; False if the service must stop instead."""
+        try:
+            payload = unframe(record.value, schema_registry_json=self._config.schema_registry_json)
+            decoded = (
+                payload if isinstance(payload, UndecodableEvent) else decode_payload(payload.data)
             )
-            self._count("dead_lettered")
-            return
+        except Exception as exc:
+            # A bug in decoding: the record still ends in the DLQ, never stops the partition.
+            log.exception("decoding raised; dead-lettering")
+            decoded = UndecodableEvent("DecodeError", type(exc).__name__)
+        if isinstance(decoded, UndecodableEvent):
+            return await self._dead_letter(record, decoded)
         try:
             results = await self._until_done(lambda: self._handler.handle(decoded))
         except Exception as exc:
             # A bug or an unexpected answer: never stall the partition on it, never drop it.
             log.exception("event handling failed; dead-lettering", extra={"event_id": "masked"})
-            why = UndecodableEvent("ProcessingError", type(exc).__name__)
-            await self._until_done(lambda: self._publisher.dead_letter(record, why, self._clock()))
-            self._count("dead_lettered")
-            return
-        await self._until_done(lambda: self._publisher.publish_results(results))
+            return await self._dead_letter(
+                record, UndecodableEvent("ProcessingError", type(exc).__name__)
+            )
+        assert not isinstance(payload, UndecodableEvent)
+        try:
+            await self._until_done(
+                lambda: self._publisher.publish_results(results, schema_id=payload.schema_id)
+            )
+        except ACCESS_REFUSED as exc:
+            return self._stop_fatally(exc)
+        except Exception as exc:
+            # Kafka refused a result record for what it is (RECORD_REFUSED), or a bug: the
+            # event goes to the DLQ (results have deterministic ids, so a re-drive that
+            # publishes some again yields duplicates consumers drop), the partition moves on.
+            log.exception("publishing results failed; dead-lettering")
+            return await self._dead_letter(
+                record, UndecodableEvent("PublishError", type(exc).__name__)
+            )
         self._count("processed")
+        return True
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], why: UndecodableEvent
+    ) -> bool:
+        try:
+            await self._until_done(lambda: self._publisher.dead_letter(record, why, self._clock()))
+        except DeadLetterRefusedError as exc:
+            return self._stop_fatally(exc)
+        except ACCESS_REFUSED as exc:
+            return self._stop_fatally(exc)
+        except Exception as exc:
+            # A bug in dead-lettering: stopping loudly beats a partition whose commits stall.
+            log.exception("dead-lettering raised")
+            return self._stop_fatally(exc)
+        self._count("dead_lettered")
+        return True
+
+    def _stop_fatally(self, exc: BaseException) -> bool:
+        log.error(
+            "stopping the service: Kafka refused for good (%s); nothing is committed past the "
+            "record, which the next start reads again",
+            type(exc).__name__,
+        )
+        if self._fatal is None:
+            self._fatal = exc
+        self.request_stop()
+        return False
 
     def _count(self, outcome: str) -> None:
         self.stats[outcome] += 1
@@ -217,6 +284,8 @@ class ConsumerEngine:
             while True:
                 try:
                     return await attempt()
+                except PERMANENT:
+                    raise  # the same attempt can never succeed: the caller decides
                 except (RetryLater, KafkaError) as exc:
                     if not retrying:
                         retrying = True

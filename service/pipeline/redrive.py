@@ -143,6 +143,8 @@ def select_for_replay(
     chosen: list[DeadLetter] = []
     exhausted: list[DeadLetter] = []
     for letter in letters:
+        if letter.header(dlq.HEADER_REFERENCE) == "true":
+            continue  # a reference holds no original bytes: there is nothing to replay
         if reason is not None and not _matches(letter, reason):
             continue
         if since is not None and letter.failed_at < since:

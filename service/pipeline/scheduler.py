@@ -5,7 +5,15 @@ processor again and publishes the outcome. The admitting transaction re-checks c
 the loan's newest state: a STOP or provider opt-out that arrived meanwhile, a repayment, hold or
 plan pause, a newer event, a day or stage that has passed. Opt-outs and lifecycle events carried
 by events cancel pending notifications when they arrive (with their own results), so a release
-that finds its notification decided publishes nothing.
+that finds its notification decided publishes nothing. Due notifications of one borrower,
+channel, stage group and currency are released together as one digest (`digest_groups`).
+
+Isolation: one notification never stops the others. A due row whose stored event no longer
+loads is decided `failed` by the ledger in the claiming transaction and its result published
+here (reason `deferred_event_unreadable`, metric `notifier_deferred_unreadable_total`); a
+released notification whose handling raises is logged, counted and left under its lease, so
+another pass retries it after the lease while the rest of the batch goes on. A pass that fails
+as a whole (the ledger is down) is counted in `notifier_scheduler_passes_total{outcome="failed"}`.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from service.events import DeliveryResult
 from service.ledger.api import DeferredNotification, NotificationLedger
 from service.observability import metrics
 from service.pipeline.engine import RetryLater
@@ -48,6 +57,8 @@ class DeferredScheduler:
         self._pause = pause
         self._interval_s = interval_s
         self._batch_size = batch_size
+        # Results of unreadable rows the ledger decided but Kafka has not acknowledged yet.
+        self._unpublished: list[DeliveryResult] = []
         self.released = 0
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -55,9 +66,12 @@ class DeferredScheduler:
             try:
                 handled = await self.run_once()
             except Exception:
-                # The ledger being down is reported by readiness; keep trying.
+                # The ledger being down is reported by readiness and the passes metric.
                 log.exception("deferred scheduler pass failed")
+                metrics.SCHEDULER_PASSES.labels(outcome="failed").inc()
                 handled = 0
+            else:
+                metrics.SCHEDULER_PASSES.labels(outcome="ok").inc()
             if handled < self._batch_size:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._interval_s):
@@ -73,6 +87,7 @@ class DeferredScheduler:
 
     async def run_once(self) -> int:
         """Release what is due now; returns how many notifications were handled."""
+        await self._publish_unreadable()
         now = self._clock()
         if self._pause is not None and self._pause.paused:
             return await self._paused_pass(now)
@@ -81,23 +96,48 @@ class DeferredScheduler:
         waiting, oldest_due_age = await self._ledger.deferred_backlog(now)
         metrics.DEFERRED_BACKLOG.set(waiting)
         metrics.DEFERRED_OLDEST_AGE.set(oldest_due_age or 0.0)
-        due = await self._ledger.claim_due_deferred(now, self._batch_size)
-        if not due:
-            return 0
-        groups = digest_groups(due)
+        due = await self._ledger.claim_due(now, self._batch_size)
+        if due.unreadable:
+            metrics.DEFERRED_UNREADABLE.inc(len(due.unreadable))
+            self._unpublished.extend(due.unreadable)
+        groups = digest_groups(due.released)
         outcomes = await asyncio.gather(*(self._release(group) for group in groups))
-        return sum(outcomes)
+        try:
+            await self._publish_unreadable()
+        except Exception:
+            # Kept for the next pass; the releases above are not held up by it.
+            log.exception("publishing the results of unreadable deferred rows failed")
+        return sum(outcomes) + len(due.unreadable)
+
+    async def _publish_unreadable(self) -> int:
+        # Decided in the ledger already: publishing is all that is left, retried every pass.
+        if not self._unpublished:
+            return 0
+        pending, self._unpublished = self._unpublished, []
+        try:
+            await self._publisher.publish_results(pending)
+        except Exception:
+            self._unpublished = pending + self._unpublished
+            raise
+        return len(pending)
 
     async def _release(self, group: list[DeferredNotification]) -> int:
+        item = group[0]
         try:
             if len(group) == 1:
-                results = await self._processor.handle_deferred(group[0])
+                results = await self._processor.handle_deferred(item)
             else:
                 results = await self._processor.handle_digest(group)
+            await self._publisher.publish_results(results)
         except RetryLater:
             # Still leased to us; it becomes claimable again when the lease expires.
             return 0
-        await self._publisher.publish_results(results)
+        except Exception:
+            # This notification only: the rest of the batch goes on. It stays leased and is
+            # retried after the lease; the backlog alert sees it if it keeps failing.
+            log.exception("releasing deferred notification %s failed", item.notification_id)
+            metrics.DEFERRED_RELEASE_ERRORS.inc()
+            return 0
         self.released += len(group)
         return len(group)
 

@@ -58,6 +58,8 @@ def test_the_golden_set_covers_every_stage_both_locales_and_each_kind_of_invalid
         "borrower",
         "borrower.timezone",
         "borrower.phone",
+        "borrower.borrower_id",
+        "borrower.preferred_reminder_time",
     } <= rejected_paths
     versions = {json.loads(g.path.read_bytes()).get("schema_version") for g in accepted}
     assert {None, "1", "1.0", "1.7"} <= versions

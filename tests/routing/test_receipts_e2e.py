@@ -1,4 +1,4 @@
-"""Receipts through the running service: the webhook on the app's HTTP port and the SMPP
+"""Receipts through the running service: the webhook on the app's webhook port and the SMPP
 session's deliver_sm update the ledger and publish delivered / undelivered results; forged
 callbacks change nothing; a STOP reply suppresses the borrower's next SMS."""
 
@@ -81,14 +81,14 @@ async def test_twilio_status_callback_updates_the_ledger_and_publishes_delivered
             twilio,
             fcm,
             http_host="127.0.0.1",
-            http_port=free_port(),
+            receipts_http_port=free_port(),
         )
         event = sms_event(1)
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [event])
         async with running_app(settings) as app, httpx.AsyncClient() as http:
             await wait_until(lambda: processed(app) == 1, app)
             sid = twilio.sent[0].response["sid"]
-            url = f"http://127.0.0.1:{app.http_port}/receipts/twilio/status"
+            url = f"http://127.0.0.1:{app.receipts_http_port}/receipts/twilio/status"
             forged = await post_signed(
                 http,
                 url,
@@ -128,14 +128,14 @@ async def test_stop_reply_suppresses_the_next_sms_as_opted_out(
             twilio,
             fcm,
             http_host="127.0.0.1",
-            http_port=free_port(),
+            receipts_http_port=free_port(),
         )
         first_event, later_event = sms_event(2, 45), sms_event(2, 52)
         phone = first_event["borrower"]["phone"]
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [first_event])
         async with running_app(settings) as app, httpx.AsyncClient() as http:
             await wait_until(lambda: processed(app) == 1, app)
-            url = f"http://127.0.0.1:{app.http_port}/receipts/twilio/inbound"
+            url = f"http://127.0.0.1:{app.receipts_http_port}/receipts/twilio/inbound"
             reply = await post_signed(http, url, {"From": phone, "Body": "STOP"})
             await produce_events(
                 settings.kafka_bootstrap_servers, settings.input_topic, [later_event]
@@ -219,7 +219,7 @@ async def test_sha256_signed_twilio_stop_in_chinese_suppresses_the_next_sms(
             twilio,
             fcm,
             http_host="127.0.0.1",
-            http_port=free_port(),
+            receipts_http_port=free_port(),
             twilio_webhook_shared_key=SecretStr(shared_key),
         )
         first_event, later_event = sms_event(4, 45), sms_event(4, 52)
@@ -227,7 +227,7 @@ async def test_sha256_signed_twilio_stop_in_chinese_suppresses_the_next_sms(
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [first_event])
         async with running_app(settings) as app, httpx.AsyncClient() as http:
             await wait_until(lambda: processed(app) == 1, app)
-            url = f"http://127.0.0.1:{app.http_port}/receipts/twilio/inbound"
+            url = f"http://127.0.0.1:{app.receipts_http_port}/receipts/twilio/inbound"
             form = {"From": phone, "Body": "退订。", "MessageSid": "SMreply"}
             signature = RequestValidator(shared_key).compute_signature(url, form, HMAC_SHA256)
             reply = await http.post(
