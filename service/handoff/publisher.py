@@ -205,7 +205,9 @@ class EventEscalation:
         reasons: list[HandoffReason] = []
         if self._policy.stages[stage].risk[event.risk_level].handoff:
             reasons.append(HandoffReason.POLICY_HANDOFF)
-        automatic = automatic_reason(results)
+        # Only this event's own decisions: the ledger may also answer for older notifications
+        # of the loan it superseded or cancelled.
+        automatic = automatic_reason([r for r in results if r.event_id == event.event_id])
         if automatic is not None:
             reasons.append(automatic)
         for reason in reasons:

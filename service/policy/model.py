@@ -80,3 +80,5 @@ class ContactRules:
     # A deferred message older than this (by its not_before) is stale: suppress, don't send late.
     max_defer: timedelta = timedelta(days=2)
     call_caps: CallCaps = field(default_factory=CallCaps)
+    # Digest slot length (None: no digest). See docs/policy.md, "Digest".
+    digest_window: timedelta | None = None
