@@ -6,7 +6,7 @@ late_overdue, pre_legal) and its last *confirmed* contact, a notification `sent`
 notification, is older than `stale_days`, or it has none and the loan has been past grace for
 longer than that. Only loans with ledger activity in the last `lookback_days` are looked at
 (a loan upstream stopped sending events about is shown with cause `no_recent_attempt` until
-then).
+then). Loans repaid in full (the lifecycle's `repaid_at`) are left out.
 
 The cause is read from the loan's newest decisive audit rows after its last confirmed contact:
 
@@ -15,7 +15,7 @@ The cause is read from the loan's newest decisive audit rows after its last conf
 | no_address        | suppressed no_contact_address, token_unregistered                     |
 | opted_out         | suppressed / failed opted_out, opted_out_by_provider                  |
 | unknown_zone      | suppressed timezone_unknown                                           |
-| held              | deferred / suppressed paused, contact_hold, repayment_plan, held      |
+| held              | deferred / suppressed paused, contact_hold, plan_paused, held         |
 | ambiguous         | unknown (a send that may or may not have reached the provider)        |
 | provider_failures | failed (other reasons), undelivered                                   |
 | caps              | suppressed / deferred frequency_cap and the call caps                 |
@@ -43,7 +43,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.ledger.engine import translate_errors
-from service.ledger.schema import audit, controls, notifications
+from service.ledger.schema import audit, controls, loans, notifications
 from service.policy.model import Stage
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
 A = audit.c
 N = notifications.c
 C = controls.c
+L = loans.c
 
 PAST_GRACE = (Stage.EARLY_OVERDUE, Stage.LATE_OVERDUE, Stage.PRE_LEGAL)
 LEASE = "coverage_lease"
@@ -88,6 +89,7 @@ _BY_REASON = {
     "timezone_unknown": Cause.UNKNOWN_ZONE,
     "paused": Cause.HELD,
     "contact_hold": Cause.HELD,
+    "plan_paused": Cause.HELD,
     "held": Cause.HELD,
     "repayment_plan": Cause.HELD,
     "frequency_cap": Cause.CAPS,
@@ -96,6 +98,9 @@ _BY_REASON = {
     "cadence": Cause.CADENCE,
 }
 _CONFIRMING = ("sent", "delivered")
+# Lifecycle bookkeeping (service/lifecycle.py) that explains nothing about reach: a superseded
+# or stale notification was replaced by a newer one, whose own outcome tells.
+_SILENT = frozenset({"superseded", "stale_event", "partially_repaid", "contact_hold_lifted"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +142,8 @@ class _Row:
 def _cause_of(row: _Row) -> Cause | None:
     """The cause one row stands for; None for rows that explain nothing (quiet-hours deferral)."""
     mapped = _BY_REASON.get(row.reason)
+    if row.reason in _SILENT:
+        return None
     if row.status == "deferred":
         return mapped if mapped in (Cause.CAPS, Cause.HELD) else None
     if row.status == "unknown":
@@ -228,6 +235,7 @@ class CoverageStore:
         async with translate_errors("coverage"), self._engine.connect() as conn:
             loan_ids = {r.loan_id for r in await conn.execute(quiet.union(bounced))}
             rows: list[_Row] = []
+            repaid: set[str] = set()
             ordered = sorted(loan_ids)
             for start in range(0, len(ordered), 500):
                 chunk = ordered[start : start + 500]
@@ -251,6 +259,14 @@ class CoverageStore:
                     .order_by(A.loan_id, A.at, A.id)
                 )
                 rows.extend(_Row(**dict(r._mapping)) for r in result)
+                # A loan repaid in full is nobody's to reach (service/ledger/loans.py).
+                settled = await conn.execute(
+                    select(L.loan_id).where(
+                        and_(L.loan_id.in_(chunk), L.repaid_at.is_not(None), L.repaid_at <= now)
+                    )
+                )
+                repaid.update(r.loan_id for r in settled)
+        rows = [r for r in rows if r.loan_id not in repaid]
         loans = unreached_loans(rows, now, stale_days=stale_days)
         return [u for u in loans if stage is None or u.stage is stage]
 

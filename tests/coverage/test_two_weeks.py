@@ -47,6 +47,7 @@ class Scenario:
     phone: str | None = None
     token: str | None = None
     opt_out_from: int | None = None  # from this day on the event says: opted out of all
+    repaid_on: int | None = None  # a loan.repaid event that day, after its overdue event
 
     @property
     def loan_id(self) -> str:
@@ -65,6 +66,7 @@ def _scenarios() -> list[Scenario]:
         Scenario("landline", 2, "provider_failures", phone="+8613800000006"),
         Scenario("stops", 2, "no_recent_attempt", days=range(7), phone="+8613800000007"),
         Scenario("opts-out-later", 10, "opted_out", phone="+8613800000008", opt_out_from=7),
+        Scenario("repaid", 2, "no_address", days=range(7), repaid_on=6),
     ]
 
 
@@ -98,7 +100,18 @@ def _event(s: Scenario, day: int) -> dict[str, Any]:
         **borrower,
     )
     event["loan"]["loan_id"] = s.loan_id
+    event["occurred_at"] = (DAY0 + timedelta(days=day)).isoformat()
     return event
+
+
+def _repaid(s: Scenario, day: int) -> dict[str, Any]:
+    return {
+        "event_type": "loan.repaid",
+        "event_id": f"evt-{s.name}-repaid",
+        "occurred_at": (DAY0 + timedelta(days=day, minutes=1)).isoformat(),
+        "loan": {"loan_id": s.loan_id},
+        "borrower": {"borrower_id": f"b-{s.name}"},
+    }
 
 
 class Clock:
@@ -118,6 +131,8 @@ def _expected(
         seen = [d for d in s.days if DAY0 + timedelta(days=d) <= at]
         if not seen:
             continue
+        if s.repaid_on is not None and DAY0 + timedelta(days=s.repaid_on) <= at:
+            continue  # repaid in full: nobody's to reach
         stage = _stage(s.dpd0 + seen[-1])
         if stage is None:
             continue
@@ -149,8 +164,9 @@ async def test_report_coverage_over_two_weeks_matches_an_independent_count(
 ) -> None:
     """Every simulated evening of two weeks, `report coverage` lists exactly the loans the
     providers' logs and the scenarios say nobody reached for 3 days, with their stage and
-    cause (no address, opted out, unknown zone, provider failures, upstream gone quiet), masked;
-    --stage narrows the list; the gauge of the lease holder agrees on the last day."""
+    cause (no address, opted out, unknown zone, provider failures, upstream gone quiet), masked,
+    and a loan repaid in full drops out; --stage narrows the list; the gauge of the lease
+    holder agrees on the last day."""
     scenarios = _scenarios()
     by_phone = {s.phone: s.loan_id for s in scenarios if s.phone}
     by_token = {s.token: s.loan_id for s in scenarios if s.token}
@@ -177,6 +193,7 @@ async def test_report_coverage_over_two_weeks_matches_an_independent_count(
             for day in range(14):
                 clock.now = DAY0 + timedelta(days=day)
                 events = [_event(s, day) for s in scenarios if day in s.days]
+                events += [_repaid(s, day) for s in scenarios if s.repaid_on == day]
                 total += len(events)
                 await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, events)
                 await wait_until(functools.partial(_processed_is, app, total), app)
