@@ -181,6 +181,7 @@ class NotifierApp:
             )
             self.collector_tasks = collector_tasks
             initialise_task_series()
+            escalation = EventEscalation(collector_tasks, policy, default_timezone=default_zone)
             processor = NotificationProcessor(
                 planner=planner,
                 ledger=ledger,
@@ -191,7 +192,8 @@ class NotifierApp:
                 clock=self.clock,
                 unavailable=(LedgerUnavailableError,),
                 push_expiry=push_expiry_for(policy, default_zone),
-                after_event=EventEscalation(collector_tasks, policy, default_timezone=default_zone),
+                after_event=escalation,
+                after_lifecycle=escalation.after_lifecycle,
             )
             consumer = build_consumer(s)
             engine = ConsumerEngine(

@@ -18,9 +18,10 @@ from decimal import Decimal
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from service.events import DeliveryResult, DeliveryStatus, LoanOverdueEvent, RiskLevel
+from service.events import DeliveryResult, DeliveryStatus, Loan, LoanOverdueEvent, RiskLevel
 from service.handoff.store import TaskStore
 from service.handoff.task import WHY, CollectorTask, HandoffReason, new_task
+from service.lifecycle import ContactHoldLiftedEvent, HoldScope, LifecycleEvent
 from service.observability.metrics import COLLECTOR_TASKS
 from service.policy.config import Policy
 from service.policy.model import PlannedNotification, Stage
@@ -60,7 +61,7 @@ class TaskRequest:
     loan_id: str
     borrower_id: str
     stage: Stage
-    risk_level: RiskLevel
+    risk_level: RiskLevel | None
     currency: str
     amount_due: Decimal
     days_past_due: int
@@ -216,3 +217,38 @@ class EventEscalation:
                     event, stage, reason, default_timezone=self._default_zone, why=WHY[reason]
                 )
             )
+
+    async def after_lifecycle(self, event: LifecycleEvent) -> None:
+        """A contact hold lifted on a loan past pre_legal: a person decides the next contact."""
+        if not isinstance(event, ContactHoldLiftedEvent):
+            return
+        lifted = await self._tasks.store.loans_for_lift(
+            event.loan.loan_id,
+            event.borrower.borrower_id,
+            whole_borrower=event.scope is HoldScope.BORROWER,
+        )
+        for loan_id, loan_json, rule in lifted:
+            loan = Loan.model_validate_json(loan_json)
+            if self._policy.stage_for(loan.days_past_due) is not Stage.PRE_LEGAL:
+                continue
+            risk = _risk_of(rule)
+            await self._tasks.escalate(
+                TaskRequest(
+                    reason=HandoffReason.HOLD_LIFTED_PRE_LEGAL,
+                    loan_id=loan_id,
+                    borrower_id=event.borrower.borrower_id,
+                    stage=Stage.PRE_LEGAL,
+                    risk_level=risk,
+                    currency=loan.currency,
+                    amount_due=loan.amount_due,
+                    days_past_due=loan.days_past_due,
+                    zone=self._default_zone,
+                    event_id=event.event_id,
+                )
+            )
+
+
+def _risk_of(policy_rule: str | None) -> RiskLevel | None:
+    # Plans name their rule stage/risk/channel (service.policy.plan).
+    parts = (policy_rule or "").split("/")
+    return RiskLevel(parts[1]) if len(parts) == 3 and parts[1] in set(RiskLevel) else None

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.events import Channel
 from service.handoff.task import ChannelContacts, CollectorTask, ContactSummary
 from service.ledger.engine import translate_errors
-from service.ledger.schema import UtcDateTime, audit, metadata
+from service.ledger.schema import UtcDateTime, audit, loans, metadata
 
 __all__ = ["TaskStore", "collector_tasks"]
 
@@ -42,6 +42,7 @@ collector_tasks = Table(
 
 T = collector_tasks.c
 A = audit.c
+L = loans.c
 
 # Statuses that mean a send was handed to a provider, and those that confirm contact.
 _ATTEMPT = frozenset({"sent", "failed", "unknown"})
@@ -119,6 +120,38 @@ class TaskStore:
                 select(T.task_json).where(T.loan_id == loan_id).order_by(T.created_at)
             )
             return [CollectorTask.model_validate_json(r.task_json) for r in rows]
+
+    async def loans_for_lift(
+        self, loan_id: str, borrower_id: str, *, whole_borrower: bool
+    ) -> list[tuple[str, str, str | None]]:
+        """(loan id, newest overdue `loan` JSON, newest policy rule) of the loan, or of every
+        loan of the borrower, that is not repaid; from the lifecycle's loan table."""
+        where = L.borrower_id == borrower_id if whole_borrower else L.loan_id == loan_id
+        async with translate_errors("loans for a lifted hold"), self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(L.loan_id, L.loan_json).where(
+                        and_(where, L.repaid_at.is_(None), L.loan_json.is_not(None))
+                    )
+                )
+            ).all()
+            out = []
+            for row in rows:
+                rule = await conn.scalar(
+                    select(A.policy_rule)
+                    # A plan's rule (stage/risk/channel), not a lifecycle acknowledgement's.
+                    .where(
+                        and_(
+                            A.loan_id == row.loan_id,
+                            A.policy_rule.like("%/%/%"),
+                            A.policy_rule.not_like("%:%"),
+                        )
+                    )
+                    .order_by(A.at.desc(), A.id.desc())
+                    .limit(1)
+                )
+                out.append((row.loan_id, row.loan_json, rule))
+        return out
 
     async def contact_summary(self, loan_id: str, now: datetime, days: int = 7) -> ContactSummary:
         """The loan's audit trail of the last `days` days, per channel and masked."""

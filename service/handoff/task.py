@@ -99,7 +99,9 @@ class CollectorTask(_Out):
     borrower_id: str
     event_id: str | None = Field(default=None, description="The loan event that led to it")
     stage: Stage
-    risk_level: RiskLevel
+    risk_level: RiskLevel | None = Field(
+        description="None when the ledger no longer knows it (a task from a lifecycle event)"
+    )
     currency: str
     amount_due: Money
     days_past_due: int
@@ -116,7 +118,7 @@ def new_task(
     borrower_id: str,
     event_id: str | None,
     stage: Stage,
-    risk_level: RiskLevel,
+    risk_level: RiskLevel | None,
     currency: str,
     amount_due: Decimal,
     days_past_due: int,

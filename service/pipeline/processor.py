@@ -114,6 +114,7 @@ class NotificationProcessor:
         unavailable: tuple[type[Exception], ...] = (LedgerUnavailableError,),
         push_expiry: PushExpiry | None = None,
         after_event: AfterEvent | None = None,
+        after_lifecycle: Callable[[LifecycleEvent], Awaitable[None]] | None = None,
     ) -> None:
         self._plan = planner
         self._ledger = ledger
@@ -128,14 +129,18 @@ class NotificationProcessor:
         self._unavailable = unavailable
         self._push_expiry = push_expiry
         self._after_event = after_event
+        self._after_lifecycle = after_lifecycle
 
     async def handle(self, event: LoanOverdueEvent | LifecycleEvent) -> list[DeliveryResult]:
         now = self._clock()
         if not isinstance(event, LoanOverdueEvent):
             try:
-                return await self._ledger.apply_lifecycle(event, now)
+                lifecycle_results = await self._ledger.apply_lifecycle(event, now)
+                if self._after_lifecycle is not None:
+                    await self._after_lifecycle(event)
             except self._unavailable as exc:
                 raise RetryLater("ledger unavailable") from exc
+            return lifecycle_results
         plans = self._plan(event, now)
         # Even with nothing planned the ledger sees the event: it is the loan's newest state,
         # it supersedes what is pending, and its opt-outs apply to everything pending.

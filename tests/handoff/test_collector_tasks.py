@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY
 
 from service.config import Settings
 from service.embedded_broker import EmbeddedBroker
+from service.events import RiskLevel
 from service.handoff import CollectorTask, HandoffReason, task_id_for
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import processed, results_of, running_app, service_settings, wait_until
@@ -105,9 +106,9 @@ async def test_no_phone_and_no_token_gives_one_collector_task_per_loan_and_day_a
     assert task.reason is HandoffReason.NO_CONTACT_ADDRESS
     assert task.task_id == task_id_for("JB-NOADDR-1", task.reason, task.local_day)
     assert task.local_day.isoformat() == "2026-11-20"
-    assert (task.stage.value, task.risk_level.value, str(task.amount_due)) == (
+    assert (task.stage.value, task.risk_level, str(task.amount_due)) == (
         "early_overdue",
-        "high",
+        RiskLevel.HIGH,
         "1239.70",
     )
     assert task.why
@@ -204,3 +205,51 @@ async def test_the_policy_handoff_rule_publishes_a_task_beside_the_reminders(
         ("JB-LEGAL-1", HandoffReason.POLICY_HANDOFF, "pre_legal")
     ]
     assert len(twilio.sent) == 1
+
+
+def _lifecycle(kind: str, event_id: str, loan_id: str, minute: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "event_type": kind,
+        "event_id": event_id,
+        "occurred_at": f"2026-11-20T09:{minute:02d}:00+00:00",
+        "loan": {"loan_id": loan_id},
+        "borrower": {"borrower_id": "b-unreachable"},
+        **extra,
+    }
+
+
+async def test_a_hold_lifted_past_pre_legal_hands_the_loan_to_a_collector_once(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """A contact hold lifted on a pre_legal loan publishes one `hold_lifted_pre_legal` task
+    (with the loan's stage, amount and risk from the ledger), also when the lift is
+    redelivered; a hold lifted on an early_overdue loan publishes none."""
+    async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
+        settings = await _settings(kafka_broker.bootstrap_servers, tmp_path, twilio, fcm)
+        legal = _unreachable("JB-LIFT-1", "evt-lift-1", push_tokens=[])
+        legal["loan"]["days_past_due"] = 120
+        early = _unreachable("JB-LIFT-2", "evt-lift-2", push_tokens=[])
+        lifted = _lifecycle("loan.contact_hold_lifted", "evt-lift-1-lifted", "JB-LIFT-1", 30)
+        events = [
+            legal,
+            early,
+            _lifecycle("loan.contact_hold", "evt-lift-1-hold", "JB-LIFT-1", 10, reason="dispute"),
+            _lifecycle("loan.contact_hold", "evt-lift-2-hold", "JB-LIFT-2", 10, reason="dispute"),
+            lifted,
+            _lifecycle("loan.contact_hold_lifted", "evt-lift-2-lifted", "JB-LIFT-2", 30),
+            lifted,
+        ]
+        await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, events)
+        async with running_app(settings) as app:
+            await wait_until(lambda: processed(app) == len(events), app)
+        tasks = await _tasks(settings, expect=1)
+    assert [(t.loan_id, t.reason) for _, t in tasks] == [
+        ("JB-LIFT-1", HandoffReason.HOLD_LIFTED_PRE_LEGAL)
+    ]
+    task = tasks[0][1]
+    assert (task.stage.value, task.risk_level, task.days_past_due) == (
+        "pre_legal",
+        RiskLevel.HIGH,
+        120,
+    )
+    assert task.contact_summary.channels[0].channel.value == "sms"
