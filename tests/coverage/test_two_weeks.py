@@ -13,6 +13,7 @@ import functools
 import io
 import json
 from collections import Counter
+from collections.abc import AsyncIterator
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ from tests.e2e.conftest import processed, running_app, service_settings, wait_un
 from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka_tools import create_topics, produce_events, unique
+from tests.ledger.conftest import fresh_postgres_database
 
 DAY0 = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 STALE_DAYS = 3
@@ -159,8 +161,23 @@ def _gauge(stage: str, cause: str) -> float | None:
     )
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def ledger_database(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_url: str
+) -> AsyncIterator[str]:
+    """The ledger URL of the simulation: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'ledger.sqlite3'}"
+        return
+    async with fresh_postgres_database(postgres_url, "coverage") as url:
+        yield url
+
+
 async def test_report_coverage_over_two_weeks_matches_an_independent_count(
-    kafka_broker: EmbeddedBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kafka_broker: EmbeddedBroker,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    ledger_database: str,
 ) -> None:
     """Every simulated evening of two weeks, `report coverage` lists exactly the loans the
     providers' logs and the scenarios say nobody reached for 3 days, with their stage and
@@ -184,6 +201,7 @@ async def test_report_coverage_over_two_weeks_matches_an_independent_count(
             scheduler_interval_s=0.1,
             coverage_interval_s=0.1,
             coverage_stale_days=STALE_DAYS,
+            database_url=ledger_database,
         )
         await create_topics(settings.kafka_bootstrap_servers, [settings.tasks_topic])
         monkeypatch.setenv("NOTIFIER_DATABASE_URL", settings.database_url)
