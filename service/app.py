@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import sys
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -258,7 +259,8 @@ class NotifierApp:
                 CoverageStore(sql_ledger.engine, lookback_days=s.coverage_lookback_days),
                 CoverageLease(
                     sql_ledger.engine,
-                    holder=s.kafka_group_instance_id or f"{socket.gethostname()}:{os.getpid()}",
+                    holder=s.kafka_group_instance_id
+                    or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
                     ttl_s=max(60.0, 3 * s.coverage_interval_s),
                 ),
                 stale_days=s.coverage_stale_days,
