@@ -421,13 +421,23 @@ def check(
                     f"message does not state the amount due then ({amount})",
                 )
             if dpd is not None:
-                true_stage = _stage_of(policy, dpd.on(local.date(), tz))
+                true_dpd = dpd.on(local.date(), tz)
+                true_stage = _stage_of(policy, true_dpd)
+                # A push states its days past due in its data; an SMS only in its wording.
+                stated_dpd = msg.push_data.get("days_past_due")
                 if true_stage != c.stage:
                     add(
                         c,
                         "stale_stage",
                         "lifecycle",
                         f"says {c.stage}, the local day makes it {true_stage}",
+                    )
+                elif stated_dpd is not None and stated_dpd != str(true_dpd):
+                    add(
+                        c,
+                        "stale_stage",
+                        "lifecycle",
+                        f"says {stated_dpd} days past due, the local day makes it {true_dpd}",
                     )
     _check_counts(by_borrower, policy, limits, add)
     return out

@@ -175,3 +175,17 @@ def test_contacts_during_a_hold_and_without_any_zone_are_violations() -> None:
     zoneless = _event(1, at=MORNING)
     del zoneless["borrower"]["timezone"]
     assert _kinds([_sms(1, MORNING)], [zoneless]) == {"zone_unknown/legal": 1}
+
+
+def test_a_push_stating_yesterdays_days_past_due_is_stale_even_in_the_right_stage() -> None:
+    """A push carries its days past due in its data: day 10's count sent on the next local day
+    (still early_overdue) states the wrong days overdue; sent the same day it is right."""
+    raw = [_event(1, at=MORNING, dpd=10)]
+
+    def push(at: datetime) -> SentMessage:
+        data = {"stage": "early_overdue", "amount_due": "1239.70", "days_past_due": "10"}
+        return SentMessage(at, "e1:push:early_overdue", Channel.PUSH, "t", "zh-CN", "", None,
+                           None, data)  # fmt: skip
+
+    assert _kinds([push(MORNING)], raw) == {}
+    assert _kinds([push(MORNING + timedelta(days=1))], raw) == {"stale_stage/lifecycle": 1}
