@@ -12,6 +12,7 @@ from service.app import NotifierApp
 from service.cli.settings_docs import load_settings
 from service.ledger.errors import LedgerError
 from service.observability.logging import configure_logging
+from service.observability.tracing import configure_tracing
 from service.policy import PolicyError
 from service.rendering import TemplateConfigError
 
@@ -35,12 +36,20 @@ def _run(args: argparse.Namespace) -> int:
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     try:
+        # OTEL_* variables (README, "Tracing"); a bad sampler or exporter name stops the start.
+        tracing = configure_tracing()
+    except ValueError as exc:
+        print(f"overdue-notifier: cannot start: {exc}", file=sys.stderr)
+        return 2
+    try:
         asyncio.run(_serve(NotifierApp(settings)))
     except _STARTUP_ERRORS as exc:
         # One readable line on stderr and a non-zero exit: Kubernetes shows it in the pod's
         # last state, and the process never consumes with a half-built configuration.
         print(f"overdue-notifier: cannot start: {exc}", file=sys.stderr)
         return 2
+    finally:
+        tracing.shutdown()  # exports the spans still queued
     return 0
 
 

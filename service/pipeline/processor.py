@@ -23,7 +23,7 @@ from service.events import (
     result_id_for,
 )
 from service.ledger.api import Admission, AdmissionKind, DeferredNotification, NotificationLedger
-from service.observability import metrics
+from service.observability import metrics, tracing
 from service.pipeline.engine import RetryLater
 from service.pipeline.push_expiry import PushExpiry
 from service.policy.model import PlannedNotification
@@ -115,7 +115,8 @@ class NotificationProcessor:
 
     async def handle(self, event: LoanOverdueEvent) -> list[DeliveryResult]:
         now = self._clock()
-        plans = self._plan(event, now)
+        with tracing.span("plan"):
+            plans = self._plan(event, now)
         if not plans:
             return [self._nothing_planned(event, now)]
         return await self._admit_and_send(event, plans, now)
@@ -128,7 +129,8 @@ class NotificationProcessor:
         self, event: LoanOverdueEvent, plans: Sequence[PlannedNotification], now: datetime
     ) -> list[DeliveryResult]:
         try:
-            admissions = await self._ledger.admit(event, plans, now)
+            with tracing.span("admit"):
+                admissions = await self._ledger.admit(event, plans, now)
         except self._unavailable as exc:
             raise RetryLater("ledger unavailable") from exc
         if any(a.kind is AdmissionKind.BUSY for a in admissions):
@@ -143,7 +145,8 @@ class NotificationProcessor:
         sent = await asyncio.gather(*(self._send(event, a) for a in to_send))
         if sent:
             try:
-                await self._ledger.record(event, sent)
+                with tracing.span("record"):
+                    await self._ledger.record(event, sent)
             except self._unavailable as exc:
                 # The sends happened; their claims stay in flight until recorded. Retrying the
                 # event finds those claims (BUSY, then `unknown` after the lease) and never
@@ -179,7 +182,8 @@ class NotificationProcessor:
         locale = self._locale_for(event)
         started = time.perf_counter()
         try:
-            rendered = self._renderer.render(event, plan, locale=locale)
+            with tracing.span("render", {"notifier.channel": plan.channel.value}):
+                rendered = self._renderer.render(event, plan, locale=locale)
         except Exception as exc:
             log.error(
                 "render failed", extra={"template": plan.template, "error": type(exc).__name__}
@@ -193,7 +197,11 @@ class NotificationProcessor:
         if plan.channel is Channel.PUSH and self._push_expiry is not None:
             expires_at = self._push_expiry(event, plan, self._clock())
         message = _outbound(event, plan, nid, rendered, expires_at)
-        outcome = await self._dispatcher.dispatch(message)
+        with tracing.span("dispatch", {"notifier.channel": plan.channel.value}) as span:
+            outcome = await self._dispatcher.dispatch(message)
+            tracing.annotate(
+                {"notifier.status": outcome.status, "notifier.reason": outcome.reason}, span
+            )
         reason = outcome.reason
         if outcome.opt_out:
             reason = "opted_out_by_provider"

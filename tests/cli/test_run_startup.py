@@ -55,3 +55,11 @@ def test_run_refuses_a_bad_setting_and_names_the_variable() -> None:
     done = run_service({"NOTIFIER_MAX_IN_FLIGHT": "lots"})
     assert done.returncode != 0
     assert "NOTIFIER_MAX_IN_FLIGHT" in done.stderr
+
+
+def test_run_refuses_an_unknown_trace_sampler_and_names_the_variable() -> None:
+    """A misspelt OTEL_TRACES_SAMPLER stops the start naming it (the SDK alone would fall back
+    to sampling everything with a warning)."""
+    done = run_service({"OTEL_TRACES_SAMPLER": "ratio", "OTEL_TRACES_EXPORTER": "console"})
+    assert done.returncode == 2
+    assert "OTEL_TRACES_SAMPLER" in done.stderr
