@@ -23,6 +23,7 @@ from service.events import (
     result_id_for,
 )
 from service.ledger.api import Admission, AdmissionKind, DeferredNotification, NotificationLedger
+from service.ledger.errors import LedgerUnavailableError
 from service.observability import metrics, tracing
 from service.pipeline.engine import RetryLater
 from service.pipeline.push_expiry import PushExpiry
@@ -99,7 +100,7 @@ class NotificationProcessor:
         dispatcher: Dispatch,
         pause: SendHold | None = None,
         clock: Callable[[], datetime],
-        unavailable: tuple[type[Exception], ...] = (),
+        unavailable: tuple[type[Exception], ...] = (LedgerUnavailableError,),
         push_expiry: PushExpiry | None = None,
     ) -> None:
         self._plan = planner
@@ -110,6 +111,8 @@ class NotificationProcessor:
         self._pause = pause  # the operator pause: no provider call while it is on
         self._clock = clock
         # Errors that mean "the ledger is down": the event is retried, never sent unclaimed.
+        # The default is the ledger's own: a caller that forgets it must not turn an outage
+        # into dead letters.
         self._unavailable = unavailable
         self._push_expiry = push_expiry
 
