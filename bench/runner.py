@@ -395,12 +395,13 @@ async def _run(options: BenchOptions, say: Callable[[str], None]) -> dict[str, A
                 replicas: int = 1,
                 label: str | None = None,
                 tracing: dict[str, str] | None = None,
+                ledger: str | None = None,
             ) -> dict[str, Any]:
                 settings = _service_settings(
                     options,
                     bootstrap=broker.bootstrap_servers,
                     kind=kind,
-                    ledger_url=ledger_url,
+                    ledger_url=ledger or ledger_url,
                     providers=providers,
                     label=label,
                 )
@@ -434,15 +435,24 @@ async def _run(options: BenchOptions, say: Callable[[str], None]) -> dict[str, A
             async with running_trace_sink() as sink:
                 by_mode: dict[str, dict[str, Any]] = {}
                 for index, mode in enumerate(options.tracing):
-                    by_mode[mode] = await measure(
-                        "service",
-                        options.events,
-                        options.paced_count,
-                        options.rate,
-                        options.replicas,
-                        label=None if index == 0 else f"service-tracing-{mode}",
-                        tracing=_otel_environ(mode, sink.endpoint),
-                    )
+                    async with contextlib.AsyncExitStack() as fresh:
+                        # Each mode on a ledger of its own: the same loans contacted again
+                        # would be suppressed by cadence, and nothing would be sent.
+                        ledger = None
+                        if index > 0:
+                            modedir = workdir / f"tracing-{index}"
+                            modedir.mkdir()
+                            ledger = await fresh.enter_async_context(_ledger_url(options, modedir))
+                        by_mode[mode] = await measure(
+                            "service",
+                            options.events,
+                            options.paced_count,
+                            options.rate,
+                            options.replicas,
+                            label=None if index == 0 else f"service-tracing-{mode}",
+                            tracing=_otel_environ(mode, sink.endpoint),
+                            ledger=ledger,
+                        )
             report["service"] = by_mode[options.tracing[0]]
             if options.tracing != ("off",):
                 report["tracing"] = {
@@ -452,6 +462,7 @@ async def _run(options: BenchOptions, say: Callable[[str], None]) -> dict[str, A
                             "events_per_s": f["events_per_s"],
                             "latency_ms": f["latency_ms"],
                             "peak_rss_mb": f["peak_rss_mb"],
+                            "results_by_status": f["results_by_status"],
                         }
                         for mode, f in by_mode.items()
                     },
