@@ -44,8 +44,8 @@ from service.pipeline.publisher import ResultPublisher
 from service.pipeline.push_expiry import push_expiry_for
 from service.pipeline.readiness import GroupMembership, producer_connected
 from service.pipeline.scheduler import DeferredScheduler
-from service.policy import load_policy, plan_notifications
-from service.policy.model import ContactRules, PlannedNotification
+from service.policy import Policy, load_policy, plan_notifications
+from service.policy.model import PlannedNotification
 from service.receipts.sink import LedgerReceiptSink
 from service.receipts.webhook import build_receipt_routes
 from service.rendering import Renderer, resolve_locale
@@ -124,7 +124,7 @@ class NotifierApp:
                     s.http_host, s.receipts_http_port, "NOTIFIER_RECEIPTS_HTTP_PORT"
                 )
                 stack.callback(hooks_socket.close)
-            sql_ledger = await _connect_ledger(s, policy.contact, default_zone)
+            sql_ledger = await _connect_ledger(s, policy, default_zone)
             self.ledger = sql_ledger
             ledger: NotificationLedger = sql_ledger
             if s.ledger_batch_max > 1:
@@ -304,17 +304,19 @@ def _bind(host: str, port: int, variable: str) -> socket.socket:
 
 
 async def _connect_ledger(
-    settings: Settings, rules: ContactRules, default_zone: str | None
+    settings: Settings, policy: Policy, default_zone: str | None
 ) -> SqlLedger:
     s = settings
     try:
         return await SqlLedger.connect(
             s.database_url,
             hash_key=s.hash_key.get_secret_value().encode(),
-            rules=rules,
+            rules=policy.contact,
             default_timezone=default_zone,
             lease_s=s.ledger_lease_s,
             timeout_s=s.ledger_timeout_s,
+            # A released notification is re-staged for the day it goes out (lifecycle).
+            stage_for=policy.stage_for,
         )
     except SchemaOutOfDateError as exc:
         raise StartupError(

@@ -31,9 +31,17 @@ from aiokafka import AIOKafkaProducer
 from service.config import Settings
 from service.events import LoanOverdueEvent
 from service.kafka_config import client_options
+from service.lifecycle import INPUT_ADAPTER, LifecycleEvent
 from service.observability import tracing
 
-__all__ = ["Headers", "InvalidEventError", "OverdueEventProducer", "build_event", "encode_event"]
+__all__ = [
+    "Headers",
+    "InvalidEventError",
+    "OverdueEventProducer",
+    "build_event",
+    "build_lifecycle_event",
+    "encode_event",
+]
 
 Headers = Sequence[tuple[str, bytes]]
 _CONTENT_TYPE = ("content-type", b"application/json")
@@ -110,10 +118,75 @@ def build_event(
             }
         )
     except pydantic.ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        paths = tuple(".".join(str(p) for p in e["loc"]) for e in errors)
-        message = "; ".join(f"{path}: {e['msg']}" for path, e in zip(paths, errors, strict=True))
-        raise InvalidEventError(message, paths=paths) from None
+        raise _invalid(exc) from None
+
+
+def build_lifecycle_event(
+    event_type: str,
+    *,
+    loan_id: str,
+    borrower_id: str,
+    event_id: str | None = None,
+    occurred_at: datetime | None = None,
+    repaid_at: datetime | None = None,
+    amount_paid: Decimal | str | int | None = None,
+    amount_due: Decimal | str | int | None = None,
+    paused_until: date | str | None = None,
+    reason: str | None = None,
+    scope: str | None = None,
+) -> LifecycleEvent:
+    """A validated lifecycle event: `loan.repaid` (repaid_at, amount_paid optional),
+    `loan.partially_repaid` (amount_paid, amount_due), `loan.repayment_plan` (paused_until),
+    `loan.contact_hold` (reason, scope loan|borrower), `loan.contact_hold_lifted` (scope).
+
+    Send it with the same producer as the overdue events: same topic, same key (borrower id),
+    so it stays in order with them. Fields the type does not take are refused.
+    """
+    fields = {
+        "repaid_at": repaid_at,
+        "amount_paid": _money(amount_paid),
+        "amount_due": _money(amount_due),
+        "paused_until": paused_until,
+        "reason": reason,
+        "scope": scope,
+    }
+    data: dict[str, Any] = {
+        "event_id": event_id or str(uuid.uuid4()),
+        "occurred_at": occurred_at or datetime.now(UTC),
+        "event_type": event_type,
+        "schema_version": "1",
+        "loan": {"loan_id": loan_id},
+        "borrower": {"borrower_id": borrower_id},
+        **{k: v for k, v in fields.items() if v is not None},
+    }
+    try:
+        event = INPUT_ADAPTER.validate_python(data)
+    except pydantic.ValidationError as exc:
+        raise _invalid(exc) from None
+    if isinstance(event, LoanOverdueEvent):
+        raise InvalidEventError(
+            "event_type: use build_event for loan.overdue", paths=("event_type",)
+        )
+    unknown = sorted(set(data) - set(type(event).model_fields))
+    if unknown:
+        raise InvalidEventError(
+            f"{', '.join(unknown)}: not a field of {event_type}", paths=tuple(unknown)
+        )
+    return event
+
+
+def _invalid(exc: pydantic.ValidationError) -> InvalidEventError:
+    errors = exc.errors(include_url=False, include_input=False)
+    # The union's tag (the event type) leads each location; the field path is what helps.
+    paths = tuple(
+        ".".join(
+            str(p) for p in (e["loc"][1:] if e["loc"] and "." in str(e["loc"][0]) else e["loc"])
+        )
+        or "(root)"
+        for e in errors
+    )
+    message = "; ".join(f"{path}: {e['msg']}" for path, e in zip(paths, errors, strict=True))
+    return InvalidEventError(message, paths=paths)
 
 
 def _validate(data: dict[str, Any]) -> LoanOverdueEvent:
@@ -137,7 +210,7 @@ def _money(value: Decimal | str | int | None) -> str | float | None:
     return str(value)
 
 
-def encode_event(event: LoanOverdueEvent) -> bytes:
+def encode_event(event: LoanOverdueEvent | LifecycleEvent) -> bytes:
     """The JSON value of an event on the input topic (absent optional fields left out)."""
     return event.model_dump_json(exclude_none=True).encode()
 
@@ -180,10 +253,14 @@ class OverdueEventProducer:
             await self._producer.stop()
             self._producer = None
 
-    async def send(self, event: LoanOverdueEvent, *, headers: Headers = ()) -> None:
+    async def send(
+        self, event: LoanOverdueEvent | LifecycleEvent, *, headers: Headers = ()
+    ) -> None:
         await self.send_many([event], headers=headers)
 
-    async def send_many(self, events: Iterable[LoanOverdueEvent], *, headers: Headers = ()) -> int:
+    async def send_many(
+        self, events: Iterable[LoanOverdueEvent | LifecycleEvent], *, headers: Headers = ()
+    ) -> int:
         """Send all, then wait for every acknowledgement (batched); returns how many."""
         return await self.send_encoded(
             [(e.borrower.borrower_id.encode(), encode_event(e)) for e in events],

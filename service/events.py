@@ -335,6 +335,10 @@ class LoanOverdueEvent(_Input):
 
     event_id: str = Field(min_length=1, max_length=128, description="Unique; idempotency key")
     occurred_at: Rfc3339DateTime
+    # Lifecycle events (repaid, holds, ...) share the topic: see service/lifecycle.py.
+    event_type: Literal["loan.overdue"] | None = Field(
+        default=None, description="Absent or loan.overdue; other types: service/lifecycle.py"
+    )
     schema_version: str | None = Field(
         default=None, pattern=_SCHEMA_VERSION, description="'1' or '1.N'; absent means 1"
     )

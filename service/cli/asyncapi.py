@@ -17,7 +17,7 @@ import yaml
 from service.events import Channel, DeliveryResult, DeliveryStatus, TemplateRef, result_id_for
 from service.pipeline import dlq
 
-__all__ = ["EXAMPLE_INPUT_EVENT", "asyncapi_document", "asyncapi_text"]
+__all__ = ["EXAMPLE_INPUT_EVENT", "LIFECYCLE_EXAMPLES", "asyncapi_document", "asyncapi_text"]
 
 _KAFKA_BINDING = "0.5.0"
 
@@ -51,6 +51,86 @@ EXAMPLE_INPUT_EVENT: dict[str, Any] = {
     },
     "risk_level": "high",
     "repayment": {"url": "https://pay.example.cn/r/abc", "methods": ["app", "bank transfer"]},
+}
+
+
+# The golden examples valid/lifecycle-*.json (a test keeps them equal).
+LIFECYCLE_EXAMPLES: dict[str, dict[str, Any]] = {
+    "repaid": {
+        "event_id": "evt-20261123-000123-repaid",
+        "occurred_at": "2026-11-23T22:00:00+08:00",
+        "event_type": "loan.repaid",
+        "loan": {"loan_id": "JB2026000123"},
+        "borrower": {"borrower_id": "B-889201"},
+        "repaid_at": "2026-11-23T21:59:30+08:00",
+        "amount_paid": "1239.70",
+    },
+    "partially-repaid": {
+        "event_id": "evt-20261123-000123-partial",
+        "occurred_at": "2026-11-23T12:00:00+08:00",
+        "event_type": "loan.partially_repaid",
+        "loan": {"loan_id": "JB2026000123"},
+        "borrower": {"borrower_id": "B-889201"},
+        "amount_paid": "500.00",
+        "amount_due": "739.70",
+    },
+    "repayment-plan": {
+        "event_id": "evt-20261123-000123-plan",
+        "occurred_at": "2026-11-23T12:00:00+08:00",
+        "event_type": "loan.repayment_plan",
+        "loan": {"loan_id": "JB2026000123"},
+        "borrower": {"borrower_id": "B-889201"},
+        "paused_until": "2026-12-15",
+    },
+    "contact-hold-borrower": {
+        "event_id": "evt-20261123-000123-hold",
+        "occurred_at": "2026-11-23T12:00:00+08:00",
+        "event_type": "loan.contact_hold",
+        "loan": {"loan_id": "JB2026000123"},
+        "borrower": {"borrower_id": "B-889201"},
+        "reason": "dispute",
+        "scope": "borrower",
+    },
+    "contact-hold-lifted": {
+        "event_id": "evt-20261130-000123-lift",
+        "occurred_at": "2026-11-30T12:00:00+08:00",
+        "event_type": "loan.contact_hold_lifted",
+        "loan": {"loan_id": "JB2026000123"},
+        "borrower": {"borrower_id": "B-889201"},
+        "scope": "borrower",
+    },
+}
+
+# Message name -> (example name, title, what the service does with it).
+_LIFECYCLE_MESSAGES: dict[str, tuple[str, str, str]] = {
+    "LoanRepaidEvent": (
+        "repaid",
+        "Loan repaid in full",
+        "The loan is settled: everything pending for it is cancelled (suppressed/repaid), "
+        "for good.",
+    ),
+    "LoanPartiallyRepaidEvent": (
+        "partially-repaid",
+        "Loan partly repaid",
+        "Pending reminders of the loan go out, if at all, with the new amount_due.",
+    ),
+    "RepaymentPlanEvent": (
+        "repayment-plan",
+        "Repayment plan agreed",
+        "Collection reminders pause until paused_until (borrower's local date, inclusive; "
+        "suppressed/plan_paused); pre-due reminders continue.",
+    ),
+    "ContactHoldEvent": (
+        "contact-hold-borrower",
+        "Contact hold",
+        "Nothing about the loan (scope loan) or the borrower (scope borrower) is sent until "
+        "the hold is lifted; pending notifications are cancelled (suppressed/contact_hold).",
+    ),
+    "ContactHoldLiftedEvent": (
+        "contact-hold-lifted",
+        "Contact hold lifted",
+        "The hold of that scope ends; the next event may contact again.",
+    ),
 }
 
 
@@ -194,7 +274,30 @@ def _messages() -> dict[str, Any]:
         },
     }
     rejected = {**EXAMPLE_INPUT_EVENT, "schema_version": "2"}
+    lifecycle = {
+        name: {
+            "name": name,
+            "title": title,
+            "summary": summary,
+            "description": "Same topic and key as LoanOverdueEvent, told apart by event_type; "
+            "answered with one suppressed result per notification it cancels and one "
+            "acknowledging result (channel null) for the event itself (docs/ledger.md).",
+            "contentType": "application/json",
+            "headers": input_headers,
+            "payload": {"$ref": f"#/components/schemas/{name}"},
+            "bindings": {"kafka": _key("borrower_id: one borrower's events stay in order")},
+            "examples": [
+                {
+                    "name": example,
+                    "headers": {"content-type": "application/json"},
+                    "payload": LIFECYCLE_EXAMPLES[example],
+                }
+            ],
+        }
+        for name, (example, title, summary) in _LIFECYCLE_MESSAGES.items()
+    }
     return {
+        **lifecycle,
         "LoanOverdueEvent": {
             "name": "LoanOverdueEvent",
             "title": "Loan at a decision point",
@@ -275,21 +378,23 @@ def _messages() -> dict[str, Any]:
     }
 
 
-def _channel(address: str, message: str, description: str) -> dict[str, Any]:
+def _channel(address: str, message: str | list[str], description: str) -> dict[str, Any]:
+    names = [message] if isinstance(message, str) else message
     return {
         "address": address,
         "description": description,
-        "messages": {message: {"$ref": f"#/components/messages/{message}"}},
+        "messages": {name: {"$ref": f"#/components/messages/{name}"} for name in names},
         "bindings": {"kafka": {"topic": address, "bindingVersion": _KAFKA_BINDING}},
     }
 
 
-def _operation(action: str, channel: str, message: str, summary: str) -> dict[str, Any]:
+def _operation(action: str, channel: str, message: str | list[str], summary: str) -> dict[str, Any]:
+    names = [message] if isinstance(message, str) else message
     return {
         "action": action,
         "summary": summary,
         "channel": {"$ref": f"#/channels/{channel}"},
-        "messages": [{"$ref": f"#/channels/{channel}/messages/{message}"}],
+        "messages": [{"$ref": f"#/channels/{channel}/messages/{name}"} for name in names],
     }
 
 
@@ -327,7 +432,7 @@ def asyncapi_document() -> dict[str, Any]:
         "channels": {
             "loanOverdue": _channel(
                 "loan.overdue.v1",
-                "LoanOverdueEvent",
+                ["LoanOverdueEvent", *_LIFECYCLE_MESSAGES],
                 "Loan events from upstream (NOTIFIER_INPUT_TOPIC). Key: borrower id.",
             ),
             "deliveryResults": _channel(
@@ -343,7 +448,10 @@ def asyncapi_document() -> dict[str, Any]:
         },
         "operations": {
             "receiveLoanOverdue": _operation(
-                "receive", "loanOverdue", "LoanOverdueEvent", "The service consumes loan events."
+                "receive",
+                "loanOverdue",
+                ["LoanOverdueEvent", *_LIFECYCLE_MESSAGES],
+                "The service consumes loan events.",
             ),
             "sendDeliveryResult": _operation(
                 "send", "deliveryResults", "DeliveryResult", "The service publishes results."

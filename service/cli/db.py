@@ -12,12 +12,14 @@ import asyncio
 import dataclasses
 import json
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
 from service.config import Settings
 from service.ledger.audit import AuditRow
 from service.ledger.errors import LedgerError
+from service.ledger.loans import LoanEventRow
 from service.ledger.migrations import upgrade
 from service.ledger.sql import SqlLedger
 from service.policy.model import ContactRules
@@ -120,47 +122,77 @@ def _cmd_purge(args: argparse.Namespace) -> int:
 def _cmd_audit(args: argparse.Namespace) -> int:
     settings = Settings()
 
-    async def history() -> tuple[list[AuditRow], list[str]]:
+    async def history() -> tuple[list[AuditRow], list[str], list[LoanEventRow]]:
         ledger = await _open(args, settings)
         try:
             rows = await ledger.audit(borrower_id=args.borrower, loan_id=args.loan)
             stops = []
+            events: list[LoanEventRow] = []
             if args.borrower:
                 stops = [
                     f"opted out of {channel.value} since {at.isoformat()} ({source})"
                     for channel, source, at in await ledger.opt_outs(args.borrower)
                 ]
-            return rows, stops
+            else:
+                events, state = await ledger.loan_lifecycle(args.loan)
+                stops.extend(state)
+            return rows, stops, events
         finally:
             await ledger.aclose()
 
     try:
-        rows, stops = asyncio.run(history())
+        rows, stops, events = asyncio.run(history())
     except LedgerError as exc:
         return _fail(str(exc))
-    print_audit(rows, stops, as_json=args.json, out=sys.stdout)
+    print_audit(rows, stops, as_json=args.json, out=sys.stdout, events=events)
     return 0
 
 
-def print_audit(rows: list[AuditRow], stops: list[str], *, as_json: bool, out: TextIO) -> None:
+def print_audit(
+    rows: list[AuditRow],
+    stops: list[str],
+    *,
+    as_json: bool,
+    out: TextIO,
+    events: Sequence[LoanEventRow] = (),
+) -> None:
+    """Contacts, and for a loan its lifecycle (events applied, current state), by time."""
     if as_json:
-        for row in rows:
-            out.write(json.dumps(_row_dict(row), ensure_ascii=False) + "\n")
+        timeline: list[tuple[datetime, dict[str, Any]]] = [(r.at, _row_dict(r)) for r in rows]
+        timeline += [(e.at, {"kind": "event", **_row_dict(e)}) for e in events]
+        for _, record in sorted(timeline, key=lambda item: item[0]):
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
         return
     for line in stops:
         out.write(line + "\n")
-    if not rows:
+    if not rows and not events:
         out.write("no contact history\n")
         return
+    lines: list[tuple[datetime, int, str]] = [
+        (
+            e.at,
+            0,
+            f"{e.at.isoformat()}  event {e.event_type} {e.event_id} "
+            f"(occurred {e.occurred_at.isoformat()}): {e.outcome}\n",
+        )
+        for e in events
+    ]
     for r in rows:
         template = f"{r.template_name or '-'}@{r.template_version or '-'}"
-        out.write(
-            f"{r.at.isoformat()}  {r.loan_id}  {r.channel or '-':4}  {r.status:10}  "
-            f"{r.reason:22}  rule={r.rule or '-'}  template={template}  "
-            f"to={r.contact_masked or '-'}  provider={r.provider or '-'}  attempts={r.attempts}\n"
+        lines.append(
+            (
+                r.at,
+                1,
+                f"{r.at.isoformat()}  {r.loan_id}  {r.channel or '-':4}  {r.status:10}  "
+                f"{r.reason:22}  rule={r.rule or '-'}  template={template}  "
+                f"to={r.contact_masked or '-'}  provider={r.provider or '-'}  "
+                f"attempts={r.attempts}\n",
+            )
         )
+    for _, _, line in sorted(lines, key=lambda item: (item[0], item[1])):
+        out.write(line)
 
 
-def _row_dict(row: AuditRow) -> dict[str, Any]:
+def _row_dict(row: AuditRow | LoanEventRow) -> dict[str, Any]:
     data = dataclasses.asdict(row)
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in data.items()}

@@ -1,4 +1,4 @@
-"""`overdue-notifier emit FILE.jsonl`: produce events to the input topic (backfills, tests).
+"""`overdue-notifier emit FILE.jsonl`: produce events (any event_type) to the input topic.
 
 Every line is validated first, with the service's own decoder; if any is rejected nothing is
 sent (unless --skip-invalid). Lines are sent as written (unknown fields kept), keyed by borrower

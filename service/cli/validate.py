@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from service.events import LoanOverdueEvent
+from service.lifecycle import LifecycleEvent, event_type_of
 from service.pipeline.decode import UndecodableEvent, decode_event
 from service.policy import Policy, load_policy
 from service.policy.model import Stage
@@ -35,6 +36,7 @@ class Verdict:
     borrower_id: str | None = None
     days_past_due: int | None = None
     stage: Stage | None = None
+    event_type: str | None = None
     ignored_fields: tuple[str, ...] = ()
     error_class: str | None = None
     message: str | None = None
@@ -46,11 +48,14 @@ class Verdict:
                 f"{self.source}: rejected, would be dead-lettered ({self.error_class}): "
                 f"{self.message}"
             )
-        stage = self.stage.value if self.stage else "none (before the first reminder)"
-        text = (
-            f"{self.source}: accepted (event {self.event_id}, days_past_due "
-            f"{self.days_past_due}, stage {stage})"
-        )
+        if self.event_type not in (None, "loan.overdue"):
+            text = f"{self.source}: accepted (event {self.event_id}, {self.event_type})"
+        else:
+            stage = self.stage.value if self.stage else "none (before the first reminder)"
+            text = (
+                f"{self.source}: accepted (event {self.event_id}, days_past_due "
+                f"{self.days_past_due}, stage {stage})"
+            )
         if self.ignored_fields:
             text += f"; unknown fields ignored: {', '.join(self.ignored_fields)}"
         return text
@@ -100,7 +105,16 @@ def verdict(source: str, value: bytes | None) -> Verdict:
     return _accepted(source, value or b"", decoded)
 
 
-def _accepted(source: str, value: bytes, event: LoanOverdueEvent) -> Verdict:
+def _accepted(source: str, value: bytes, event: LoanOverdueEvent | LifecycleEvent) -> Verdict:
+    if not isinstance(event, LoanOverdueEvent):
+        return Verdict(
+            source,
+            accepted=True,
+            event_id=event.event_id,
+            borrower_id=event.borrower.borrower_id,
+            event_type=event_type_of(event),
+            ignored_fields=tuple(ignored_fields(json.loads(value), event)),
+        )
     return Verdict(
         source,
         accepted=True,
@@ -108,6 +122,7 @@ def _accepted(source: str, value: bytes, event: LoanOverdueEvent) -> Verdict:
         borrower_id=event.borrower.borrower_id,
         days_past_due=event.loan.days_past_due,
         stage=default_stage(event.loan.days_past_due),
+        event_type=event_type_of(event),
         ignored_fields=tuple(ignored_fields(json.loads(value), event)),
     )
 

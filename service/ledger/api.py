@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Protocol
 
 from service.events import DeliveryResult, LoanOverdueEvent
+from service.lifecycle import LifecycleEvent
 from service.policy.model import PlannedNotification
 
 
@@ -22,16 +23,21 @@ class AdmissionKind(enum.StrEnum):
     REPLAY = "replay"  # already decided earlier: republish `result`, send nothing
     SUPPRESS = "suppress"  # never send (opted out, no address, stale): publish `result`
     DEFER = "defer"  # stored for later (quiet hours, cap, preferred time): publish `result`
+    CANCEL = "cancel"  # another (pending) notification this event cancelled: publish `result`
     BUSY = "busy"  # another worker holds a live claim: publish nothing yet, retry later
 
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    plan: PlannedNotification
+    # None for CANCEL and for the one result of an event with nothing planned.
+    plan: PlannedNotification | None
     notification_id: str
     kind: AdmissionKind
-    # For REPLAY, SUPPRESS and DEFER: the result to publish as is.
+    # For REPLAY, SUPPRESS, DEFER and CANCEL: the result to publish as is.
     result: DeliveryResult | None = None
+    # For SEND of a released notification: the event to render from (the loan's newest state,
+    # days past due re-derived for the borrower's local date of sending).
+    event: LoanOverdueEvent | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +70,18 @@ class NotificationLedger(Protocol):
     ) -> list[Admission]: ...
 
     async def record(self, event: LoanOverdueEvent, results: Sequence[DeliveryResult]) -> None: ...
+
+    async def apply_lifecycle(self, event: LifecycleEvent, now: datetime) -> list[DeliveryResult]:
+        """Apply a lifecycle event to the loan's state and cancel what it makes wrong to send:
+        one suppressed result per cancelled notification, then one acknowledging result."""
+        ...
+
+    async def admit_digest(
+        self, items: Sequence[DeferredNotification], now: datetime
+    ) -> list[Admission]:
+        """Released notifications of one borrower, channel and stage group, admitted as one
+        digest (one contact for the caps); one admission per item."""
+        ...
 
     async def claim_due_deferred(self, now: datetime, limit: int) -> list[DeferredNotification]:
         """Deferred notifications due at `now`, each claimed so no other replica sends it."""

@@ -28,6 +28,7 @@ from service.events import DeliveryResult, LoanOverdueEvent
 from service.ledger.api import Admission, DeferredNotification, DueDeferred
 from service.ledger.errors import LedgerError, LedgerUnavailableError
 from service.ledger.sql import SqlLedger
+from service.lifecycle import LifecycleEvent
 from service.policy.model import PlannedNotification
 
 __all__ = ["BatchingLedger"]
@@ -186,6 +187,15 @@ class BatchingLedger:
 
     async def record(self, event: LoanOverdueEvent, results: Sequence[DeliveryResult]) -> None:
         await self._records.call(event.borrower.borrower_id, (event, results))
+
+    async def apply_lifecycle(self, event: LifecycleEvent, now: datetime) -> list[DeliveryResult]:
+        # Rare next to admits: one transaction each, under the borrower's lock like admit().
+        return await self.inner.apply_lifecycle(event, now)
+
+    async def admit_digest(
+        self, items: Sequence[DeferredNotification], now: datetime
+    ) -> list[Admission]:
+        return await self.inner.admit_digest(items, now)
 
     async def claim_due_deferred(self, now: datetime, limit: int) -> list[DeferredNotification]:
         return await self.inner.claim_due_deferred(now, limit)

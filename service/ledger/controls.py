@@ -117,7 +117,8 @@ class ControlStore:
         ids = [a.notification_id for a in admissions if a.kind is AdmissionKind.SEND]
         if not ids:
             return {}
-        plans = {a.notification_id: a.plan for a in admissions}
+        # Only SEND admissions come here, and those always carry their plan.
+        plans = {a.notification_id: a.plan for a in admissions if a.plan is not None}
         held: dict[str, DeliveryResult] = {}
         audits: list[dict[str, Any]] = []
         async with translate_errors("hold"), self._engine.begin() as conn:

@@ -6,6 +6,11 @@ notifications  one row per idempotency key (event id + channel + step) and its s
 audit          one row per decision, with masked contact data and a keyed hash, never raw.
 opt_outs       borrower + channel pairs that must not be contacted, with their source.
 controls       service-wide operator switches (a global pause), shared by every replica.
+loans          per loan: the newest known state (newest overdue event, amount patched by later
+               partial repayments), repaid, repayment-plan pause (service/ledger/loans.py).
+holds          contact holds per loan or borrower: since when, why, lifted when.
+loan_events    every event applied to a loan (overdue and lifecycle), with the side results it
+               published, so a redelivered event replays them and `audit --loan` shows them.
 """
 
 from __future__ import annotations
@@ -27,7 +32,17 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["UtcDateTime", "audit", "controls", "metadata", "notifications", "opt_outs"]
+__all__ = [
+    "UtcDateTime",
+    "audit",
+    "controls",
+    "holds",
+    "loan_events",
+    "loans",
+    "metadata",
+    "notifications",
+    "opt_outs",
+]
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -83,6 +98,7 @@ notifications = Table(
     Index("ix_ledger_notifications_contacts", "borrower_id", "contact_at"),
     Index("ix_ledger_notifications_due", "state", "due_at"),
     Index("ix_ledger_notifications_updated", "updated_at"),
+    Index("ix_ledger_notifications_loan_state", "loan_id", "state"),
 )
 
 audit = Table(
@@ -138,4 +154,51 @@ controls = Table(
     Column("reason", Text),
     Column("updated_by", String(128)),
     Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+loans = Table(
+    "ledger_loans",
+    metadata,
+    Column("loan_id", String(64), primary_key=True),
+    Column("borrower_id", String(64), nullable=False),
+    # The newest overdue event (id, occurred_at) and newest partial repayment: older is stale.
+    Column("event_id", String(128)),
+    Column("state_at", UtcDateTime()),
+    Column("amount_at", UtcDateTime()),
+    # The newest overdue event's `loan` (no borrower data), amount_due patched by later
+    # partial repayments.
+    Column("loan_json", Text),
+    Column("repaid_at", UtcDateTime()),
+    Column("plan_at", UtcDateTime()),
+    Column("paused_until", String(10)),  # ISO date, the borrower's local date, inclusive
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ix_ledger_loans_borrower", "borrower_id"),
+)
+
+holds = Table(
+    "ledger_holds",
+    metadata,
+    Column("scope", String(8), primary_key=True),  # loan | borrower
+    Column("subject_id", String(64), primary_key=True),  # the loan id or the borrower id
+    Column("borrower_id", String(64), nullable=False),
+    Column("reason", String(16)),
+    Column("since", UtcDateTime()),
+    Column("event_id", String(128)),
+    Column("lifted_at", UtcDateTime()),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ix_ledger_holds_borrower", "borrower_id"),
+)
+
+loan_events = Table(
+    "ledger_loan_events",
+    metadata,
+    Column("event_id", String(128), primary_key=True),
+    Column("loan_id", String(64), nullable=False),
+    Column("borrower_id", String(64), nullable=False),
+    Column("event_type", String(32), nullable=False),
+    Column("occurred_at", UtcDateTime(), nullable=False),
+    Column("outcome", String(32), nullable=False),  # applied | stale_event | repaid | ...
+    Column("results_json", Text, nullable=False),  # JSON list of the results it published
+    Column("at", UtcDateTime(), nullable=False),
+    Index("ix_ledger_loan_events_loan", "loan_id", "occurred_at"),
 )

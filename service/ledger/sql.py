@@ -6,6 +6,12 @@ Row states of one notification (idempotency key = event id + channel + step):
     (none) --admit SUPPRESS--> decided
     (none) --admit DEFER--> deferred --claim_due_deferred--> released --admit--> claimed | ...
     claimed, lease expired --admit--> decided (status unknown, never resent)
+    deferred | released --apply_lifecycle / a newer event's admit--> decided (suppressed:
+        repaid, superseded, plan_paused, contact_hold, opted_out), one result each
+
+Every admit() and apply_lifecycle() reads and writes the loan's lifecycle state (newest event,
+repaid, plan pause, holds: service/ledger/lifecycle_store.py) in the same transaction, so a
+release by the scheduler is decided against the loan's newest state.
 
 Serialisation: on PostgreSQL every admit() holds a transaction-scoped advisory lock on the
 borrower, so caps, cadence and claims of one borrower are decided one at a time across replicas;
@@ -18,8 +24,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 from sqlalchemy import (
@@ -51,9 +58,20 @@ from service.ledger.audit import AuditRow, audit_values, contact_of
 from service.ledger.codec import event_from_json, event_to_json, plan_from_json, plan_to_json
 from service.ledger.engine import build_engine, lock_key, translate_errors
 from service.ledger.errors import LedgerError, SchemaOutOfDateError
+from service.ledger.lifecycle_store import LoanContext, LoanWrites, StageFor
+from service.ledger.loans import Block, Hold, LoanEventRow
 from service.ledger.migrations import current_revision, head_revision
 from service.ledger.receipts import ReceiptStore
-from service.ledger.schema import UtcDateTime, audit, notifications, opt_outs
+from service.ledger.schema import (
+    UtcDateTime,
+    audit,
+    holds,
+    loan_events,
+    loans,
+    notifications,
+    opt_outs,
+)
+from service.lifecycle import HoldScope, LifecycleEvent
 from service.policy.model import ContactRules, PlannedNotification
 
 __all__ = ["SqlLedger"]
@@ -71,6 +89,16 @@ _COUNTS_AS_CONTACT = frozenset(
     {DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.UNKNOWN}
 )
 OPTED_OUT_BY_PROVIDER = "opted_out_by_provider"
+DIGEST_WINDOW = "digest_window"
+
+
+def digest_slot(now: datetime, window: timedelta) -> datetime:
+    """The end of the clock-aligned slot `now` falls in: when a gathered digest goes out."""
+    seconds = window.total_seconds()
+    epoch = now.timestamp()
+    return datetime.fromtimestamp((epoch // seconds + 1) * seconds, tz=UTC)
+
+
 LEASE_EXPIRED = "claim_lease_expired"
 DEFERRED_UNREADABLE = "deferred_event_unreadable"
 
@@ -94,8 +122,12 @@ class SqlLedger:
         rules: ContactRules,
         default_timezone: str | None,
         lease_s: float,
+        stage_for: StageFor | None = None,
     ) -> None:
         self._engine = engine
+        # The policy's stage of a day count: a released notification whose stage changed by
+        # the day it goes out is superseded (service/ledger/lifecycle_store.py, restage).
+        self._stage_for = stage_for
         self._key = hash_key
         self._rules = rules
         self._default_zone = default_timezone or None
@@ -112,6 +144,7 @@ class SqlLedger:
         default_timezone: str | None,
         lease_s: float = 120.0,
         timeout_s: float = 10.0,
+        stage_for: StageFor | None = None,
     ) -> SqlLedger:
         """Open the ledger; SchemaOutOfDateError unless the schema is at the migrations' head."""
         engine = build_engine(url, timeout_s=timeout_s)
@@ -130,6 +163,7 @@ class SqlLedger:
             rules=rules,
             default_timezone=default_timezone,
             lease_s=lease_s,
+            stage_for=stage_for,
         )
 
     @property
@@ -153,38 +187,8 @@ class SqlLedger:
     async def admit(
         self, event: LoanOverdueEvent, plans: Sequence[PlannedNotification], now: datetime
     ) -> list[Admission]:
-        now = _aware(now)
-        if not plans:
-            return []
-        borrower = event.borrower.borrower_id
-        ids = [plan.notification_id(event.event_id) for plan in plans]
-        if len(set(ids)) != len(ids):
-            raise ValueError("planned notifications of one event need distinct channel+step")
-        cadence = max((p.cadence_days or 0 for p in plans), default=0)
-        since = now - timedelta(days=max(8, cadence + 2))
-        async with translate_errors("admit"), self._engine.begin() as conn:
-            if self._postgres:
-                await conn.execute(select(func.pg_advisory_xact_lock(lock_key(borrower))))
-            rows = (await conn.execute(_admit_query(ids, [borrower], since))).all()
-            mine = set(ids)
-            existing = {r.notification_id: r for r in rows if r.notification_id in mine}
-            contacts = [
-                Contact(r.contact_at, Channel(r.channel), r.loan_id, r.stage)
-                for r in rows
-                if r.kind == "n" and r.contact_at is not None
-            ]
-            opted = {Channel(r.channel) for r in rows if r.kind == "o"}
-            opted.update(event.borrower.opted_out_channels)
-            step = _AdmitStep(self, conn, event, now, contacts, opted)
-            admissions = [
-                await step.admit_one(plan, nid, existing.get(nid))
-                for plan, nid in zip(plans, ids, strict=True)
-            ]
-            if step.inserts:
-                await conn.execute(insert(notifications), step.inserts)
-            if step.audits:
-                await conn.execute(insert(audit), step.audits)
-        return admissions
+        """Admit one event's plans: one call of admit_many (same transaction, same rules)."""
+        return (await self.admit_many([(event, plans, now)]))[0]
 
     async def admit_many(
         self, requests: Sequence[tuple[LoanOverdueEvent, Sequence[PlannedNotification], datetime]]
@@ -192,7 +196,10 @@ class SqlLedger:
         """admit() for several events in one transaction and a fixed number of statements.
 
         The events must be of different borrowers (so that caps seen by one are not changed by
-        another in the same batch); see service.ledger.batching, which ensures it.
+        another in the same batch); see service.ledger.batching, which ensures it. Besides one
+        admission per plan, the answer holds CANCEL admissions for pending notifications this
+        event cancels (superseded, opted out), and for an event with nothing planned one
+        plan-less SUPPRESS admission (nothing_planned, or why the loan's state blocks it).
         """
         if len({event.borrower.borrower_id for event, _, _ in requests}) != len(requests):
             raise ValueError("admit_many needs events of different borrowers")
@@ -200,19 +207,21 @@ class SqlLedger:
         for event, plans, now in requests:
             now = _aware(now)
             ids = [plan.notification_id(event.event_id) for plan in plans]
+            if len(set(ids)) != len(ids):
+                raise ValueError("planned notifications of one event need distinct channel+step")
             cadence = max((p.cadence_days or 0 for p in plans), default=0)
             since = now - timedelta(days=max(8, cadence + 2))
             prepared.append((event, list(plans), now, ids, since))
-        active = [p for p in prepared if p[1]]
-        if not active:
-            return [[] for _ in requests]
-        borrowers = sorted({event.borrower.borrower_id for event, *_ in active})
-        all_ids = [nid for *_, ids, _ in active for nid in ids]
-        oldest = min(since for *_, since in active)
+        if not prepared:
+            return []
+        borrowers = sorted({event.borrower.borrower_id for event, *_ in prepared})
+        all_ids = [nid for *_, ids, _ in prepared for nid in ids]
+        oldest = min(since for *_, since in prepared)
         by_request: dict[int, list[Admission]] = {}
         async with translate_errors("admit"), self._engine.begin() as conn:
             if self._postgres:
-                # The same per-borrower locks as admit(), taken in one order by every replica.
+                # The same per-borrower locks as apply_lifecycle(), taken in one order by every
+                # replica.
                 await conn.execute(
                     text(
                         "SELECT count(pg_advisory_xact_lock(k)) FROM "
@@ -221,6 +230,13 @@ class SqlLedger:
                     {"keys": sorted({lock_key(b) for b in borrowers})},
                 )
             rows = (await conn.execute(_admit_query(all_ids, borrowers, oldest))).all()
+            lifecycle = await LoanContext.load(
+                conn,
+                loan_ids=sorted({event.loan.loan_id for event, *_ in prepared}),
+                borrower_ids=borrowers,
+                event_ids=[event.event_id for event, *_ in prepared],
+            )
+            writes = LoanWrites()
             inserts: list[dict[str, Any]] = []
             audits: list[dict[str, Any]] = []
             by_nid = {r.notification_id: r for r in rows if r.kind == "n"}
@@ -228,9 +244,6 @@ class SqlLedger:
             for r in rows:
                 by_borrower.setdefault(r.borrower_id, []).append(r)
             for index, (event, plans, now, ids, since) in enumerate(prepared):
-                if not plans:
-                    by_request[index] = []
-                    continue
                 own = by_borrower.get(event.borrower.borrower_id, [])
                 existing = {nid: by_nid[nid] for nid in ids if nid in by_nid}
                 contacts = [
@@ -241,17 +254,136 @@ class SqlLedger:
                 opted = {Channel(r.channel) for r in own if r.kind == "o"}
                 opted.update(event.borrower.opted_out_channels)
                 step = _AdmitStep(self, conn, event, now, contacts, opted)
-                by_request[index] = [
+                step.loan = lifecycle
+                side = lifecycle.observe_overdue(
+                    event, now, writes, own_ids=set(ids), local_date=self._local_date(event, now)
+                )
+                answers = [
                     await step.admit_one(plan, nid, existing.get(nid))
                     for plan, nid in zip(plans, ids, strict=True)
                 ]
+                if not plans:
+                    answers.append(step.nothing_planned(lifecycle.new_event_block))
+                answers.extend(
+                    Admission(None, r.notification_id or "", AdmissionKind.CANCEL, r) for r in side
+                )
+                by_request[index] = answers
+                inserts.extend(step.inserts)
+                audits.extend(step.audits)
+            if inserts:
+                await conn.execute(insert(notifications), inserts)
+            audits.extend(self._cancel_audits(writes))
+            await writes.flush(conn)
+            if audits:
+                await conn.execute(insert(audit), audits)
+        return [by_request[i] for i in range(len(requests))]
+
+    async def admit_digest(
+        self, items: Sequence[DeferredNotification], now: datetime
+    ) -> list[Admission]:
+        """Admit released notifications of one borrower, channel and stage group as one digest.
+
+        One transaction under the borrower's lock. Each is re-checked as a release always is
+        (loan state, opt-outs, window, cadence); caps see the digest as one contact: every
+        member is decided against the contacts before the digest, and only the first one
+        admitted to SEND (the leader) counts. Answers one admission per item, in order.
+        """
+        now = _aware(now)
+        borrowers = {item.event.borrower.borrower_id for item in items}
+        if len(borrowers) != 1:
+            raise ValueError("a digest is about one borrower")
+        (borrower,) = borrowers
+        ids = [item.notification_id for item in items]
+        cadence = max((i.plan.cadence_days or 0 for i in items), default=0)
+        since = now - timedelta(days=max(8, cadence + 2))
+        async with translate_errors("admit"), self._engine.begin() as conn:
+            if self._postgres:
+                await conn.execute(select(func.pg_advisory_xact_lock(lock_key(borrower))))
+            rows = (await conn.execute(_admit_query(ids, [borrower], since))).all()
+            context = await LoanContext.load(
+                conn,
+                loan_ids=sorted({i.event.loan.loan_id for i in items}),
+                borrower_ids=[borrower],
+                event_ids=[],
+            )
+            existing = {
+                r.notification_id: r
+                for r in rows
+                if r.kind == "n" and r.notification_id in set(ids)
+            }
+            before = [
+                Contact(r.contact_at, Channel(r.channel), r.loan_id, r.stage)
+                for r in rows
+                if r.kind == "n" and r.contact_at is not None
+            ]
+            opted = {Channel(r.channel) for r in rows if r.kind == "o"}
+            admissions: list[Admission] = []
+            inserts: list[dict[str, Any]] = []
+            audits: list[dict[str, Any]] = []
+            leader = False
+            for item in items:
+                step = _AdmitStep(self, conn, item.event, now, list(before), opted)
+                step.loan = context
+                step.digest_member = leader
+                admission = await step.admit_one(
+                    item.plan, item.notification_id, existing.get(item.notification_id)
+                )
+                if admission.kind is AdmissionKind.SEND:
+                    leader = True
+                admissions.append(admission)
                 inserts.extend(step.inserts)
                 audits.extend(step.audits)
             if inserts:
                 await conn.execute(insert(notifications), inserts)
             if audits:
                 await conn.execute(insert(audit), audits)
-        return [by_request[i] for i in range(len(requests))]
+        return admissions
+
+    async def apply_lifecycle(self, event: LifecycleEvent, now: datetime) -> list[DeliveryResult]:
+        """Apply a lifecycle event to its loan (and borrower) and cancel what it forbids.
+
+        One transaction under the borrower's lock, the same as admit(): a release by the
+        scheduler either ran before (and its send counts) or sees the new state. A redelivered
+        event republishes exactly the results it produced the first time.
+        """
+        now = _aware(now)
+        borrower = event.borrower.borrower_id
+        async with translate_errors("apply_lifecycle"), self._engine.begin() as conn:
+            if self._postgres:
+                await conn.execute(select(func.pg_advisory_xact_lock(lock_key(borrower))))
+            context = await LoanContext.load(
+                conn,
+                loan_ids=[event.loan.loan_id],
+                borrower_ids=[borrower],
+                event_ids=[event.event_id],
+            )
+            writes = LoanWrites()
+            results = context.apply(event, now, writes, local_date=self._local_date(event, now))
+            audits = self._cancel_audits(writes)
+            await writes.flush(conn)
+            if audits:
+                await conn.execute(insert(audit), audits)
+        return results
+
+    def _local_date(self, event: LoanOverdueEvent | LifecycleEvent, now: datetime) -> date:
+        zone = None
+        if isinstance(event, LoanOverdueEvent):
+            zone = event.borrower.timezone
+        zone = zone or self._default_zone
+        # No zone known: UTC's date (such borrowers' messages are held by the window anyway).
+        return now.astimezone(ZoneInfo(zone)).date() if zone else now.astimezone(UTC).date()
+
+    def _cancel_audits(self, writes: LoanWrites) -> list[dict[str, Any]]:
+        """One audit row per cancelled notification and per lifecycle acknowledgement."""
+        return [
+            audit_values(
+                result,
+                at=result.occurred_at,
+                contact=None,
+                policy_rule=result.rule,
+            )
+            for result in writes.audited
+        ]
 
     # --- record -----------------------------------------------------------------------------
 
@@ -484,10 +616,49 @@ class SqlLedger:
             rows = (await conn.execute(query)).mappings().all()
         return [AuditRow(**{k: v for k, v in row.items() if k != "id"}) for row in rows]
 
+    async def loan_lifecycle(self, loan_id: str) -> tuple[list[LoanEventRow], list[str]]:
+        """The events applied to a loan (oldest first) and its current state as sentences:
+        repaid, repayment-plan pause, holds of the loan and of its borrower (since when, why)."""
+        events_query = (
+            select(loan_events)
+            .where(loan_events.c.loan_id == loan_id)
+            .order_by(loan_events.c.at, loan_events.c.occurred_at)
+        )
+        async with translate_errors("loan_lifecycle"), self._engine.connect() as conn:
+            rows = (await conn.execute(events_query)).all()
+            loan = (await conn.execute(select(loans).where(loans.c.loan_id == loan_id))).first()
+            subjects = [(HoldScope.LOAN.value, loan_id)]
+            if loan is not None:
+                subjects.append((HoldScope.BORROWER.value, loan.borrower_id))
+            found: list[Row[Any]] = []
+            for scope, subject in subjects:
+                query = select(holds).where(holds.c.scope == scope, holds.c.subject_id == subject)
+                found.extend((await conn.execute(query)).all())
+        history = [
+            LoanEventRow(r.at, r.event_id, r.event_type, r.occurred_at, r.outcome) for r in rows
+        ]
+        state: list[str] = []
+        if loan is not None and loan.repaid_at is not None:
+            state.append(f"repaid at {loan.repaid_at.isoformat()}: nothing is sent for this loan")
+        if loan is not None and loan.paused_until:
+            state.append(f"repayment plan: collection paused until {loan.paused_until}")
+        for h in found:
+            hold = Hold(h.scope, h.subject_id, h.reason, h.since, h.event_id, h.lifted_at)
+            since = hold.since.isoformat() if hold.since else "?"
+            if hold.active:
+                state.append(f"contact hold ({hold.scope}, {hold.reason}) since {since}")
+            elif hold.lifted_at is not None:
+                state.append(
+                    f"contact hold ({hold.scope}, {hold.reason or '-'}) since {since}, "
+                    f"lifted {hold.lifted_at.isoformat()}"
+                )
+        return history, state
+
     async def purge(self, older_than: datetime) -> int:
         """Delete audit rows and finished notifications older than `older_than`; rows deleted.
 
-        Live rows (claimed, deferred, released) and opt-outs are kept whatever their age.
+        Live rows (claimed, deferred, released), opt-outs, loan states and holds are kept
+        whatever their age; the loans' event log (ledger_loan_events) goes with the audit.
         """
         older_than = _aware(older_than)
         async with translate_errors("purge"), self._engine.begin() as conn:
@@ -495,7 +666,11 @@ class SqlLedger:
             gone_rows = await conn.execute(
                 delete(notifications).where(N.state == DECIDED, N.updated_at < older_than)
             )
-        return int(gone_audit.rowcount or 0) + int(gone_rows.rowcount or 0)
+            # The loan's event log; its state (ledger_loans, ledger_holds) is kept.
+            gone_events = await conn.execute(
+                delete(loan_events).where(loan_events.c.at < older_than)
+            )
+        return sum(int(r.rowcount or 0) for r in (gone_audit, gone_rows, gone_events))
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -578,6 +753,9 @@ class _AdmitStep:
         self.opted = opted
         self.inserts: list[dict[str, Any]] = []
         self.audits: list[dict[str, Any]] = []
+        self.loan: LoanContext = LoanContext()
+        # Set while admitting the second and later members of a digest (admit_digest).
+        self.digest_member = False
 
     async def admit_one(
         self, plan: PlannedNotification, nid: str, row: Row[Any] | None
@@ -585,6 +763,8 @@ class _AdmitStep:
         now = self.now
         first_seen = now
         defer_count = 0
+        render_event: LoanOverdueEvent | None = None
+        local_date = self.ledger._local_date(self.event, now)
         if row is not None:
             if row.state == DECIDED:
                 return self._replay(plan, nid, row.result_json)
@@ -594,10 +774,28 @@ class _AdmitStep:
                 return await self._lease_expired(plan, nid, row)
             if row.state == DEFERRED and row.due_at is not None and row.due_at > now:
                 return self._replay(plan, nid, row.result_json)
-            # Deferred and due, or released by the scheduler: decide afresh.
+            # Deferred and due, or released by the scheduler: decide afresh, against the
+            # loan's newest state, in this transaction.
             first_seen, defer_count = row.first_seen_at, row.defer_count
+            block = self.loan.block(self.event, plan.stage, local_date, pending=True)
+            if block is None:
+                event_day = self.ledger._local_date(self.event, self.event.occurred_at)
+                render_event, block = self.loan.restage(
+                    self.event, plan, local_date, event_day, self.ledger._stage_for
+                )
+        else:
+            block = self.loan.block(self.event, plan.stage, local_date, pending=False)
 
-        decision = self._decide(plan, first_seen)
+        if block is not None:
+            decision = Decision(Verdict.SUPPRESS, block.reason.value, block.rule)
+        else:
+            decision = self._decide(plan, first_seen)
+            window = self.ledger._rules.digest_window
+            if row is None and window is not None and decision.verdict is Verdict.SEND:
+                # Gather: siblings due in the same slot go out as one digest (scheduler).
+                decision = Decision(
+                    Verdict.DEFER, DIGEST_WINDOW, "ledger.digest", due_at=digest_slot(now, window)
+                )
         values = self._row_values(plan, nid, decision, first_seen, defer_count)
         result = self._result_for(plan, nid, decision, defer_count)
         if row is not None:
@@ -612,9 +810,13 @@ class _AdmitStep:
         else:
             self.inserts.append({**values, "notification_id": nid, "version": 1})
         if decision.verdict is Verdict.SEND:
-            # Later plans of the same event count this one against the caps.
-            self.contacts.append(Contact(now, plan.channel, self.event.loan.loan_id, plan.stage))
-            return Admission(plan, nid, AdmissionKind.SEND)
+            # Later plans of the same event count this one against the caps (a digest member
+            # does not: the digest is one contact, its leader's).
+            if not self.digest_member:
+                self.contacts.append(
+                    Contact(now, plan.channel, self.event.loan.loan_id, plan.stage)
+                )
+            return Admission(plan, nid, AdmissionKind.SEND, event=render_event)
         assert result is not None
         self.audits.append(
             self.ledger._audit_values(
@@ -623,6 +825,32 @@ class _AdmitStep:
         )
         kind = AdmissionKind.DEFER if decision.verdict is Verdict.DEFER else AdmissionKind.SUPPRESS
         return Admission(plan, nid, kind, result)
+
+    def nothing_planned(self, block: Block | None) -> Admission:
+        """The one result of an event with nothing planned, with its audit row."""
+        event = self.event
+        nid = f"{event.event_id}:none:no_plan"
+        if block is not None:
+            reason, rule = block.reason.value, block.rule
+        elif event.loan.amount_due == 0:
+            reason, rule = "nothing_planned", "policy:zero_balance"
+        else:
+            reason, rule = "nothing_planned", "policy:no_stage_or_channel"
+        result = DeliveryResult(
+            result_id=result_id_for(nid, DeliveryStatus.SUPPRESSED),
+            notification_id=nid,
+            event_id=event.event_id,
+            loan_id=event.loan.loan_id,
+            borrower_id=event.borrower.borrower_id,
+            channel=None,
+            status=DeliveryStatus.SUPPRESSED,
+            reason=reason,
+            rule=rule,
+            occurred_at=self.now,
+        )
+        if not self.loan.redelivered(event.event_id):
+            self.audits.append(audit_values(result, at=self.now, contact=None, policy_rule=rule))
+        return Admission(None, nid, AdmissionKind.SUPPRESS, result)
 
     def _replay(self, plan: PlannedNotification, nid: str, stored: str | None) -> Admission:
         if stored is None:
@@ -737,7 +965,11 @@ class _AdmitStep:
         }
         result = self._result_for(plan, nid, decision, defer_count)
         if decision.verdict is Verdict.SEND:
-            values.update(state=CLAIMED, lease_until=now + self.ledger._lease, contact_at=now)
+            values.update(
+                state=CLAIMED,
+                lease_until=now + self.ledger._lease,
+                contact_at=None if self.digest_member else now,
+            )
         elif decision.verdict is Verdict.DEFER:
             assert result is not None
             values.update(

@@ -13,13 +13,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from service.events import Channel, LoanOverdueEvent
+from service.events import Channel, LoanOverdueEvent, RiskLevel
 from service.lint.matrix import LintCase, lint_cases
 from service.policy.config import LintRules, Policy
 from service.policy.plan import plan_notifications
 from service.rendering.filters import format_day, format_money, mask_loan_id
-from service.rendering.model import RenderedMessage
+from service.rendering.model import DigestLoan, DigestSummary, RenderedMessage
 from service.rendering.renderer import (
+    DIGEST_TEMPLATE,
     Renderer,
     RenderError,
     TemplateConfigError,
@@ -141,7 +142,66 @@ def lint_templates(
         return report
     for case in lint_cases(policy, max_link_chars=max_link_chars):
         _lint_case(report, renderer, policy, case, brand, customer_service, max_link_chars)
+    if any(name.split("/", 1)[1].startswith("digest.") for name in renderer.template_files):
+        _lint_digests(report, renderer, policy, brand, customer_service, max_link_chars)
     return report
+
+
+def _lint_digests(
+    report: LintReport,
+    renderer: Renderer,
+    policy: Policy,
+    brand: str,
+    customer_service: str,
+    max_link_chars: int,
+) -> None:
+    """Digest templates: six loans (the largest amounts the contract allows among them), per
+    locale, channel and stage; checked as one message about the earliest, largest debt."""
+    for case in lint_cases(policy, max_link_chars=max_link_chars):
+        if case.event.risk_level is not RiskLevel.HIGH:
+            continue
+        event = case.event
+        loans = tuple(
+            DigestLoan(
+                loan_id=f"{event.loan.loan_id[:-1]}{n}",
+                amount_due=event.loan.amount_due,
+                due_date=event.loan.due_date,
+                days_past_due=event.loan.days_past_due - n,
+            )
+            for n in range(6)
+        )
+        summary = DigestSummary(loans)
+        # What the digest must state: its total, earliest due date, oldest days overdue, the
+        # first loan's masked number.
+        lead = event.model_copy(
+            update={
+                "loan": event.loan.model_copy(
+                    update={"loan_id": loans[0].loan_id, "amount_due": summary.total}
+                )
+            }
+        )
+        url = event.repayment.url if event.repayment else None
+        repay_url = url if url and len(url) <= max_link_chars else None
+        for plan in plan_notifications(event, policy, _LINT_NOW, default_timezone="UTC"):
+            name = template_file(case.locale, DIGEST_TEMPLATE, plan.channel)
+            label = f"digest of 6, {case.label}, {plan.channel.value}"
+            report.renders += 1
+            try:
+                message = renderer.render(event, plan, locale=case.locale, digest=summary)
+            except RenderError as exc:
+                detail = str(exc).removeprefix(f"template {name}: ")
+                check = "undefined variable" if "UndefinedError" in detail else "render error"
+                report.findings.append(Finding(name, check, detail, label))
+                continue
+            for check, detail in check_message(
+                message,
+                lead,
+                policy.lint,
+                brand=brand,
+                customer_service=customer_service,
+                repay_url=repay_url if plan.channel is Channel.SMS else None,
+            ):
+                report.findings.append(Finding(name, check, detail, label))
 
 
 def _lint_case(

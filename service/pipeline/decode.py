@@ -23,6 +23,7 @@ import pydantic
 import pydantic_core
 
 from service.events import LoanOverdueEvent
+from service.lifecycle import EVENT_TYPES, LifecycleEvent, decode_input
 
 __all__ = ["Payload", "UndecodableEvent", "decode_event", "decode_payload", "unframe"]
 
@@ -115,7 +116,7 @@ def _wide_encoding(value: bytes) -> str | None:
 
 def decode_event(
     value: bytes | None, *, schema_registry_json: bool = True
-) -> LoanOverdueEvent | UndecodableEvent:
+) -> LoanOverdueEvent | LifecycleEvent | UndecodableEvent:
     """A record value to an event: `unframe`, then `decode_payload`."""
     payload = unframe(value, schema_registry_json=schema_registry_json)
     if isinstance(payload, UndecodableEvent):
@@ -123,10 +124,10 @@ def decode_event(
     return decode_payload(payload.data)
 
 
-def decode_payload(value: bytes) -> LoanOverdueEvent | UndecodableEvent:
-    """JSON bytes (any frame already removed) to a validated event."""
+def decode_payload(value: bytes) -> LoanOverdueEvent | LifecycleEvent | UndecodableEvent:
+    """JSON bytes (any frame already removed) to a validated event of its `event_type`."""
     try:
-        return LoanOverdueEvent.model_validate_json(value)
+        return decode_input(value)
     except pydantic.ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
         paths = tuple(dict.fromkeys(_location(e["loc"]) for e in errors))
@@ -134,6 +135,9 @@ def decode_payload(value: bytes) -> LoanOverdueEvent | UndecodableEvent:
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
+    # The union's tag (the event type) leads every location; the field path is what helps.
+    if loc and loc[0] in EVENT_TYPES:
+        loc = loc[1:]
     return ".".join(str(p) for p in loc) or "(root)"
 
 

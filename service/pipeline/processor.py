@@ -24,11 +24,12 @@ from service.events import (
 )
 from service.ledger.api import Admission, AdmissionKind, DeferredNotification, NotificationLedger
 from service.ledger.errors import LedgerUnavailableError
+from service.lifecycle import LifecycleEvent
 from service.observability import metrics, tracing
 from service.pipeline.engine import RetryLater
 from service.pipeline.push_expiry import PushExpiry
 from service.policy.model import PlannedNotification
-from service.rendering.model import RenderedMessage
+from service.rendering.model import DigestLoan, DigestSummary, RenderedMessage
 
 __all__ = ["NotificationProcessor"]
 
@@ -75,7 +76,12 @@ class Dispatch(Protocol):
 
 class Render(Protocol):
     def render(
-        self, event: LoanOverdueEvent, plan: PlannedNotification, *, locale: str
+        self,
+        event: LoanOverdueEvent,
+        plan: PlannedNotification,
+        *,
+        locale: str,
+        digest: DigestSummary | None = None,
     ) -> RenderedMessage: ...
 
 
@@ -116,26 +122,51 @@ class NotificationProcessor:
         self._unavailable = unavailable
         self._push_expiry = push_expiry
 
-    async def handle(self, event: LoanOverdueEvent) -> list[DeliveryResult]:
+    async def handle(self, event: LoanOverdueEvent | LifecycleEvent) -> list[DeliveryResult]:
         now = self._clock()
+        if not isinstance(event, LoanOverdueEvent):
+            try:
+                with tracing.span("apply lifecycle"):
+                    return await self._ledger.apply_lifecycle(event, now)
+            except self._unavailable as exc:
+                raise RetryLater("ledger unavailable") from exc
         with tracing.span("plan"):
             plans = self._plan(event, now)
-        if not plans:
-            return [self._nothing_planned(event, now)]
-        return await self._admit_and_send(event, plans, now)
+        # Even with nothing planned the ledger sees the event: it is the loan's newest state,
+        # it supersedes what is pending, and its opt-outs apply to everything pending.
+        results = await self._admit_and_send(event, plans, now)
+        if not plans and not results:
+            results.append(self._nothing_planned(event, now))
+        return results
 
     async def handle_deferred(self, item: DeferredNotification) -> list[DeliveryResult]:
-        """A deferred notification whose time came: through the guard again, then send."""
-        return await self._admit_and_send(item.event, [item.plan], self._clock())
+        """A deferred notification whose time came: through the guard again, then send.
+
+        The ledger re-checks the loan's state in the admitting transaction. A notification that
+        another step decided meanwhile (repaid, superseded, held, opted out) is answered by
+        that step's result, so the release publishes nothing for it.
+        """
+        return await self._admit_and_send(item.event, [item.plan], self._clock(), released=True)
 
     async def _admit_and_send(
-        self, event: LoanOverdueEvent, plans: Sequence[PlannedNotification], now: datetime
+        self,
+        event: LoanOverdueEvent,
+        plans: Sequence[PlannedNotification],
+        now: datetime,
+        *,
+        released: bool = False,
     ) -> list[DeliveryResult]:
         try:
             with tracing.span("admit"):
                 admissions = await self._ledger.admit(event, plans, now)
         except self._unavailable as exc:
             raise RetryLater("ledger unavailable") from exc
+        if released:
+            admissions = [
+                a
+                for a in admissions
+                if a.kind not in (AdmissionKind.REPLAY, AdmissionKind.CANCEL) and a.plan is not None
+            ]
         if any(a.kind is AdmissionKind.BUSY for a in admissions):
             # Another worker holds a live claim (a rebalance hand-over): its outcome will be
             # recorded; ask again later rather than publish a guess.
@@ -166,6 +197,123 @@ class NotificationProcessor:
                 results.append(admission.result)
         return results
 
+    async def handle_digest(self, items: Sequence[DeferredNotification]) -> list[DeliveryResult]:
+        """Released notifications of one borrower, channel, stage group and currency: admitted
+        together (one contact for the caps) and, when two or more may go, sent as one digest
+        message. Each notification keeps its own result, all pointing at the same provider
+        message; the audit keeps one row per loan."""
+        if len(items) == 1:
+            return await self.handle_deferred(items[0])
+        now = self._clock()
+        try:
+            with tracing.span("admit", {"notifier.notifications": len(items)}):
+                admissions = await self._ledger.admit_digest(items, now)
+        except self._unavailable as exc:
+            raise RetryLater("ledger unavailable") from exc
+        results: list[DeliveryResult] = []
+        sending: list[tuple[LoanOverdueEvent, Admission]] = []
+        for item, admission in zip(items, admissions, strict=True):
+            if admission.kind is AdmissionKind.SEND:
+                sending.append((admission.event or item.event, admission))
+            elif (
+                admission.kind in (AdmissionKind.SUPPRESS, AdmissionKind.DEFER)
+                and admission.result is not None
+            ):
+                results.append(admission.result)
+            # REPLAY / CANCEL: decided and published elsewhere; BUSY: its lease runs out.
+        if sending and self._pause is not None and self._pause.paused:
+            # Operator pause: no provider call; each member's claim becomes deferred / paused.
+            for event, admission in sending:
+                results.extend((await self._hold(event, [admission], now)).values())
+            return results
+        if len(sending) == 1:
+            event, admission = sending[0]
+            sent = [await self._send(event, admission)]
+            records = [(event, sent)]
+        elif sending:
+            sent = await self._send_digest(sending)
+            records = [(event, [r]) for (event, _), r in zip(sending, sent, strict=True)]
+        else:
+            return results
+        try:
+            with tracing.span("record"):
+                await asyncio.gather(*(self._ledger.record(event, rs) for event, rs in records))
+        except self._unavailable as exc:
+            raise RetryLater("ledger unavailable while recording") from exc
+        return [*sent, *results]
+
+    async def _send_digest(
+        self, sending: list[tuple[LoanOverdueEvent, Admission]]
+    ) -> list[DeliveryResult]:
+        """One message for every admitted member; one result per member, same message id."""
+        lead_event, lead = sending[0]
+        assert lead.plan is not None
+        summary = DigestSummary(
+            tuple(
+                DigestLoan(e.loan.loan_id, e.loan.amount_due, e.loan.due_date, e.loan.days_past_due)
+                for e, _ in sending
+            )
+        )
+        locale = self._locale_for(lead_event)
+        try:
+            with tracing.span("render", {"notifier.channel": lead.plan.channel.value}):
+                rendered = self._renderer.render(
+                    lead_event, lead.plan, locale=locale, digest=summary
+                )
+        except Exception as exc:
+            log.error("render failed", extra={"template": "digest", "error": type(exc).__name__})
+            return [
+                self._result(
+                    e,
+                    a.plan,
+                    a.notification_id,
+                    DeliveryStatus.FAILED,
+                    "render_failed",
+                    locale=locale,
+                )
+                for e, a in sending
+                if a.plan is not None
+            ]
+        message = _outbound(lead_event, lead.plan, lead.notification_id, rendered)
+        with tracing.span("dispatch", {"notifier.channel": lead.plan.channel.value}) as span:
+            outcome = await self._dispatcher.dispatch(message)
+            tracing.annotate(
+                {"notifier.status": outcome.status, "notifier.reason": outcome.reason}, span
+            )
+        reason = outcome.reason
+        if outcome.opt_out:
+            reason = "opted_out_by_provider"
+        elif outcome.dead_token:
+            reason = "token_unregistered"
+        status = _STATUS[outcome.status]
+        if status is DeliveryStatus.SENT:
+            metrics.LAST_SEND.labels(channel=lead.plan.channel.value).set(time.time())
+        return [
+            DeliveryResult(
+                result_id=result_id_for(a.notification_id, status),
+                notification_id=a.notification_id,
+                event_id=e.event_id,
+                loan_id=e.loan.loan_id,
+                borrower_id=e.borrower.borrower_id,
+                channel=lead.plan.channel,
+                provider=outcome.provider,
+                template=rendered.template,
+                locale=rendered.locale,
+                status=status,
+                reason=reason,
+                # Which digest: the leader's notification id (the audit row of each loan).
+                rule=f"digest:{lead.notification_id}",
+                attempts=outcome.attempts,
+                provider_message_id=outcome.provider_message_id,
+                provider_code=outcome.provider_code,
+                sms_parts=rendered.sms.parts if rendered.sms else None,
+                occurred_at=self._clock(),
+                first_attempt_at=outcome.first_attempt_at,
+                finished_at=outcome.finished_at,
+            )
+            for e, a in sending
+        ]
+
     async def _hold(
         self, event: LoanOverdueEvent, to_send: Sequence[Admission], now: datetime
     ) -> dict[str, DeliveryResult]:
@@ -182,6 +330,9 @@ class NotificationProcessor:
 
     async def _send(self, event: LoanOverdueEvent, admission: Admission) -> DeliveryResult:
         plan, nid = admission.plan, admission.notification_id
+        assert plan is not None, "the ledger admits to SEND only planned notifications"
+        # A released notification is rendered from the loan's newest state.
+        event = admission.event or event
         locale = self._locale_for(event)
         started = time.perf_counter()
         try:

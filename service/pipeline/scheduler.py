@@ -1,8 +1,12 @@
 """Deferred notifications (quiet hours, caps, preferred time) re-enter at the guard when due.
 
 The ledger hands each due notification to exactly one replica; this loop passes it through the
-processor again (compliance is re-checked: an opt-out may have arrived meanwhile) and publishes
-the outcome.
+processor again and publishes the outcome. The admitting transaction re-checks compliance and
+the loan's newest state: a STOP or provider opt-out that arrived meanwhile, a repayment, hold or
+plan pause, a newer event, a day or stage that has passed. Opt-outs and lifecycle events carried
+by events cancel pending notifications when they arrive (with their own results), so a release
+that finds its notification decided publishes nothing. Due notifications of one borrower,
+channel, stage group and currency are released together as one digest (`digest_groups`).
 
 Isolation: one notification never stops the others. A due row whose stored event no longer
 loads is decided `failed` by the ledger in the claiming transaction and its result published
@@ -27,6 +31,7 @@ from service.pipeline.engine import RetryLater
 from service.pipeline.pause import PauseGate
 from service.pipeline.processor import NotificationProcessor
 from service.pipeline.publisher import ResultPublisher
+from service.policy.model import Stage
 
 __all__ = ["DeferredScheduler"]
 
@@ -95,7 +100,8 @@ class DeferredScheduler:
         if due.unreadable:
             metrics.DEFERRED_UNREADABLE.inc(len(due.unreadable))
             self._unpublished.extend(due.unreadable)
-        outcomes = await asyncio.gather(*(self._release(item) for item in due.released))
+        groups = digest_groups(due.released)
+        outcomes = await asyncio.gather(*(self._release(group) for group in groups))
         try:
             await self._publish_unreadable()
         except Exception:
@@ -115,11 +121,15 @@ class DeferredScheduler:
             raise
         return len(pending)
 
-    async def _release(self, item: DeferredNotification) -> int:
+    async def _release(self, group: list[DeferredNotification]) -> int:
+        item = group[0]
         try:
             # A trace of its own: the event's original trace context is not kept in the ledger.
-            with tracing.span("release deferred"):
-                results = await self._processor.handle_deferred(item)
+            with tracing.span("release deferred", {"notifier.notifications": len(group)}):
+                if len(group) == 1:
+                    results = await self._processor.handle_deferred(item)
+                else:
+                    results = await self._processor.handle_digest(group)
                 await self._publisher.publish_results(results)
         except RetryLater:
             # Still leased to us; it becomes claimable again when the lease expires.
@@ -130,5 +140,37 @@ class DeferredScheduler:
             log.exception("releasing deferred notification %s failed", item.notification_id)
             metrics.DEFERRED_RELEASE_ERRORS.inc()
             return 0
-        self.released += 1
-        return 1
+        self.released += len(group)
+        return len(group)
+
+
+# Stages whose reminders may share one digest message (same tone and consequences).
+_STAGE_GROUP = {
+    Stage.PRE_DUE: "reminder",
+    Stage.DUE_TODAY: "reminder",
+    Stage.GRACE: "overdue",
+    Stage.EARLY_OVERDUE: "overdue",
+    Stage.LATE_OVERDUE: "collection",
+    Stage.PRE_LEGAL: "collection",
+}
+
+
+def digest_groups(due: list[DeferredNotification]) -> list[list[DeferredNotification]]:
+    """Due notifications grouped by borrower, channel, stage group and currency, in the order
+    they came; one group per digest message (a group of one is an ordinary release). Only
+    notifications of different loans share a group."""
+    groups: dict[tuple[str, str, str, str], list[DeferredNotification]] = {}
+    singles: list[list[DeferredNotification]] = []
+    for item in due:
+        key = (
+            item.event.borrower.borrower_id,
+            item.plan.channel.value,
+            _STAGE_GROUP[item.plan.stage],
+            item.event.loan.currency,
+        )
+        group = groups.setdefault(key, [])
+        if any(other.event.loan.loan_id == item.event.loan.loan_id for other in group):
+            singles.append([item])
+        else:
+            group.append(item)
+    return [*groups.values(), *singles]

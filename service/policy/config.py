@@ -146,6 +146,9 @@ class ContactModel(_Strict):
     stage_caps: dict[Stage, CapsModel] = {}
     holidays: tuple[date, ...] = ()
     max_defer: timedelta = Field(timedelta(days=2), gt=timedelta(0))
+    # Digest: a borrower's notifications due in the same slot of this length (aligned to the
+    # clock, e.g. PT15M: :00, :15, ...) on one channel and stage group go out as one message.
+    digest_window: timedelta | None = Field(None, gt=timedelta(0), le=timedelta(hours=6))
 
 
 class LintRules(_Strict):
@@ -204,6 +207,7 @@ class Policy(_Strict):
             stage_caps={s: caps.to_caps() for s, caps in c.stage_caps.items()},
             holidays=frozenset(c.holidays),
             max_defer=c.max_defer,
+            digest_window=c.digest_window,
         )
 
     def stage_for(self, days_past_due: int) -> Stage | None:

@@ -69,3 +69,5 @@ class ContactRules:
     holidays: frozenset[date] = frozenset()
     # A deferred message older than this (by its not_before) is stale: suppress, don't send late.
     max_defer: timedelta = timedelta(days=2)
+    # Digest slot length (None: no digest). See docs/policy.md, "Digest".
+    digest_window: timedelta | None = None

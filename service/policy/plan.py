@@ -34,10 +34,14 @@ def plan_notifications(
     """The notifications `policy` plans for `event` at `now` (aware), most urgent first.
 
     Empty when no stage covers the event's days past due (e.g. more than 3 days before the due
-    date in the default policy).
+    date in the default policy), or when nothing is owed (amount_due 0).
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    if event.loan.amount_due == 0:
+        # A zero balance is not overdue: "Amount due: 0.00 ... reported to credit bureaus"
+        # would be false. The ledger answers the event with nothing_planned/zero_balance.
+        return []
     dpd = event.loan.days_past_due
     stage = policy.stage_for(dpd)
     if stage is None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
 from typing import Literal
 
 from service.events import Channel, TemplateRef
@@ -31,3 +33,30 @@ class RenderedMessage:
     locale: str
     sms: SmsContent | None = None
     push: PushContent | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DigestLoan:
+    loan_id: str
+    amount_due: Decimal
+    due_date: date
+    days_past_due: int
+
+
+@dataclass(frozen=True, slots=True)
+class DigestSummary:
+    """Several loans of one borrower in one message (same channel, stage group, currency)."""
+
+    loans: tuple[DigestLoan, ...]
+
+    @property
+    def total(self) -> Decimal:
+        return sum((loan.amount_due for loan in self.loans), Decimal(0))
+
+    @property
+    def earliest_due_date(self) -> date:
+        return min(loan.due_date for loan in self.loans)
+
+    @property
+    def max_days_past_due(self) -> int:
+        return max(loan.days_past_due for loan in self.loans)

@@ -21,7 +21,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from service.events import Channel, LoanOverdueEvent, TemplateRef
 from service.policy.model import PlannedNotification
 from service.rendering.filters import FILTERS, mask_loan_id
-from service.rendering.model import PushContent, RenderedMessage, SmsContent
+from service.rendering.model import DigestSummary, PushContent, RenderedMessage, SmsContent
 from service.rendering.sms import sms_parts
 
 if TYPE_CHECKING:
@@ -59,8 +59,12 @@ TEMPLATE_VARIABLES = frozenset(
         "repay_url",  # repayment link if short enough for an SMS, else None
         "repay_methods",  # list of repayment methods (may be empty)
         "deep_link",  # repayment link of any length, for push; None if absent
+        # digest templates only (None otherwise): count, total, earliest_due_date,
+        # max_days_overdue, loans [{id, amount_due, due_date, days_overdue}]
+        "digest",
     }
 )
+DIGEST_TEMPLATE = "digest"
 
 
 class TemplateConfigError(Exception):
@@ -162,9 +166,12 @@ class Renderer:
     def check_covers(self, policy: Policy) -> None:
         """Raise TemplateConfigError listing every template the policy can plan but that is
         missing for a supported locale."""
+        uses = set(policy.template_uses())
+        if policy.contact.digest_window is not None:
+            uses.update((DIGEST_TEMPLATE, channel) for channel in Channel)
         missing = [
             template_file(locale, name, channel)
-            for name, channel in policy.template_uses()
+            for name, channel in sorted(uses)
             for locale in SUPPORTED_LOCALES
             if template_file(locale, name, channel) not in self._compiled
         ]
@@ -174,13 +181,37 @@ class Renderer:
             )
 
     def render(
-        self, event: LoanOverdueEvent, plan: PlannedNotification, *, locale: str
+        self,
+        event: LoanOverdueEvent,
+        plan: PlannedNotification,
+        *,
+        locale: str,
+        digest: DigestSummary | None = None,
     ) -> RenderedMessage:
-        rel = template_file(locale, plan.template, plan.channel)
+        """One message; with `digest`, the digest template listing its loans (`event` is the
+        first loan's: brand, currency, repayment path)."""
+        name = DIGEST_TEMPLATE if digest is not None else plan.template
+        rel = template_file(locale, name, plan.channel)
         compiled = self._compiled.get(rel)
         if compiled is None:
             raise RenderError(f"template {rel} does not exist")
         variables = self.variables(event, plan, locale=locale)
+        if digest is not None:
+            variables["digest"] = {
+                "count": len(digest.loans),
+                "total": digest.total,
+                "earliest_due_date": digest.earliest_due_date,
+                "max_days_overdue": max(digest.max_days_past_due, 0),
+                "loans": [
+                    {
+                        "id": loan.loan_id,
+                        "amount_due": loan.amount_due,
+                        "due_date": loan.due_date,
+                        "days_overdue": max(loan.days_past_due, 0),
+                    }
+                    for loan in digest.loans
+                ],
+            }
         try:
             if plan.channel is Channel.SMS:
                 text = compiled.template.render(variables).strip()
@@ -254,6 +285,7 @@ class Renderer:
             "repay_url": url if url and len(url) <= self._max_link_chars else None,
             "repay_methods": methods,
             "deep_link": url,
+            "digest": None,
         }
 
 

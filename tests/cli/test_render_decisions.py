@@ -165,6 +165,8 @@ async def service_decisions(
         await ledger.aclose()
     found: set[Outcome] = set()
     for a in admissions:
+        if a.plan is None:  # the ledger's plan-less answers (nothing planned, cancellations)
+            continue
         channel = a.plan.channel.value
         if a.kind is AdmissionKind.SEND:
             found.add((channel, "send", None, None))

@@ -63,6 +63,7 @@ def outcome(
 ) -> DeliveryResult:
     """The result the processor records after dispatching an admitted notification."""
     plan = admission.plan
+    assert plan is not None
     return DeliveryResult(
         result_id=result_id_for(admission.notification_id, status),
         notification_id=admission.notification_id,

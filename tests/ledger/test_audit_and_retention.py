@@ -34,7 +34,14 @@ async def _dump(url: str) -> str:
     try:
         async with engine.connect() as conn:
             parts: list[str] = []
-            for table in ("ledger_notifications", "ledger_audit", "ledger_opt_outs"):
+            for table in (
+                "ledger_notifications",
+                "ledger_audit",
+                "ledger_opt_outs",
+                "ledger_loans",
+                "ledger_holds",
+                "ledger_loan_events",
+            ):
                 rows = (await conn.execute(text(f"SELECT * FROM {table}"))).all()  # noqa: S608
                 parts.extend(str(value) for row in rows for value in row)
             return "\n".join(parts)
@@ -91,8 +98,9 @@ async def test_purge_removes_old_history_and_keeps_live_rows(make_ledger: Ledger
     await ledger.record_opt_out("b-old", Channel.PUSH, source="reply:STOP", at=MORNING_NY)
 
     removed = await ledger.purge(MORNING_NY + timedelta(days=400))
-    # The sent notification and its audit row; the deferred one's audit row.
-    assert removed == 3
+    # The sent notification and its audit row; the deferred one's audit row; both events'
+    # entries in the loans' event log.
+    assert removed == 5
     assert await ledger.audit(borrower_id="b-old") == []
     assert len(await ledger.opt_outs("b-old")) == 1
     assert len(await ledger.claim_due_deferred(NEXT_OPENING_NY, 10)) == 1

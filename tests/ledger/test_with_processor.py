@@ -19,7 +19,7 @@ from service.ledger.sql import SqlLedger
 from service.pipeline.engine import RetryLater
 from service.pipeline.processor import NotificationProcessor
 from service.policy.model import PlannedNotification
-from service.rendering.model import PushContent, RenderedMessage, SmsContent
+from service.rendering.model import DigestSummary, PushContent, RenderedMessage, SmsContent
 from tests.ledger.conftest import LedgerFactory
 from tests.ledger.helpers import NEXT_OPENING_NY, NIGHT_NY, make_event, make_plan
 
@@ -49,7 +49,12 @@ class RecordingDispatcher:
 
 class Renderer:
     def render(
-        self, event: LoanOverdueEvent, plan: PlannedNotification, *, locale: str
+        self,
+        event: LoanOverdueEvent,
+        plan: PlannedNotification,
+        *,
+        locale: str,
+        digest: DigestSummary | None = None,
     ) -> RenderedMessage:
         ref = TemplateRef(name=plan.template, version="1")
         if plan.channel is Channel.SMS:

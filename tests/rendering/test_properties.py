@@ -27,7 +27,10 @@ URL_CHARS = string.ascii_letters + string.digits + "-._~:/?#@!$&'()*+,;=%"
 def events(draw: st.DrawFn) -> tuple[LoanOverdueEvent, str]:
     locale = draw(st.sampled_from(["zh-CN", "en-US"]))
     currency = "CNY" if locale == "zh-CN" else draw(st.sampled_from(["USD", "CNY", "EUR", "JPY"]))
-    amount = draw(st.decimals(min_value=0, max_value=Decimal("99999999999999.9999"), places=4))
+    # A zero balance plans nothing (nothing owed, nothing to remind of): at least 0.0001.
+    amount = draw(
+        st.decimals(min_value=Decimal("0.0001"), max_value=Decimal("99999999999999.9999"), places=4)
+    )
     borrower: dict[str, Any] = {
         "borrower_id": "b",
         "locale": locale,
