@@ -57,7 +57,7 @@ from service.channels.errors import (
 )
 from service.channels.ratelimit import TokenBucket
 from service.channels.routing import country_codes, route_key_candidates
-from service.observability import metrics
+from service.observability import metrics, tracing
 
 __all__ = ["REASONS", "DispatchOutcome", "Dispatcher"]
 
@@ -248,7 +248,9 @@ class Dispatcher:
                 tally.attempts += 1
                 if tally.first_attempt_at is None:
                     tally.first_attempt_at = self._clock()
-                return await self._attempt(sender, message, circuit)
+                attrs = {"notifier.provider": provider, "notifier.attempt": tally.attempts}
+                with tracing.span("provider attempt", attrs):
+                    return await self._attempt(sender, message, circuit)
 
         retrying = AsyncRetrying(
             stop=self._stop,
