@@ -140,6 +140,46 @@ class CollectorTasks:
         )
         return task if await self.publish(task) else None
 
+    async def escalate_loan(
+        self,
+        *,
+        reason: HandoffReason,
+        loan_id: str,
+        borrower_id: str,
+        event_id: str | None,
+        stage: Stage,
+        zone: str | None = None,
+        why: str | None = None,
+    ) -> CollectorTask | None:
+        """Escalate a loan from what the ledger knows of it: the newest overdue event's `loan`
+        (amount, currency, days past due) and the newest plan rule (risk). For callers without
+        the event at hand, e.g. the crash recovery's `unreached` escalation (h/crash's
+        `escalate(Escalation)` seam: pass its loan_id, borrower_id, event_id and stage). A
+        loan the ledger does not know, or knows repaid, publishes nothing."""
+        known = await self._store.loans_for_lift(loan_id, borrower_id, whole_borrower=False)
+        if not known:
+            log.warning(
+                "collector task not built: loan unknown or repaid", extra={"reason": reason}
+            )
+            return None
+        _, loan_json, rule = known[0]
+        loan = Loan.model_validate_json(loan_json)
+        return await self.escalate(
+            TaskRequest(
+                reason=reason,
+                loan_id=loan_id,
+                borrower_id=borrower_id,
+                stage=stage,
+                risk_level=_risk_of(rule),
+                currency=loan.currency,
+                amount_due=loan.amount_due,
+                days_past_due=loan.days_past_due,
+                zone=zone,
+                event_id=event_id,
+                why=why,
+            )
+        )
+
     async def publish(self, task: CollectorTask) -> bool:
         """Publish `task` unless its id was published (or is being published) already."""
         now = self._clock()
@@ -227,24 +267,17 @@ class EventEscalation:
             event.borrower.borrower_id,
             whole_borrower=event.scope is HoldScope.BORROWER,
         )
-        for loan_id, loan_json, rule in lifted:
+        for loan_id, loan_json, _ in lifted:
             loan = Loan.model_validate_json(loan_json)
             if self._policy.stage_for(loan.days_past_due) is not Stage.PRE_LEGAL:
                 continue
-            risk = _risk_of(rule)
-            await self._tasks.escalate(
-                TaskRequest(
-                    reason=HandoffReason.HOLD_LIFTED_PRE_LEGAL,
-                    loan_id=loan_id,
-                    borrower_id=event.borrower.borrower_id,
-                    stage=Stage.PRE_LEGAL,
-                    risk_level=risk,
-                    currency=loan.currency,
-                    amount_due=loan.amount_due,
-                    days_past_due=loan.days_past_due,
-                    zone=self._default_zone,
-                    event_id=event.event_id,
-                )
+            await self._tasks.escalate_loan(
+                reason=HandoffReason.HOLD_LIFTED_PRE_LEGAL,
+                loan_id=loan_id,
+                borrower_id=event.borrower.borrower_id,
+                event_id=event.event_id,
+                stage=Stage.PRE_LEGAL,
+                zone=self._default_zone,
             )
 
 

@@ -14,6 +14,7 @@ from service.config import Settings
 from service.embedded_broker import EmbeddedBroker
 from service.events import RiskLevel
 from service.handoff import CollectorTask, HandoffReason, task_id_for
+from service.policy.model import Stage
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import processed, results_of, running_app, service_settings, wait_until
 from tests.factories import event_dict
@@ -253,3 +254,35 @@ async def test_a_hold_lifted_past_pre_legal_hands_the_loan_to_a_collector_once(
         120,
     )
     assert task.contact_summary.channels[0].channel.value == "sms"
+
+
+async def test_the_unreached_seam_builds_a_task_from_the_ledger_once_per_day(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """`CollectorTasks.escalate_loan` (the seam for the crash recovery's `unreached`
+    escalation, which has no event at hand) publishes one task with the amount, stage and risk
+    the ledger knows, and nothing on a second call the same day."""
+    async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
+        settings = await _settings(kafka_broker.bootstrap_servers, tmp_path, twilio, fcm)
+        event = _unreachable("JB-UNREACHED-1", "evt-unreached-1", push_tokens=[])
+        await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [event])
+        async with running_app(settings) as app:
+            await wait_until(lambda: processed(app) == 1, app)
+            assert app.collector_tasks is not None
+            first, second = [
+                await app.collector_tasks.escalate_loan(
+                    reason=HandoffReason.UNREACHED,
+                    loan_id="JB-UNREACHED-1",
+                    borrower_id="b-unreachable",
+                    event_id="evt-unreached-1",
+                    stage=Stage.EARLY_OVERDUE,
+                    zone="Asia/Shanghai",
+                )
+                for _ in range(2)
+            ]
+        tasks = await _tasks(settings, expect=1)
+    assert first is not None
+    assert second is None
+    assert [(t.reason, t.risk_level, str(t.amount_due)) for _, t in tasks] == [
+        (HandoffReason.UNREACHED, RiskLevel.HIGH, "1239.70")
+    ]
