@@ -30,6 +30,7 @@ from service.observability.health import Health
 from service.observability.http import build_http_app, build_webhook_app, serve_http
 from service.observability.looplag import watch_loop_lag
 from service.pipeline.engine import ConsumerEngine, EngineConfig
+from service.pipeline.escalation import log_escalation
 from service.pipeline.kafka_clients import build_consumer, build_producer
 from service.pipeline.pause import PauseGate
 from service.pipeline.processor import NotificationProcessor
@@ -101,6 +102,7 @@ class NotifierApp:
                 hash_key=s.hash_key.get_secret_value().encode(),
                 rules=policy.contact,
                 default_timezone=default_zone,
+                lease_s=s.ledger_lease_s,
                 # A released notification is re-staged for the day it goes out (lifecycle).
                 stage_for=policy.stage_for,
             )
@@ -124,6 +126,8 @@ class NotifierApp:
             dispatcher = await stack.enter_async_context(
                 build_dispatcher(s, out=self.out, clock=self.clock, sink=receipts)
             )
+            # Each attempt's start is in the ledger before its request goes out (issue 15).
+            dispatcher.attempt_journal = ledger
             # Every series known now exists from the start (alerts must see an outage that
             # begins with a restart).
             plan = route_plan(s)
@@ -151,6 +155,8 @@ class NotifierApp:
                 clock=self.clock,
                 unavailable=(LedgerUnavailableError,),
                 push_expiry=push_expiry_for(policy, default_zone),
+                # Unreached events (issue 15): the collector hand-off plugs in here.
+                escalate=log_escalation,
             )
             consumer = build_consumer(s)
             engine = ConsumerEngine(

@@ -15,6 +15,13 @@ how it ended.
   unknown   ambiguous_timeout     an attempt timed out after the request may have been accepted
   unknown   ambiguous_connection_lost / ambiguous_unreadable_response / ambiguous_adapter_error
 
+Attempt journal: right before each attempt's request is handed to the sender (after the rate
+limit token and the connection slot), `attempt_journal.attempt_started` records durably that
+this claim may now reach the provider; after a transient refusal (nothing accepted),
+`attempt_ended` records that it cannot have. So after a crash the ledger tells a claim that
+never left (sent again) from one that may be on the wire (ambiguous). If the journal cannot
+write, the attempt is not made: the error propagates and nothing is sent.
+
 `unknown` is never retried: no provider offers an idempotency key, so a resend could deliver the
 reminder twice. Tenacity retries `TransientProviderError` only.
 
@@ -36,7 +43,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, cast
+from typing import Literal, Protocol, cast
 
 from tenacity import (
     AsyncRetrying,
@@ -59,7 +66,7 @@ from service.channels.ratelimit import TokenBucket
 from service.channels.routing import country_codes, route_key_candidates
 from service.observability import metrics
 
-__all__ = ["REASONS", "DispatchOutcome", "Dispatcher"]
+__all__ = ["REASONS", "AttemptJournal", "DispatchOutcome", "Dispatcher"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +88,14 @@ REASONS: Mapping[str, str] = {
 }
 
 _INITIAL_BACKOFF_S = 0.5
+
+
+class AttemptJournal(Protocol):
+    """Where the start and the certain end of each attempt is recorded (the ledger)."""
+
+    async def attempt_started(self, notification_id: str, now: datetime) -> None: ...
+
+    async def attempt_ended(self, notification_id: str, now: datetime) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +157,7 @@ class Dispatcher:
         rate_limits: Mapping[str, TokenBucket] | None = None,
         rate_limit_max_wait_s: float = 5.0,
         max_concurrent: int | None = None,
+        attempt_journal: AttemptJournal | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -157,6 +173,8 @@ class Dispatcher:
             {key: asyncio.Semaphore(max_concurrent) for key in senders} if max_concurrent else {}
         )
         self._timeout_s = timeout_s
+        # Set by the composition root once the ledger exists (service/app.py).
+        self.attempt_journal = attempt_journal
         self._max_attempts = max_attempts
         self._backoff_max_s = backoff_max_s
         self._clock = clock
@@ -248,7 +266,20 @@ class Dispatcher:
                 tally.attempts += 1
                 if tally.first_attempt_at is None:
                     tally.first_attempt_at = self._clock()
-                return await self._attempt(sender, message, circuit)
+                journal = self.attempt_journal
+                if journal is None:
+                    return await self._attempt(sender, message, circuit)
+                try:
+                    await journal.attempt_started(message.notification_id, self._clock())
+                except BaseException:
+                    if circuit is not None:
+                        circuit.abandon()
+                    raise
+                try:
+                    return await self._attempt(sender, message, circuit)
+                except TransientProviderError:
+                    await self._attempt_ended(journal, message.notification_id)
+                    raise
 
         retrying = AsyncRetrying(
             stop=self._stop,
@@ -378,6 +409,17 @@ class Dispatcher:
                     circuit.failure()
         metrics.PROVIDER_ATTEMPTS.labels(provider=provider, outcome="ok").inc()
         return message_id
+
+    async def _attempt_ended(self, journal: AttemptJournal, notification_id: str) -> None:
+        try:
+            await journal.attempt_ended(notification_id, self._clock())
+        except Exception as exc:
+            # The row stays "attempt started": after a crash it is reported ambiguous, the
+            # safe side (never a second send).
+            log.warning(
+                "could not record the end of a refused attempt",
+                extra={"notification_id": notification_id, "error": type(exc).__name__},
+            )
 
     def _wait(self, state: RetryCallState) -> float:
         backoff = min(self._backoff(state), self._backoff_max_s)

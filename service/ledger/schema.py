@@ -87,6 +87,9 @@ notifications = Table(
     Column("status", String(16)),
     Column("reason", String(64)),
     Column("lease_until", UtcDateTime()),
+    # Set while an attempt at a provider may be on the wire (migration 0005): only such a
+    # claim can be ambiguous after a crash.
+    Column("attempt_at", UtcDateTime()),
     Column("due_at", UtcDateTime()),
     Column("first_seen_at", UtcDateTime(), nullable=False),
     Column("defer_count", Integer, nullable=False),

@@ -249,7 +249,10 @@ class SqlLedger:
                 contacts = [
                     Contact(r.contact_at, Channel(r.channel), r.loan_id, r.stage)
                     for r in own
-                    if r.kind == "n" and r.contact_at is not None and r.contact_at >= since
+                    if r.kind == "n"
+                    and r.contact_at is not None
+                    and r.contact_at >= since
+                    and not (r.notification_id in existing and _unattempted_expired(r, now))
                 ]
                 opted = {Channel(r.channel) for r in own if r.kind == "o"}
                 opted.update(event.borrower.opted_out_channels)
@@ -422,6 +425,7 @@ class SqlLedger:
                 result_json=bindparam("b_result"),
                 contact_at=case((bindparam("b_counts", type_=Boolean), N.contact_at), else_=null()),
                 lease_until=None,
+                attempt_at=None,
                 event_json=None,
                 plan_json=None,
                 version=N.version + 1,
@@ -447,6 +451,41 @@ class SqlLedger:
             if stops:
                 await conn.execute(self._insert_ignore(opt_outs), stops)
 
+    # --- attempts ---------------------------------------------------------------------------
+
+    async def mark_attempts(
+        self, started: Sequence[str], ended: Sequence[str], now: datetime
+    ) -> None:
+        """Note, in one transaction, that attempts of these claims begin / certainly ended.
+
+        `started`: an attempt's request is about to be written to a provider (the dispatcher
+        calls this right before it); the claim's lease is renewed from now, so it measures
+        the attempt, not the time spent queued for a slot or a token. `ended`: the attempt
+        was refused without being accepted (a transient error), so until the next attempt
+        starts nothing of this claim is on the wire. Only claims change.
+        """
+        now = _aware(now)
+        async with translate_errors("mark_attempts"), self._engine.begin() as conn:
+            if started:
+                await conn.execute(
+                    update(notifications)
+                    .where(N.notification_id.in_(list(started)), N.state == CLAIMED)
+                    .values(attempt_at=now, lease_until=now + self._lease)
+                )
+            if ended:
+                await conn.execute(
+                    update(notifications)
+                    .where(N.notification_id.in_(list(ended)), N.state == CLAIMED)
+                    .values(attempt_at=None)
+                )
+
+    async def attempt_started(self, notification_id: str, now: datetime) -> None:
+        """mark_attempts() of one claim (BatchingLedger groups them into one transaction)."""
+        await self.mark_attempts([notification_id], [], now)
+
+    async def attempt_ended(self, notification_id: str, now: datetime) -> None:
+        await self.mark_attempts([], [notification_id], now)
+
     # --- deferred ---------------------------------------------------------------------------
 
     async def claim_due_deferred(self, now: datetime, limit: int) -> list[DeferredNotification]:
@@ -470,6 +509,13 @@ class SqlLedger:
         due = or_(
             and_(N.state == DEFERRED, N.due_at <= now),
             and_(N.state == RELEASED, N.lease_until <= now),
+            # A claim of a release whose holder died before any attempt: nothing left us.
+            and_(
+                N.state == CLAIMED,
+                N.lease_until <= now,
+                N.attempt_at.is_(None),
+                N.event_json.is_not(None),
+            ),
         )
         query = (
             select(
@@ -512,6 +558,9 @@ class SqlLedger:
                     .values(
                         state=RELEASED,
                         lease_until=now + self._lease,
+                        # (a dead claim's own contact must not count against its re-decision)
+                        contact_at=None,
+                        attempt_at=None,
                         version=N.version + 1,
                         updated_at=now,
                     )
@@ -700,6 +749,16 @@ class SqlLedger:
         )
 
 
+def _unattempted_expired(row: Row[Any], now: datetime) -> bool:
+    """A claim whose holder died before any attempt began (so nothing of it left us)."""
+    return (
+        row.state == CLAIMED
+        and row.attempt_at is None
+        and row.lease_until is not None
+        and row.lease_until <= now
+    )
+
+
 def _admit_query(ids: list[str], borrowers: list[str], since: datetime) -> Any:
     """One statement: these events' rows, the borrowers' recent contacts, their opt-outs."""
     rows = select(
@@ -712,6 +771,7 @@ def _admit_query(ids: list[str], borrowers: list[str], since: datetime) -> Any:
         N.state,
         N.version,
         N.lease_until,
+        N.attempt_at,
         N.due_at,
         N.first_seen_at,
         N.defer_count,
@@ -728,7 +788,7 @@ def _admit_query(ids: list[str], borrowers: list[str], since: datetime) -> Any:
         opt_outs.c.borrower_id,
         null(),
         opt_outs.c.channel,
-        *[null()] * 10,
+        *[null()] * 11,
     ).where(opt_outs.c.borrower_id.in_(borrowers))
     return union_all(rows, stops)
 
@@ -771,7 +831,12 @@ class _AdmitStep:
             if row.state == CLAIMED:
                 if row.lease_until is not None and row.lease_until > now:
                     return Admission(plan, nid, AdmissionKind.BUSY)
-                return await self._lease_expired(plan, nid, row)
+                if row.attempt_at is not None:
+                    # An attempt may have reached the provider: ambiguous, never resent here.
+                    return await self._lease_expired(plan, nid, row)
+                # Claimed, but its holder died before any attempt began: nothing left us, so
+                # it is decided again like a release (loan state, window, caps without its
+                # own claim) and sent under a new claim.
             if row.state == DEFERRED and row.due_at is not None and row.due_at > now:
                 return self._replay(plan, nid, row.result_json)
             # Deferred and due, or released by the scheduler: decide afresh, against the
@@ -796,7 +861,9 @@ class _AdmitStep:
                 decision = Decision(
                     Verdict.DEFER, DIGEST_WINDOW, "ledger.digest", due_at=digest_slot(now, window)
                 )
-        values = self._row_values(plan, nid, decision, first_seen, defer_count)
+        values = self._row_values(
+            plan, nid, decision, first_seen, defer_count, keep_event=row is not None
+        )
         result = self._result_for(plan, nid, decision, defer_count)
         if row is not None:
             changed = await self.conn.execute(
@@ -942,6 +1009,8 @@ class _AdmitStep:
         decision: Decision,
         first_seen: datetime,
         defer_count: int,
+        *,
+        keep_event: bool = False,
     ) -> dict[str, Any]:
         event, now = self.event, self.now
         values: dict[str, Any] = {
@@ -955,6 +1024,7 @@ class _AdmitStep:
             "updated_at": now,
             "defer_count": defer_count,
             "lease_until": None,
+            "attempt_at": None,
             "due_at": None,
             "contact_at": None,
             "status": None,
@@ -970,6 +1040,11 @@ class _AdmitStep:
                 lease_until=now + self.ledger._lease,
                 contact_at=None if self.digest_member else now,
             )
+            if keep_event:
+                # A claim of a release (or of a re-decided row) has no Kafka record behind it:
+                # if this worker dies before any attempt, the scheduler releases it again
+                # from these (record() clears them).
+                values.update(event_json=event_to_json(event), plan_json=plan_to_json(plan))
         elif decision.verdict is Verdict.DEFER:
             assert result is not None
             values.update(

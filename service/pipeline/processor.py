@@ -8,6 +8,7 @@ nothing planned yields one `suppressed` result, so upstream can always see what 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from service.ledger.api import Admission, AdmissionKind, DeferredNotification, N
 from service.lifecycle import LifecycleEvent
 from service.observability import metrics
 from service.pipeline.engine import RetryLater
+from service.pipeline.escalation import Escalate, escalation_result, unreached_after
 from service.pipeline.push_expiry import PushExpiry
 from service.policy.model import PlannedNotification
 from service.rendering.model import DigestLoan, DigestSummary, RenderedMessage
@@ -107,6 +109,7 @@ class NotificationProcessor:
         clock: Callable[[], datetime],
         unavailable: tuple[type[Exception], ...] = (),
         push_expiry: PushExpiry | None = None,
+        escalate: Escalate | None = None,
     ) -> None:
         self._plan = planner
         self._ledger = ledger
@@ -118,6 +121,8 @@ class NotificationProcessor:
         # Errors that mean "the ledger is down": the event is retried, never sent unclaimed.
         self._unavailable = unavailable
         self._push_expiry = push_expiry
+        # The hand-off of unreached events (service/pipeline/escalation.py; app.py wires it).
+        self._escalate = escalate
 
     async def handle(self, event: LoanOverdueEvent | LifecycleEvent) -> list[DeliveryResult]:
         now = self._clock()
@@ -132,7 +137,25 @@ class NotificationProcessor:
         results = await self._admit_and_send(event, plans, now)
         if not plans and not results:
             results.append(self._nothing_planned(event, now))
+        await self._escalate_unreached(event, plans, results)
         return results
+
+    async def _escalate_unreached(
+        self,
+        event: LoanOverdueEvent,
+        plans: Sequence[PlannedNotification],
+        results: list[DeliveryResult],
+    ) -> None:
+        """Nobody reached for this event (all unknown / failed / no address): say so, loudly."""
+        stage = plans[0].stage.value if plans else None
+        escalation = unreached_after(event, results, stage=stage, now=self._clock())
+        if escalation is None:
+            return
+        if self._escalate is not None:
+            # Raises -> the event is retried (the offset waits): an escalation is never dropped.
+            await self._escalate(escalation)
+        metrics.UNREACHED_EVENTS.labels(stage=stage or "none").inc()
+        results.append(escalation_result(escalation))
 
     async def handle_deferred(self, item: DeferredNotification) -> list[DeliveryResult]:
         """A deferred notification whose time came: through the guard again, then send.
@@ -170,7 +193,21 @@ class NotificationProcessor:
         if to_send and self._pause is not None and self._pause.paused:
             held = await self._hold(event, to_send, now)
             to_send = []
-        sent = await asyncio.gather(*(self._send(event, a) for a in to_send))
+        outcomes = await asyncio.gather(
+            *(self._send(event, a) for a in to_send), return_exceptions=True
+        )
+        sent = [o for o in outcomes if isinstance(o, DeliveryResult)]
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        if errors:
+            # A send that could not start (its attempt start could not be recorded) sent
+            # nothing; the ones that went are recorded, then the event is retried: the
+            # unrecorded claim is sent again once its lease runs out.
+            if sent:
+                with contextlib.suppress(*self._unavailable):
+                    await self._ledger.record(event, sent)
+            if isinstance(errors[0], self._unavailable):
+                raise RetryLater("ledger unavailable before sending") from errors[0]
+            raise errors[0]
         if sent:
             try:
                 await self._ledger.record(event, sent)
