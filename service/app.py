@@ -15,11 +15,12 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
-from typing import TextIO
+from typing import Literal, TextIO
 
+from service.channels.dispatch import resends_ambiguous
 from service.channels.factory import build_dispatcher, route_plan
 from service.config import Settings
-from service.events import LoanOverdueEvent
+from service.events import Channel, LoanOverdueEvent
 from service.kafka_preflight import check_tls
 from service.ledger.api import NotificationLedger
 from service.ledger.batching import BatchingLedger
@@ -103,6 +104,7 @@ class NotifierApp:
                 rules=policy.contact,
                 default_timezone=default_zone,
                 lease_s=s.ledger_lease_s,
+                resend_ambiguous=partial(_resend_after_crash, dict(s.on_ambiguous)),
                 # A released notification is re-staged for the day it goes out (lifecycle).
                 stage_for=policy.stage_for,
             )
@@ -217,6 +219,15 @@ class NotifierApp:
                 engine.request_stop()
             _tune_gc_for_serving()
             yield engine
+
+
+def _resend_after_crash(
+    rules: dict[str, Literal["hold", "resend"]], event: LoanOverdueEvent, channel: Channel
+) -> bool:
+    """on_ambiguous for a claim a crash left ambiguous (the push goes to the first token)."""
+    tokens = event.borrower.push_tokens
+    provider = tokens[0].provider if channel is Channel.PUSH and tokens else None
+    return resends_ambiguous(rules, channel, provider)
 
 
 def _tune_gc_for_serving() -> None:

@@ -21,6 +21,14 @@ from service.kafka_security import KafkaSecurity
 __all__ = ["Settings"]
 
 
+_ON_AMBIGUOUS_DEFAULT: dict[str, Literal["hold", "resend"]] = {
+    "sms": "hold",
+    "push": "resend",
+    # JPush's Android side has no collapse key (service/channels/push_options.py).
+    "push:jpush": "hold",
+}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="NOTIFIER_",
@@ -177,6 +185,14 @@ class Settings(BaseSettings):
     send_timeout_s: float = Field(10.0, gt=0, description="Timeout of one provider attempt.")
     send_max_attempts: int = Field(4, ge=1, le=20, description="Attempts per send, first included.")
     send_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between attempts.")
+    on_ambiguous: dict[str, Literal["hold", "resend"]] = Field(
+        default_factory=lambda: dict(_ON_AMBIGUOUS_DEFAULT),
+        description="What an ambiguous send (timeout or crash with the request on the wire) "
+        "becomes, per channel or channel:provider (e.g. push:fcm): hold = published unknown, "
+        "then escalated; resend = sent once more under the same claim. resend only where "
+        "the device shows one notification either way (push with a collapse id; not JPush "
+        'Android). JSON, e.g. {"push": "resend"}.',
+    )
 
     # --- Observability --------------------------------------------------------------------------
     http_host: str = Field("0.0.0.0", description="Bind address of /metrics, /healthz, /readyz.")

@@ -22,8 +22,11 @@ this claim may now reach the provider; after a transient refusal (nothing accept
 never left (sent again) from one that may be on the wire (ambiguous). If the journal cannot
 write, the attempt is not made: the error propagates and nothing is sent.
 
-`unknown` is never retried: no provider offers an idempotency key, so a resend could deliver the
-reminder twice. Tenacity retries `TransientProviderError` only.
+`unknown` is not retried by default: no provider offers an idempotency key, so a resend could
+deliver the reminder twice. Tenacity retries `TransientProviderError` only. Where
+`on_ambiguous` says `resend` for the channel (push with a collapse id: the device shows one
+notification either way), an ambiguous attempt is made once more at the same provider; if that
+one is ambiguous or refused too, the outcome stays `unknown`.
 
 Failover (the same notification id, under the same ledger claim): the next provider of the
 route is tried after retries_exhausted, provider_throttled, circuit_open, rate_limited and
@@ -64,9 +67,17 @@ from service.channels.errors import (
 )
 from service.channels.ratelimit import TokenBucket
 from service.channels.routing import country_codes, route_key_candidates
+from service.events import Channel, PushProvider
 from service.observability import metrics
 
-__all__ = ["REASONS", "AttemptJournal", "DispatchOutcome", "Dispatcher"]
+__all__ = [
+    "REASONS",
+    "AttemptJournal",
+    "DispatchOutcome",
+    "Dispatcher",
+    "OnAmbiguous",
+    "resends_ambiguous",
+]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +99,22 @@ REASONS: Mapping[str, str] = {
 }
 
 _INITIAL_BACKOFF_S = 0.5
+
+OnAmbiguous = Mapping[str, Literal["hold", "resend"]]
+
+
+def resends_ambiguous(
+    rules: OnAmbiguous, channel: Channel, push_provider: PushProvider | None
+) -> bool:
+    """Whether an ambiguous send of this channel (and push provider) is sent once more.
+
+    The most specific key wins: "push:fcm", then "push"; nothing configured means hold.
+    """
+    if push_provider is not None:
+        specific = rules.get(f"{channel.value}:{push_provider.value}")
+        if specific is not None:
+            return specific == "resend"
+    return rules.get(channel.value, "hold") == "resend"
 
 
 class AttemptJournal(Protocol):
@@ -158,6 +185,7 @@ class Dispatcher:
         rate_limit_max_wait_s: float = 5.0,
         max_concurrent: int | None = None,
         attempt_journal: AttemptJournal | None = None,
+        on_ambiguous: OnAmbiguous | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -175,6 +203,7 @@ class Dispatcher:
         self._timeout_s = timeout_s
         # Set by the composition root once the ledger exists (service/app.py).
         self.attempt_journal = attempt_journal
+        self._on_ambiguous = dict(on_ambiguous or {})
         self._max_attempts = max_attempts
         self._backoff_max_s = backoff_max_s
         self._clock = clock
@@ -313,7 +342,20 @@ class Dispatcher:
             )
 
         try:
-            message_id: str = await retrying(attempt)
+            try:
+                message_id: str = await retrying(attempt)
+            except AmbiguousProviderError as exc:
+                if not resends_ambiguous(
+                    self._on_ambiguous, message.channel, message.push_provider
+                ):
+                    raise
+                # The device shows one notification either way (collapse id): once more.
+                log.warning("ambiguous send; resending once", extra={**ctx, "code": exc.code})
+                try:
+                    message_id = await attempt()
+                except (ProviderError, _CircuitOpen, _RateLimited) as again:
+                    # The first may have arrived: whatever the resend met, it stays ambiguous.
+                    raise exc from again
         except _CircuitOpen:
             log.warning("circuit open; provider not called", extra=ctx)
             return outcome("failed", "circuit_open"), True

@@ -90,6 +90,8 @@ notifications = Table(
     # Set while an attempt at a provider may be on the wire (migration 0005): only such a
     # claim can be ambiguous after a crash.
     Column("attempt_at", UtcDateTime()),
+    # Ambiguous attempts left by a crash and sent once more (on_ambiguous: resend), at most 1.
+    Column("resends", Integer, nullable=False, server_default="0"),
     Column("due_at", UtcDateTime()),
     Column("first_seen_at", UtcDateTime(), nullable=False),
     Column("defer_count", Integer, nullable=False),

@@ -23,7 +23,7 @@ claim_due_deferred(). See docs/ledger.md for the round trips per event.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -100,6 +100,8 @@ def digest_slot(now: datetime, window: timedelta) -> datetime:
 
 
 LEASE_EXPIRED = "claim_lease_expired"
+# on_ambiguous per channel, decided by the composition root (service/app.py).
+ResendAmbiguous = Callable[[LoanOverdueEvent, Channel], bool]
 DEFERRED_UNREADABLE = "deferred_event_unreadable"
 
 log = logging.getLogger(__name__)
@@ -123,8 +125,12 @@ class SqlLedger:
         default_timezone: str | None,
         lease_s: float,
         stage_for: StageFor | None = None,
+        resend_ambiguous: ResendAmbiguous | None = None,
     ) -> None:
         self._engine = engine
+        # on_ambiguous per channel: may a claim whose attempt a crash left ambiguous be sent
+        # once more (push with a collapse id)? None: never, it is reported `unknown`.
+        self._resend_ambiguous = resend_ambiguous
         # The policy's stage of a day count: a released notification whose stage changed by
         # the day it goes out is superseded (service/ledger/lifecycle_store.py, restage).
         self._stage_for = stage_for
@@ -145,6 +151,7 @@ class SqlLedger:
         lease_s: float = 120.0,
         timeout_s: float = 10.0,
         stage_for: StageFor | None = None,
+        resend_ambiguous: ResendAmbiguous | None = None,
     ) -> SqlLedger:
         """Open the ledger; SchemaOutOfDateError unless the schema is at the migrations' head."""
         engine = build_engine(url, timeout_s=timeout_s)
@@ -164,6 +171,7 @@ class SqlLedger:
             default_timezone=default_timezone,
             lease_s=lease_s,
             stage_for=stage_for,
+            resend_ambiguous=resend_ambiguous,
         )
 
     @property
@@ -252,7 +260,7 @@ class SqlLedger:
                     if r.kind == "n"
                     and r.contact_at is not None
                     and r.contact_at >= since
-                    and not (r.notification_id in existing and _unattempted_expired(r, now))
+                    and not (r.notification_id in existing and _dead_claim(r, now))
                 ]
                 opted = {Channel(r.channel) for r in own if r.kind == "o"}
                 opted.update(event.borrower.opted_out_channels)
@@ -749,14 +757,9 @@ class SqlLedger:
         )
 
 
-def _unattempted_expired(row: Row[Any], now: datetime) -> bool:
-    """A claim whose holder died before any attempt began (so nothing of it left us)."""
-    return (
-        row.state == CLAIMED
-        and row.attempt_at is None
-        and row.lease_until is not None
-        and row.lease_until <= now
-    )
+def _dead_claim(row: Row[Any], now: datetime) -> bool:
+    """A claim whose lease ran out: if it is decided again, its own contact must not count."""
+    return row.state == CLAIMED and row.lease_until is not None and row.lease_until <= now
 
 
 def _admit_query(ids: list[str], borrowers: list[str], since: datetime) -> Any:
@@ -772,6 +775,7 @@ def _admit_query(ids: list[str], borrowers: list[str], since: datetime) -> Any:
         N.version,
         N.lease_until,
         N.attempt_at,
+        N.resends,
         N.due_at,
         N.first_seen_at,
         N.defer_count,
@@ -788,7 +792,7 @@ def _admit_query(ids: list[str], borrowers: list[str], since: datetime) -> Any:
         opt_outs.c.borrower_id,
         null(),
         opt_outs.c.channel,
-        *[null()] * 11,
+        *[null()] * 12,
     ).where(opt_outs.c.borrower_id.in_(borrowers))
     return union_all(rows, stops)
 
@@ -824,6 +828,7 @@ class _AdmitStep:
         first_seen = now
         defer_count = 0
         render_event: LoanOverdueEvent | None = None
+        resend = False
         local_date = self.ledger._local_date(self.event, now)
         if row is not None:
             if row.state == DECIDED:
@@ -832,8 +837,11 @@ class _AdmitStep:
                 if row.lease_until is not None and row.lease_until > now:
                     return Admission(plan, nid, AdmissionKind.BUSY)
                 if row.attempt_at is not None:
-                    # An attempt may have reached the provider: ambiguous, never resent here.
-                    return await self._lease_expired(plan, nid, row)
+                    # An attempt may have reached the provider: ambiguous. Sent once more only
+                    # where on_ambiguous says resend (the device shows one push either way).
+                    if row.resends >= 1 or not self._may_resend(plan):
+                        return await self._lease_expired(plan, nid, row)
+                    resend = True
                 # Claimed, but its holder died before any attempt began: nothing left us, so
                 # it is decided again like a release (loan state, window, caps without its
                 # own claim) and sent under a new claim.
@@ -864,6 +872,8 @@ class _AdmitStep:
         values = self._row_values(
             plan, nid, decision, first_seen, defer_count, keep_event=row is not None
         )
+        if resend:
+            values["resends"] = row.resends + 1 if row is not None else 1
         result = self._result_for(plan, nid, decision, defer_count)
         if row is not None:
             changed = await self.conn.execute(
@@ -958,6 +968,10 @@ class _AdmitStep:
             )
         )
         return Admission(plan, nid, AdmissionKind.REPLAY, result)
+
+    def _may_resend(self, plan: PlannedNotification) -> bool:
+        rule = self.ledger._resend_ambiguous
+        return rule is not None and rule(self.event, plan.channel)
 
     def _decide(self, plan: PlannedNotification, first_seen: datetime) -> Decision:
         candidate = candidate_for(

@@ -267,3 +267,25 @@ async def test_release_claimed_at_the_crash_is_released_again(
     assert [item.event.borrower.borrower_id for item in again] == ["b-q"]
     [claim] = await ledger.admit(again[0].event, [again[0].plan], later)
     assert claim.kind.value == "send"
+
+
+async def test_ambiguous_push_left_by_a_crash_is_resent_once(make_ledger: LedgerFactory) -> None:
+    """With on_ambiguous resend for push, a push whose attempt a crash left ambiguous is sent
+    once more under its claim; left ambiguous again, it is `unknown`. SMS (hold) never is."""
+    ledger = await make_ledger(
+        lease_s=LEASE_S, resend_ambiguous=lambda _event, channel: channel is Channel.PUSH
+    )
+    event = make_event()
+    plans = [make_plan(Channel.SMS), make_plan(Channel.PUSH)]
+    claims = await ledger.admit(event, plans, MORNING_NY)
+    for claim in claims:
+        await ledger.attempt_started(claim.notification_id, MORNING_NY)
+    later = MORNING_NY + timedelta(seconds=LEASE_S + 1)
+    sms, push = await ledger.admit(event, plans, later)
+    assert sms.result is not None
+    assert sms.result.status is DeliveryStatus.UNKNOWN
+    assert push.kind.value == "send"
+    await ledger.attempt_started(push.notification_id, later)
+    _, again = await ledger.admit(event, plans, later + timedelta(seconds=LEASE_S + 1))
+    assert again.result is not None
+    assert again.result.status is DeliveryStatus.UNKNOWN

@@ -24,8 +24,11 @@ depends_on: str | None = None
 def upgrade() -> None:
     with op.batch_alter_table("ledger_notifications") as batch:
         batch.add_column(sa.Column("attempt_at", sa.DateTime(timezone=True)))
+        # Ambiguous attempts already sent once more (on_ambiguous: resend): at most one.
+        batch.add_column(sa.Column("resends", sa.Integer, nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("ledger_notifications") as batch:
+        batch.drop_column("resends")
         batch.drop_column("attempt_at")
