@@ -213,8 +213,9 @@ class Settings(BaseSettings):
     ledger_lease_s: float = Field(
         120.0,
         gt=0,
-        description="Lease of a send claim: after it, a claim left by a crashed worker is "
-        "reported as `unknown` (never resent). Keep above the longest dispatch with retries.",
+        description="Lease of a send claim (renewed when each attempt starts): after it, a "
+        "claim left by a crashed worker is sent again if no attempt had started, else "
+        "reported `unknown` (see NOTIFIER_ON_AMBIGUOUS). Keep above the longest attempt.",
     )
     ledger_timeout_s: float = Field(
         10.0, gt=0, description="Connect and statement timeout of the ledger database."
