@@ -851,7 +851,9 @@ class _AdmitStep:
             # loan's newest state, in this transaction.
             first_seen, defer_count = row.first_seen_at, row.defer_count
             block = self.loan.block(self.event, plan.stage, local_date, pending=True)
-            if block is None:
+            if block is None and row.state != CLAIMED:
+                # (a dead claim keeps the day and stage it was claimed for: the event is the
+                # one being redelivered, and the window and caps are checked again below)
                 event_day = self.ledger._local_date(self.event, self.event.occurred_at)
                 render_event, block = self.loan.restage(
                     self.event, plan, local_date, event_day, self.ledger._stage_for
