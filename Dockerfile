@@ -22,6 +22,8 @@ RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 # The project itself without resolving anything: its dependencies are the locked ones above.
 COPY pyproject.toml README.md ./
 COPY service ./service
+# service/templates links to ../templates: the wheel copies them in (the package's defaults).
+COPY templates ./templates
 RUN pip install --no-cache-dir --no-deps . \
     && python -m compileall -q /opt/venv/lib
 

@@ -42,12 +42,17 @@ bench-smoke: $(STAMP)
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
-# The TLS test puts Debian's stunnel4 in front of the embedded broker.
+# The TLS test puts Debian's stunnel4 in front of the embedded broker; the simulator's report
+# test opens its HTML page in Debian's headless chromium.
 system-deps:
 	@command -v stunnel4 >/dev/null 2>&1 || command -v stunnel >/dev/null 2>&1 || \
 	  { if [ "$$(id -u)" = 0 ]; then \
 	      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stunnel4 >/dev/null); \
 	    else echo "stunnel4 is missing: sudo apt-get install stunnel4 (the TLS test needs it)"; exit 1; fi; }
+	@command -v chromium >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ]; then \
+	      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); \
+	    else echo "chromium is missing: sudo apt-get install chromium (the simulator's HTML report test needs it)"; exit 1; fi; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check service tests deploy/tools bench

@@ -11,20 +11,26 @@ import asyncio
 import contextlib
 import gc
 import logging
+import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Literal, TextIO
 
-from service.channels.dispatch import resends_ambiguous
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaError
+from sqlalchemy.engine import make_url
+
+from service import __version__
+from service.channels.dispatch import Dispatcher, resends_ambiguous
 from service.channels.factory import build_dispatcher, route_plan
 from service.config import Settings
 from service.events import Channel, LoanOverdueEvent
 from service.kafka_preflight import check_tls
 from service.ledger.api import NotificationLedger
 from service.ledger.batching import BatchingLedger
-from service.ledger.errors import LedgerUnavailableError
+from service.ledger.errors import LedgerUnavailableError, SchemaOutOfDateError
 from service.ledger.sql import SqlLedger
 from service.observability import metrics
 from service.observability.health import Health
@@ -37,12 +43,14 @@ from service.pipeline.pause import PauseGate
 from service.pipeline.processor import NotificationProcessor
 from service.pipeline.publisher import ResultPublisher
 from service.pipeline.push_expiry import push_expiry_for
+from service.pipeline.readiness import GroupMembership, producer_connected
 from service.pipeline.scheduler import DeferredScheduler
-from service.policy import load_policy, plan_notifications
+from service.policy import Policy, load_policy, plan_notifications
 from service.policy.model import PlannedNotification
 from service.receipts.sink import LedgerReceiptSink
 from service.receipts.webhook import build_receipt_routes
 from service.rendering import Renderer, resolve_locale
+from service.settings_check import StartupError
 
 __all__ = ["NotifierApp", "utc_now"]
 
@@ -73,6 +81,14 @@ class NotifierApp:
         self.engine: ConsumerEngine | None = None
         self.http_port: int | None = None
         self.receipts_http_port: int | None = None
+        # What the app built, for the operator's start-up line and for tests that check that
+        # every setting reached the object it configures.
+        self.ledger: SqlLedger | None = None
+        self.notification_ledger: NotificationLedger | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.membership: GroupMembership | None = None
         self._stop = asyncio.Event()
 
     def request_stop(self) -> None:
@@ -98,23 +114,28 @@ class NotifierApp:
         # aiokafka reports a refused certificate as "Unable to bootstrap"; this names the cause.
         await check_tls(s)
         async with contextlib.AsyncExitStack() as stack:
-            sql_ledger = await SqlLedger.connect(
-                s.database_url,
-                hash_key=s.hash_key.get_secret_value().encode(),
-                rules=policy.contact,
-                default_timezone=default_zone,
-                lease_s=s.ledger_lease_s,
-                resend_ambiguous=partial(_resend_after_crash, dict(s.on_ambiguous)),
-                # A released notification is re-staged for the day it goes out (lifecycle).
-                stage_for=policy.stage_for,
-            )
+            # The HTTP port is bound before anything joins the group: a busy port must stop the
+            # start at once, not after this member took partitions from the others.
+            http_socket = hooks_socket = None
+            if s.http_port:
+                http_socket = _bind(s.http_host, s.http_port, "NOTIFIER_HTTP_PORT")
+                stack.callback(http_socket.close)
+            if s.receipts_http_port:
+                hooks_socket = _bind(
+                    s.http_host, s.receipts_http_port, "NOTIFIER_RECEIPTS_HTTP_PORT"
+                )
+                stack.callback(hooks_socket.close)
+            sql_ledger = await _connect_ledger(s, policy, default_zone)
+            self.ledger = sql_ledger
             ledger: NotificationLedger = sql_ledger
             if s.ledger_batch_max > 1:
                 ledger = BatchingLedger(sql_ledger, max_batch=s.ledger_batch_max)
             stack.push_async_callback(ledger.aclose)
+            self.notification_ledger = ledger
             producer = build_producer(s)
-            await producer.start()
+            self.producer = producer
             stack.push_async_callback(producer.stop)
+            await _start_kafka(producer.start(), s, producer=True)
             publisher = ResultPublisher(
                 producer, results_topic=s.results_topic, dlq_topic=s.dlq_topic
             )
@@ -128,6 +149,7 @@ class NotifierApp:
             dispatcher = await stack.enter_async_context(
                 build_dispatcher(s, out=self.out, clock=self.clock, sink=receipts)
             )
+            self.dispatcher = dispatcher
             # Each attempt's start is in the ledger before its request goes out (issue 15).
             dispatcher.attempt_journal = ledger
             # Every series known now exists from the start (alerts must see an outage that
@@ -176,23 +198,29 @@ class NotifierApp:
                 clock=self.clock,
                 on_tick=self.health.tick,
             )
-            consumer.subscribe([s.input_topic], listener=engine.rebalance_listener)
-            await consumer.start()
+            membership = GroupMembership(engine.rebalance_listener)
+            self.consumer, self.membership = consumer, membership
+            consumer.subscribe([s.input_topic], listener=membership)
             stack.push_async_callback(consumer.stop)
+            await _start_kafka(consumer.start(), s, producer=False)
             self.health.add_check("ledger", ledger.ping)
-            self.health.add_check("kafka", _producer_ready(producer))
-            if s.http_port:
+            self.health.add_check("kafka", partial(producer_connected, producer))
+            self.health.add_check("consumer_group", membership.check)
+            if http_socket is not None:
                 server = await stack.enter_async_context(
-                    serve_http(build_http_app(self.health), s.http_host, s.http_port)
+                    serve_http(
+                        build_http_app(self.health), s.http_host, s.http_port, sock=http_socket
+                    )
                 )
                 self.http_port = server.port
-            if s.receipts_http_port:
+            if hooks_socket is not None:
                 # Provider webhooks on their own port: the Ingress routes here, never to /metrics.
                 hooks = await stack.enter_async_context(
                     serve_http(
                         build_webhook_app(build_receipt_routes(s, receipts, clock=self.clock)),
                         s.http_host,
                         s.receipts_http_port,
+                        sock=hooks_socket,
                     )
                 )
                 self.receipts_http_port = hooks.port
@@ -218,6 +246,14 @@ class NotifierApp:
             if self._stop.is_set():
                 engine.request_stop()
             _tune_gc_for_serving()
+            log.info(
+                "started: consuming",
+                extra={
+                    "version": __version__,
+                    "http_port": self.http_port,
+                    "paused": pause.paused,
+                },
+            )
             yield engine
 
 
@@ -246,14 +282,99 @@ def _tune_gc_for_serving() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
-def _producer_ready(producer: object) -> Callable[[], Awaitable[None]]:
-    async def check() -> None:
-        # aiokafka exposes no public health probe; a metadata-known cluster is good enough.
-        client = producer.client  # type: ignore[attr-defined]
-        if not client.cluster.brokers():
-            raise ConnectionError("no Kafka broker known")
+def startup_summary(settings: Settings) -> dict[str, object]:
+    """What the operator needs to see in the first line: which build, which group and topics,
+    which providers, which ledger (password masked)."""
+    s = settings
+    plan = route_plan(s)
+    return {
+        "version": __version__,
+        "group": s.kafka_group_id,
+        "group_instance_id": s.kafka_group_instance_id,
+        "input_topic": s.input_topic,
+        "results_topic": s.results_topic,
+        "dlq_topic": s.dlq_topic,
+        "sms_providers": ",".join(plan.sms),
+        "sms_routes": ";".join(f"{c}:{','.join(p)}" for c, p in plan.sms_by_country.items()),
+        "push_providers": ",".join(plan.push),
+        "ledger": make_url(s.database_url).render_as_string(hide_password=True),
+        "http_port": s.http_port,
+        "receipts_http_port": s.receipts_http_port,
+    }
 
-    return check
+
+def _bind(host: str, port: int, variable: str) -> socket.socket:
+    try:
+        return socket.create_server(
+            (host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET
+        )
+    except OSError as exc:
+        raise StartupError(
+            f"cannot listen on {host}:{port} ({exc.strerror})",
+            variable=variable,
+            fix="stop what uses the port or choose another one (NOTIFIER_HTTP_HOST for the "
+            "address)",
+        ) from None
+
+
+async def _connect_ledger(
+    settings: Settings, policy: Policy, default_zone: str | None
+) -> SqlLedger:
+    s = settings
+    try:
+        return await SqlLedger.connect(
+            s.database_url,
+            hash_key=s.hash_key.get_secret_value().encode(),
+            rules=policy.contact,
+            default_timezone=default_zone,
+            lease_s=s.ledger_lease_s,
+            timeout_s=s.ledger_timeout_s,
+            resend_ambiguous=partial(_resend_after_crash, dict(s.on_ambiguous)),
+            # A released notification is re-staged for the day it goes out (lifecycle).
+            stage_for=policy.stage_for,
+        )
+    except SchemaOutOfDateError as exc:
+        raise StartupError(
+            str(exc).split(": run ")[0],
+            variable="NOTIFIER_DATABASE_URL",
+            fix="run `overdue-notifier db upgrade` with the same NOTIFIER_DATABASE_URL (in "
+            "Kubernetes: the db-upgrade Job) before `run`",
+        ) from None
+    except LedgerUnavailableError as exc:
+        raise StartupError(
+            f"the ledger database cannot be reached ({exc})",
+            variable="NOTIFIER_DATABASE_URL",
+            fix="check the host, port, credentials and that the database is up "
+            "(NOTIFIER_LEDGER_TIMEOUT_S bounds each attempt)",
+        ) from None
+
+
+async def _start_kafka(start: Awaitable[None], settings: Settings, *, producer: bool) -> None:
+    try:
+        await start
+    except KafkaConnectionError:
+        raise StartupError(
+            f"no Kafka broker answers at {settings.kafka_bootstrap_servers}",
+            variable="NOTIFIER_KAFKA_BOOTSTRAP_SERVERS",
+            fix="name reachable brokers as host:port,... (and check "
+            "NOTIFIER_KAFKA_SECURITY_PROTOCOL matches the listener)",
+        ) from None
+    except KafkaError as exc:
+        if producer and settings.kafka_idempotent_producer:
+            raise StartupError(
+                f"the Kafka broker refused an idempotent producer ({type(exc).__name__} on "
+                "InitProducerId)",
+                variable="NOTIFIER_KAFKA_IDEMPOTENT_PRODUCER",
+                fix="set NOTIFIER_KAFKA_IDEMPOTENT_PRODUCER=false for brokers without "
+                "idempotent producing (the embedded Tansu broker); keep it on against Apache "
+                "Kafka",
+            ) from None
+        raise StartupError(
+            f"the Kafka {'producer' if producer else 'consumer'} could not start "
+            f"({type(exc).__name__})",
+            variable="NOTIFIER_KAFKA_BOOTSTRAP_SERVERS",
+            fix="check the brokers, the security settings and the ACLs of this client",
+        ) from None
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -10,15 +10,22 @@ so each field's description is user documentation.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_origin
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.kafka_security import KafkaSecurity
 
-__all__ = ["Settings"]
+__all__ = ["DEFAULT_DATABASE_URL", "SHIPPED_TEMPLATES_DIR", "Settings"]
+
+# Defaults never depend on the working directory: the templates ship inside the package
+# (service/templates is a link to the repository's templates/ that wheels resolve into copies),
+# and the embedded ledger's default file has an absolute path.
+SHIPPED_TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:////var/lib/overdue-notifier/notifier.sqlite3"
 
 
 _ON_AMBIGUOUS_DEFAULT: dict[str, Literal["hold", "resend"]] = {
@@ -37,6 +44,9 @@ class Settings(BaseSettings):
         validate_default=True,
         # A validation error must never echo what it was given: that may be a password.
         hide_input_in_errors=True,
+        # Lists are read by `_split_lists` (JSON or comma-separated), not JSON-decoded by the
+        # source, which would answer `a,b` with a traceback.
+        enable_decoding=False,
     )
 
     # --- Kafka --------------------------------------------------------------------------------
@@ -129,7 +139,11 @@ class Settings(BaseSettings):
     policy_file: Path | None = Field(
         None, description="YAML collection policy; default: the policy shipped with the service."
     )
-    templates_dir: Path = Field(Path("templates"), description="Directory of Jinja2 templates.")
+    templates_dir: Path = Field(
+        SHIPPED_TEMPLATES_DIR,
+        description="Directory of Jinja2 templates; default: the templates shipped with the "
+        "service. A relative path is taken from the working directory at start.",
+    )
     default_locale: Literal["zh-CN", "en-US"] = Field(
         "zh-CN", description="Locale for borrowers whose event has none or an unsupported one."
     )
@@ -144,13 +158,17 @@ class Settings(BaseSettings):
 
     # --- Ledger ---------------------------------------------------------------------------------
     database_url: str = Field(
-        "sqlite+aiosqlite:///var/notifier.sqlite3",
-        description="SQLAlchemy async URL of the ledger: sqlite+aiosqlite:///PATH (embedded "
-        "default) or postgresql+asyncpg://USER@HOST/DB (production).",
+        DEFAULT_DATABASE_URL,
+        description="SQLAlchemy async URL of the ledger: sqlite+aiosqlite:////ABSOLUTE/PATH "
+        "(embedded default; a relative path is taken from the working directory at start) or "
+        "postgresql+asyncpg://USER@HOST/DB (production).",
     )
     hash_key: SecretStr = Field(
         SecretStr("change-me"),
-        description="Key of the HMAC stored instead of raw phone numbers and push tokens.",
+        description="Key of the HMAC stored instead of raw phone numbers and push tokens: a "
+        "random secret (e.g. `openssl rand -hex 32`), the same on every replica and never "
+        "changed (opt-outs and caps are looked up by it). `run` and `config check` refuse the "
+        "default; only the demo uses a sample key.",
     )
 
     # --- Providers ------------------------------------------------------------------------------
@@ -228,7 +246,7 @@ class Settings(BaseSettings):
         "Keep above NOTIFIER_REBALANCE_DRAIN_S (a revocation blocks the loop while it drains).",
     )
     readiness_check_timeout_s: float = Field(
-        2.0, gt=0, description="Timeout of each /readyz dependency check (ledger, producer)."
+        2.0, gt=0, description="Timeout of each /readyz dependency check (ledger, Kafka producer)."
     )
     # --- providers ---
     smpp_host: str = Field("127.0.0.1", description="SMPP 3.4 SMSC (gateway) host.")
@@ -455,6 +473,35 @@ class Settings(BaseSettings):
         description="Allow SASL_PLAINTEXT, which sends credentials (PLAIN: the password itself) "
         "unencrypted. Only for isolated test clusters.",
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _split_lists(cls, value: Any, info: ValidationInfo) -> Any:
+        """A list from the environment: a JSON array, or comma-separated values."""
+        field = cls.model_fields.get(info.field_name or "")
+        if field is None or get_origin(field.annotation) is not list or not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                raise ValueError('not a JSON list; write a,b,c or ["a", "b"]') from None
+        return [part.strip() for part in text.split(",") if part.strip()]
+
+    @field_validator("templates_dir", "policy_file")
+    @classmethod
+    def _absolute_path(cls, value: Path | None) -> Path | None:
+        # Resolved once, at start, so every message names the directory actually used.
+        return None if value is None else value.expanduser().absolute()
+
+    @field_validator("database_url")
+    @classmethod
+    def _absolute_sqlite_path(cls, value: str) -> str:
+        prefix, sep, path = value.partition(":///")
+        if sep and prefix.startswith("sqlite") and path and not path.startswith(("/", ":memory:")):
+            return f"{prefix}:///{Path(path).absolute()}"
+        return value
 
     @property
     def kafka_security(self) -> KafkaSecurity:

@@ -20,6 +20,7 @@ _COMMAND_MODULES = (
     "service.cli.validate",
     "service.cli.emit",
     "service.cli.dlq",
+    "service.cli.simulate",
 )
 
 Command = Callable[[argparse.Namespace], int]
@@ -37,9 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; 2 for a usage or configuration error (argparse's code too)."""
+    from service.cli.settings_docs import SettingsError
+
     args = build_parser().parse_args(argv)
     func: Command = args.func
-    return func(args)
+    try:
+        return func(args)
+    except SettingsError as exc:
+        # A refused NOTIFIER_* value in any command: the lines name the variables.
+        print(f"overdue-notifier: {exc.code}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

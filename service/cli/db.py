@@ -78,6 +78,12 @@ def _cmd_upgrade(args: argparse.Namespace) -> int:
         asyncio.run(upgrade(_url(args, settings)))
     except LedgerError as exc:
         return _fail(str(exc))
+    except OSError as exc:
+        # The SQLite file's directory cannot be created or written.
+        return _fail(
+            f"NOTIFIER_DATABASE_URL: cannot create the ledger at {exc.filename} "
+            f"({exc.strerror}); point it at a writable path"
+        )
     print("ledger schema is up to date")
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,8 @@ import pydantic
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-from service.config import Settings
+from service.config import SHIPPED_TEMPLATES_DIR, Settings
+from service.settings_check import load_and_check
 
 __all__ = ["load_settings", "register", "settings_table", "with_table"]
 
@@ -38,6 +40,8 @@ def load_settings(**overrides: Any) -> Settings:
 def _default(settings_cls: type[BaseSettings], name: str) -> str:
     field = settings_cls.model_fields[name]
     value = field.get_default(call_default_factory=True)
+    if value == SHIPPED_TEMPLATES_DIR:
+        return "(shipped with the service)"
     if isinstance(value, SecretStr):
         return "(secret)" if value.get_secret_value() else "(empty)"
     if value is None:
@@ -75,7 +79,12 @@ def _docs(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    load_settings()
+    """Exit 0 when `run` would accept the configuration, else 2 with one line per problem."""
+    _, problems = load_and_check(args.command)
+    if problems:
+        for problem in problems:
+            print(f"overdue-notifier: config: {problem.line()}", file=sys.stderr)
+        return 2
     print("configuration ok")
     return 0
 
@@ -88,6 +97,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--readme", type=Path, help="Rewrite the table between the markers in this file."
     )
     docs.set_defaults(func=_docs)
-    commands.add_parser(
-        "check", help="Validate NOTIFIER_* variables and exit non-zero naming a bad one."
-    ).set_defaults(func=_check)
+    check = commands.add_parser(
+        "check",
+        help="Check NOTIFIER_* variables and the files they name exactly as `run` does; exit 2 "
+        "with one line per problem (variable and fix).",
+    )
+    check.add_argument(
+        "--command",
+        choices=("run", "db-upgrade"),
+        default="run",
+        help="The command whose needs are checked (db-upgrade: only the ledger URL, for the "
+        "migration Job's container).",
+    )
+    check.set_defaults(func=_check)

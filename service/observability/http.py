@@ -10,6 +10,7 @@ Access logs are off: probes every few seconds would drown the decision lines.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -92,15 +93,20 @@ def build_webhook_app(routes: Sequence[web.RouteDef]) -> web.Application:
 
 
 @asynccontextmanager
-async def serve_http(app: web.Application, host: str, port: int) -> AsyncIterator[HttpServer]:
-    """Serve `app` on host:port until the block exits; port 0 binds a free port."""
+async def serve_http(
+    app: web.Application, host: str, port: int, *, sock: socket.socket | None = None
+) -> AsyncIterator[HttpServer]:
+    """Serve `app` on host:port until the block exits; port 0 binds a free port. With `sock`
+    (bound earlier, so that a busy port fails the start before anything else) serve on it."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site: web.BaseSite = (
+            web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, port)
+        )
         await site.start()
-        bound = port
-        for address in runner.addresses:
+        bound = int(sock.getsockname()[1]) if sock is not None else port
+        for address in () if sock is not None else runner.addresses:
             if isinstance(address, tuple) and len(address) >= 2:
                 bound = int(address[1])
                 break

@@ -24,6 +24,7 @@ from service.events import (
     result_id_for,
 )
 from service.ledger.api import Admission, AdmissionKind, DeferredNotification, NotificationLedger
+from service.ledger.errors import LedgerUnavailableError
 from service.lifecycle import LifecycleEvent
 from service.observability import metrics
 from service.pipeline.engine import RetryLater
@@ -107,7 +108,7 @@ class NotificationProcessor:
         dispatcher: Dispatch,
         pause: SendHold | None = None,
         clock: Callable[[], datetime],
-        unavailable: tuple[type[Exception], ...] = (),
+        unavailable: tuple[type[Exception], ...] = (LedgerUnavailableError,),
         push_expiry: PushExpiry | None = None,
         escalate: Escalate | None = None,
     ) -> None:
@@ -119,6 +120,8 @@ class NotificationProcessor:
         self._pause = pause  # the operator pause: no provider call while it is on
         self._clock = clock
         # Errors that mean "the ledger is down": the event is retried, never sent unclaimed.
+        # The default is the ledger's own: a caller that forgets it must not turn an outage
+        # into dead letters.
         self._unavailable = unavailable
         self._push_expiry = push_expiry
         # The hand-off of unreached events (service/pipeline/escalation.py; app.py wires it).

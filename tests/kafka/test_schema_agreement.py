@@ -32,6 +32,17 @@ def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: dict[str,
 
 _Validator = jsonschema.validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})
 VALIDATOR = _Validator(SCHEMA, format_checker=FormatChecker())
+# The lifecycle events (same topic, told apart by event_type) each have their own schema.
+LIFECYCLE_VALIDATORS = {
+    name: _Validator(json.loads(text), format_checker=FormatChecker())
+    for text in schema_documents().values()
+    if (name := json.loads(text)["properties"].get("event_type", {}).get("const"))
+}
+
+
+def _validator_for(document: Any) -> Any:
+    kind = document.get("event_type") if isinstance(document, dict) else None
+    return LIFECYCLE_VALIDATORS.get(kind, VALIDATOR) if isinstance(kind, str) else VALIDATOR
 
 
 def schema_accepts(value: bytes) -> bool:
@@ -40,7 +51,7 @@ def schema_accepts(value: bytes) -> bool:
         document = json.loads(value.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError):
         return False
-    return bool(VALIDATOR.is_valid(document))
+    return bool(_validator_for(document).is_valid(document))
 
 
 def _no_constant(name: str) -> Any:
