@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 from service import __version__
 from service.channels.dispatch import Dispatcher, resends_ambiguous
 from service.channels.factory import build_dispatcher, route_plan
+from service.channels.twilio import TwilioSender
 from service.config import Settings
 from service.events import Channel, LoanOverdueEvent
 from service.kafka_preflight import check_tls
@@ -44,6 +45,7 @@ from service.pipeline.processor import NotificationProcessor
 from service.pipeline.publisher import ResultPublisher
 from service.pipeline.push_expiry import push_expiry_for
 from service.pipeline.readiness import GroupMembership, producer_connected
+from service.pipeline.reconcile import Reconciler
 from service.pipeline.scheduler import DeferredScheduler
 from service.policy import Policy, load_policy, plan_notifications
 from service.policy.model import PlannedNotification
@@ -169,6 +171,19 @@ class NotifierApp:
             def planner(event: LoanOverdueEvent, now: datetime) -> list[PlannedNotification]:
                 return plan_notifications(event, policy, now, default_timezone=default_zone)
 
+            # Ambiguous SMS through Twilio: asked of its list API in the background (issue 15).
+            reconciler = None
+            twilio = dispatcher.sender_named("twilio")
+            if isinstance(twilio, TwilioSender):
+                reconciler = Reconciler(
+                    twilio,
+                    ledger,
+                    publisher.publish_results,
+                    clock=self.clock,
+                    delay_s=s.reconcile_delay_s,
+                )
+                reconcile_task = asyncio.create_task(reconciler.run(self._stop), name="reconcile")
+                stack.push_async_callback(_cancel, reconcile_task)
             processor = NotificationProcessor(
                 planner=planner,
                 ledger=ledger,
@@ -181,6 +196,7 @@ class NotifierApp:
                 push_expiry=push_expiry_for(policy, default_zone),
                 # Unreached events (issue 15): the collector hand-off plugs in here.
                 escalate=log_escalation,
+                reconciler=reconciler,
             )
             consumer = build_consumer(s)
             engine = ConsumerEngine(

@@ -203,6 +203,13 @@ class Settings(BaseSettings):
     send_timeout_s: float = Field(10.0, gt=0, description="Timeout of one provider attempt.")
     send_max_attempts: int = Field(4, ge=1, le=20, description="Attempts per send, first included.")
     send_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between attempts.")
+    reconcile_delay_s: float = Field(
+        60.0,
+        ge=0,
+        description="Seconds after an ambiguous Twilio SMS before its list API is asked "
+        "whether the message was accepted (Twilio lists a message some time after "
+        "accepting it); found -> `sent` replaces `unknown`.",
+    )
     on_ambiguous: dict[str, Literal["hold", "resend"]] = Field(
         default_factory=lambda: dict(_ON_AMBIGUOUS_DEFAULT),
         description="What an ambiguous send (timeout or crash with the request on the wire) "

@@ -228,6 +228,14 @@ class Dispatcher:
                 return senders
         return ()
 
+    def sender_named(self, provider: str) -> Sender | None:
+        """The sender of this provider, if a route uses it (e.g. for reconciliation)."""
+        for senders in self._routes.values():
+            for sender in senders:
+                if sender.provider == provider:
+                    return sender
+        return None
+
     def route_for(self, message: OutboundMessage) -> Sender | None:
         """The first-choice sender for `message`."""
         senders = self.routes_for(message)

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
 from service.channels.base import OutboundMessage
@@ -30,6 +30,7 @@ from service.observability import metrics
 from service.pipeline.engine import RetryLater
 from service.pipeline.escalation import Escalate, escalation_result, unreached_after
 from service.pipeline.push_expiry import PushExpiry
+from service.pipeline.reconcile import AmbiguousSms, Reconciler
 from service.policy.model import PlannedNotification
 from service.rendering.model import DigestLoan, DigestSummary, RenderedMessage
 
@@ -111,6 +112,7 @@ class NotificationProcessor:
         unavailable: tuple[type[Exception], ...] = (LedgerUnavailableError,),
         push_expiry: PushExpiry | None = None,
         escalate: Escalate | None = None,
+        reconciler: Reconciler | None = None,
     ) -> None:
         self._plan = planner
         self._ledger = ledger
@@ -126,6 +128,8 @@ class NotificationProcessor:
         self._push_expiry = push_expiry
         # The hand-off of unreached events (service/pipeline/escalation.py; app.py wires it).
         self._escalate = escalate
+        # Ambiguous SMS are checked against the provider's list in the background.
+        self._reconciler = reconciler
 
     async def handle(self, event: LoanOverdueEvent | LifecycleEvent) -> list[DeliveryResult]:
         now = self._clock()
@@ -141,7 +145,45 @@ class NotificationProcessor:
         if not plans and not results:
             results.append(self._nothing_planned(event, now))
         await self._escalate_unreached(event, plans, results)
+        self._reconcile_unknown_sms(event, plans, results, now)
         return results
+
+    def _reconcile_unknown_sms(
+        self,
+        event: LoanOverdueEvent,
+        plans: Sequence[PlannedNotification],
+        results: list[DeliveryResult],
+        now: datetime,
+    ) -> None:
+        if self._reconciler is None or not event.borrower.phone:
+            return
+        by_id = {p.notification_id(event.event_id): p for p in plans}
+        for result in results:
+            plan = by_id.get(result.notification_id or "")
+            if plan is None or result.status is not DeliveryStatus.UNKNOWN:
+                continue
+            if plan.channel is not Channel.SMS:
+                continue
+            try:
+                rendered = self._renderer.render(event, plan, locale=self._locale_for(event))
+            except Exception as exc:
+                # What cannot be rendered again cannot be matched: it stays unknown.
+                log.warning(
+                    "ambiguous SMS not reconciled: render failed",
+                    extra={"notification_id": result.notification_id, "error": type(exc).__name__},
+                )
+                continue
+            if rendered.sms is None:
+                continue
+            self._reconciler.submit(
+                AmbiguousSms(
+                    event,
+                    result,
+                    event.borrower.phone,
+                    rendered.sms.text,
+                    since=now - timedelta(days=1),
+                )
+            )
 
     async def _escalate_unreached(
         self,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,7 +21,7 @@ import pytest
 
 from service.channels.dispatch import Dispatcher
 from service.channels.twilio import TwilioSender
-from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent
+from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent, TemplateRef
 from service.ledger.batching import BatchingLedger
 from service.ledger.errors import LedgerUnavailableError
 from service.pipeline.processor import NotificationProcessor
@@ -289,3 +289,73 @@ async def test_ambiguous_push_left_by_a_crash_is_resent_once(make_ledger: Ledger
     _, again = await ledger.admit(event, plans, later + timedelta(seconds=LEASE_S + 1))
     assert again.result is not None
     assert again.result.status is DeliveryStatus.UNKNOWN
+
+
+async def test_unknown_sms_found_in_twilios_list_becomes_sent(
+    make_ledger: LedgerFactory, twilio: FakeTwilio
+) -> None:
+    """A crash after Twilio accepted the SMS but before record(): the list API finds it after
+    the provider's delay, `sent` (with Twilio's sid) replaces `unknown`; an SMS Twilio never
+    accepted stays `unknown`."""
+    from service.channels.base import OutboundMessage
+    from service.pipeline.reconcile import AmbiguousSms, Reconciler
+    from service.rendering.model import RenderedMessage, SmsContent
+
+    ledger = await make_ledger(lease_s=LEASE_S)
+    sender = TwilioSender(
+        base_url=twilio.base_url,
+        account_sid=twilio.account_sid,
+        auth_token=twilio.auth_token,
+        from_="+15005550006",
+    )
+    published: list[DeliveryResult] = []
+
+    async def publish(results: Sequence[DeliveryResult]) -> None:
+        published.extend(results)
+
+    reconciler = Reconciler(sender, ledger, publish, clock=lambda: MORNING_NY, delay_s=0)
+    accepted, lost = event_of("b-acc", "+14155550106"), event_of("b-lost", "+14155550107")
+    plans = [make_plan(Channel.SMS)]
+    unknowns = {}
+    try:
+        for event in (accepted, lost):
+            [claim] = await ledger.admit(event, plans, MORNING_NY)
+            await ledger.attempt_started(claim.notification_id, MORNING_NY)
+            if event is accepted:  # Twilio took it; the worker died before record()
+                ref = make_plan().template
+                content = RenderedMessage(
+                    Channel.SMS,
+                    TemplateRef(name=ref, version="1"),
+                    "en-US",
+                    sms=SmsContent("hi", "GSM-7", 1),
+                )
+                phone = event.borrower.phone or ""
+                await sender.send(
+                    OutboundMessage(claim.notification_id, Channel.SMS, phone, content)
+                )
+            later = MORNING_NY + timedelta(seconds=LEASE_S + 1)
+            [unknown] = await ledger.admit(event, plans, later)
+            assert unknown.result is not None
+            assert unknown.result.status is DeliveryStatus.UNKNOWN
+            unknowns[event.event_id] = unknown.result
+        for event in (accepted, lost):
+            item = AmbiguousSms(
+                event,
+                unknowns[event.event_id],
+                event.borrower.phone or "",
+                "hi",
+                since=MORNING_NY - timedelta(days=1),
+            )
+            await reconciler.reconcile(item)
+    finally:
+        await sender.aclose()
+    assert [(r.event_id, r.status.value, r.rule) for r in published] == [
+        (accepted.event_id, "sent", "reconciled:twilio_list")
+    ]
+    assert published[0].provider_message_id == twilio.sent[0].response["sid"]
+    final = MORNING_NY + timedelta(hours=1)
+    [replay] = await ledger.admit(accepted, plans, final)
+    assert replay.result == published[0]
+    [still] = await ledger.admit(lost, plans, final)
+    assert still.result is not None
+    assert still.result.status is DeliveryStatus.UNKNOWN
