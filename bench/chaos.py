@@ -11,8 +11,9 @@ Then it waits until the group's committed offsets cover every event and reports 
 - duplicate_sms: the same text accepted twice for the same number (target 0)
 - duplicate_visible_push: one token shown the same push under two collapse ids (target 0)
 - push_resent_same_collapse: pushes sent again under their collapse id (shown once)
-- unknown_per_kill / in_flight_per_kill: `unknown` results attributed to each kill (by the
-  ledger's attempt start) and the requests the fakes were serving at that kill
+- unknown_per_kill / in_flight_per_kill: notifications still `unknown` after reconciliation,
+  attributed to the kill whose restart decided them, and the requests the fakes were serving
+  at that kill
 - never_reached_without_escalation: events whose borrower got no SMS or push and that have no
   `unreached` result (target 0)
 - restart_to_first_send_s: per restart, seconds from process start to the first request the
@@ -261,6 +262,7 @@ async def run_chaos(options: ChaosOptions, say: Any = None) -> dict[str, Any]:
                 send_max_attempts=2,
                 send_backoff_max_s=0.5,
                 log_level="WARNING",
+                reconcile_delay_s=1.0,
             )
             topic, results_topic = settings["input_topic"], settings["results_topic"]
             await create_topics(
@@ -371,9 +373,12 @@ def _report(
             never_reached += 1
     # Unknown results, each attributed to the kill whose restart decided it.
     unknown_ids = {r["notification_id"] for r in results if r["status"] == "unknown"}
+    sent_ids = {r["notification_id"] for r in results if r["status"] == "sent"}
+    # Unknown after reconciliation: no later `sent` for the notification.
+    unknown_final = unknown_ids - sent_ids
     per_kill = [0] * len(kills)
-    for _nid, at in unknown_rows:
-        if at is None or not kills:
+    for nid, at in unknown_rows:
+        if at is None or not kills or nid not in unknown_final:
             continue
         index = max((i for i, k in enumerate(kills) if k["wall"] <= at), default=0)
         per_kill[index] += 1
@@ -395,6 +400,10 @@ def _report(
         ),
         "push_resent_same_collapse": sum(c - 1 for c in same_collapse.values() if c > 1),
         "results_unknown": len(unknown_ids),
+        "unknown_after_reconciliation": len(unknown_final),
+        "unknown_after_reconciliation_by_channel": dict(
+            Counter(nid.split(":")[1] for nid in unknown_final if nid and nid.count(":") >= 2)
+        ),
         "unknown_per_kill": per_kill,
         "in_flight_per_kill": [k["in_flight"] for k in kills],
         "escalated_events": escalated,
