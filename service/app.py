@@ -13,6 +13,7 @@ import gc
 import logging
 import socket
 import sys
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -346,6 +347,10 @@ async def _connect_ledger(
             lease_s=s.ledger_lease_s,
             timeout_s=s.ledger_timeout_s,
             resend_ambiguous=partial(_resend_after_crash, dict(s.on_ambiguous)),
+            # A restarted static member takes over its dead predecessor's claims at once.
+            owner=(
+                (s.kafka_group_instance_id, uuid.uuid4().hex) if s.kafka_group_instance_id else None
+            ),
             # A released notification is re-staged for the day it goes out (lifecycle).
             stage_for=policy.stage_for,
         )

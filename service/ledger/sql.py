@@ -126,8 +126,14 @@ class SqlLedger:
         lease_s: float,
         stage_for: StageFor | None = None,
         resend_ambiguous: ResendAmbiguous | None = None,
+        owner: tuple[str, str] | None = None,
     ) -> None:
         self._engine = engine
+        # (static member id, boot id): claims of the same member id with another boot id were
+        # left by this member's previous process, which is dead (static membership: one live
+        # process per member id), so they need not wait for their lease.
+        self._owner = f"{owner[0]}/{owner[1]}" if owner else None
+        self._owner_prefix = f"{owner[0]}/" if owner else None
         # on_ambiguous per channel: may a claim whose attempt a crash left ambiguous be sent
         # once more (push with a collapse id)? None: never, it is reported `unknown`.
         self._resend_ambiguous = resend_ambiguous
@@ -152,6 +158,7 @@ class SqlLedger:
         timeout_s: float = 10.0,
         stage_for: StageFor | None = None,
         resend_ambiguous: ResendAmbiguous | None = None,
+        owner: tuple[str, str] | None = None,
     ) -> SqlLedger:
         """Open the ledger; SchemaOutOfDateError unless the schema is at the migrations' head."""
         engine = build_engine(url, timeout_s=timeout_s)
@@ -172,6 +179,21 @@ class SqlLedger:
             lease_s=lease_s,
             stage_for=stage_for,
             resend_ambiguous=resend_ambiguous,
+            owner=owner,
+        )
+
+    def _dead_claim(self, row: Row[Any], now: datetime) -> bool:
+        """A claim whose holder is gone: lease expired, or our own member's previous process."""
+        if row.state != CLAIMED:
+            return False
+        if row.lease_until is not None and row.lease_until <= now:
+            return True
+        holder = row.claimed_by
+        return (
+            self._owner_prefix is not None
+            and holder is not None
+            and holder.startswith(self._owner_prefix)
+            and holder != self._owner
         )
 
     @property
@@ -260,7 +282,7 @@ class SqlLedger:
                     if r.kind == "n"
                     and r.contact_at is not None
                     and r.contact_at >= since
-                    and not (r.notification_id in existing and _dead_claim(r, now))
+                    and not (r.notification_id in existing and self._dead_claim(r, now))
                 ]
                 opted = {Channel(r.channel) for r in own if r.kind == "o"}
                 opted.update(event.borrower.opted_out_channels)
@@ -757,11 +779,6 @@ class SqlLedger:
         )
 
 
-def _dead_claim(row: Row[Any], now: datetime) -> bool:
-    """A claim whose lease ran out: if it is decided again, its own contact must not count."""
-    return row.state == CLAIMED and row.lease_until is not None and row.lease_until <= now
-
-
 def _admit_query(ids: list[str], borrowers: list[str], since: datetime) -> Any:
     """One statement: these events' rows, the borrowers' recent contacts, their opt-outs."""
     rows = select(
@@ -776,6 +793,7 @@ def _admit_query(ids: list[str], borrowers: list[str], since: datetime) -> Any:
         N.lease_until,
         N.attempt_at,
         N.resends,
+        N.claimed_by,
         N.due_at,
         N.first_seen_at,
         N.defer_count,
@@ -792,7 +810,7 @@ def _admit_query(ids: list[str], borrowers: list[str], since: datetime) -> Any:
         opt_outs.c.borrower_id,
         null(),
         opt_outs.c.channel,
-        *[null()] * 12,
+        *[null()] * 13,
     ).where(opt_outs.c.borrower_id.in_(borrowers))
     return union_all(rows, stops)
 
@@ -834,7 +852,7 @@ class _AdmitStep:
             if row.state == DECIDED:
                 return self._replay(plan, nid, row.result_json)
             if row.state == CLAIMED:
-                if row.lease_until is not None and row.lease_until > now:
+                if not self.ledger._dead_claim(row, now):
                     return Admission(plan, nid, AdmissionKind.BUSY)
                 if row.attempt_at is not None:
                     # An attempt may have reached the provider: ambiguous. Sent once more only
@@ -1041,6 +1059,7 @@ class _AdmitStep:
             "defer_count": defer_count,
             "lease_until": None,
             "attempt_at": None,
+            "claimed_by": None,
             "due_at": None,
             "contact_at": None,
             "status": None,
@@ -1055,6 +1074,7 @@ class _AdmitStep:
                 state=CLAIMED,
                 lease_until=now + self.ledger._lease,
                 contact_at=None if self.digest_member else now,
+                claimed_by=self.ledger._owner,
             )
             if keep_event:
                 # A claim of a release (or of a re-decided row) has no Kafka record behind it:

@@ -359,3 +359,24 @@ async def test_unknown_sms_found_in_twilios_list_becomes_sent(
     [still] = await ledger.admit(lost, plans, final)
     assert still.result is not None
     assert still.result.status is DeliveryStatus.UNKNOWN
+
+
+async def test_restarted_member_takes_over_its_dead_claims_at_once(
+    make_ledger: LedgerFactory,
+) -> None:
+    """Static membership: the restarted process of the same member id (a new boot id) sends a
+    claim its predecessor never attempted at once, without waiting for the lease; another
+    member still waits (BUSY)."""
+    before = await make_ledger(lease_s=LEASE_S, owner=("pod-0", "boot-1"))
+    after = await make_ledger(lease_s=LEASE_S, owner=("pod-0", "boot-2"))
+    other = await make_ledger(lease_s=LEASE_S, owner=("pod-1", "boot-1"))
+    event, plans = make_event(), [make_plan()]
+    [claim] = await before.admit(event, plans, MORNING_NY)
+    assert claim.kind.value == "send"
+    soon = MORNING_NY + timedelta(seconds=1)
+    [busy] = await other.admit(event, plans, soon)
+    assert busy.kind.value == "busy"
+    [taken] = await after.admit(event, plans, soon)
+    assert taken.kind.value == "send"
+    [mine] = await after.admit(event, plans, soon)
+    assert mine.kind.value == "busy"

@@ -26,9 +26,12 @@ def upgrade() -> None:
         batch.add_column(sa.Column("attempt_at", sa.DateTime(timezone=True)))
         # Ambiguous attempts already sent once more (on_ambiguous: resend): at most one.
         batch.add_column(sa.Column("resends", sa.Integer, nullable=False, server_default="0"))
+        # Who holds a claim: "<static member id>/<process boot id>" (or NULL).
+        batch.add_column(sa.Column("claimed_by", sa.String(200)))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("ledger_notifications") as batch:
+        batch.drop_column("claimed_by")
         batch.drop_column("resends")
         batch.drop_column("attempt_at")
