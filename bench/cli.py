@@ -27,6 +27,22 @@ def _setting(text: str) -> tuple[str, str]:
     return key.strip().lower(), value
 
 
+def _tracing_modes(text: str) -> tuple[str, ...]:
+    modes = tuple(m.strip() for m in text.split(",") if m.strip())
+    for mode in modes:
+        if mode == "off":
+            continue
+        try:
+            ratio = float(mode)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not off or a ratio: {mode!r}") from None
+        if not 0 < ratio <= 1:
+            raise argparse.ArgumentTypeError(f"a sampling ratio is in (0, 1]: {mode}")
+    if not modes or len(set(modes)) != len(modes):
+        raise argparse.ArgumentTypeError("one or more distinct modes, e.g. off,0.1")
+    return modes
+
+
 def parse_options(argv: list[str] | None = None) -> BenchOptions:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
@@ -87,6 +103,15 @@ def parse_options(argv: list[str] | None = None) -> BenchOptions:
         metavar="KEY=VALUE",
         help="a service Settings override, e.g. --set max_in_flight=2000 (repeatable)",
     )
+    parser.add_argument(
+        "--tracing",
+        type=_tracing_modes,
+        default=("off",),
+        metavar="MODES",
+        help="measure the service once per mode, comma-separated: off (no span made) or a "
+        "sampling ratio with spans exported over OTLP to a local sink, e.g. off,0.1 "
+        "(default off; needs the [tracing] extra for a ratio)",
+    )
     a = parser.parse_args(argv)
     for name in ("events", "naive_events", "replicas"):
         if getattr(a, name) < 1:
@@ -108,6 +133,7 @@ def parse_options(argv: list[str] | None = None) -> BenchOptions:
         replicas=a.replicas,
         profile=a.profile.resolve() if a.profile else None,
         service_settings=dict(a.settings),
+        tracing=a.tracing,
     )
 
 

@@ -55,6 +55,7 @@ def child_main(job: ChildJob, conn: Connection) -> None:
     from service.observability.logging import configure_logging
 
     configure_logging("WARNING", "console")
+    _configure_tracing(job.extra.get("otel_environ"))
     runner = {"raw": _raw, "naive": _naive, "service": _service}[job.kind]
     try:
         stats = asyncio.run(runner(job, conn))
@@ -63,6 +64,17 @@ def child_main(job: ChildJob, conn: Connection) -> None:
         raise
     stats["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     conn.send(("done", stats))
+
+
+def _configure_tracing(environ: dict[str, str] | None) -> None:
+    """As `run` does, from OTEL_* variables (tracing off when there are none): the exporter
+    reads its endpoint from the process environment, so they are set there."""
+    import os
+
+    from service.observability.tracing import configure_tracing
+
+    os.environ.update(environ or {"OTEL_TRACES_EXPORTER": "none"})
+    configure_tracing()
 
 
 def loop_lag_buckets() -> dict[str, float]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
+from bench.collector import running_trace_sink
 from bench.consumers import ChildJob
 from bench.group import ReplicaGroup
 from bench.providers import ProviderEndpoints, running_providers
@@ -51,6 +52,9 @@ class BenchOptions:
     replicas: int = 1
     profile: Path | None = None
     service_settings: dict[str, str] = field(default_factory=dict)
+    # The service is measured once per mode: "off" (no span made), or a sampling ratio with
+    # spans recorded and exported over OTLP to a local sink (bench/collector.py).
+    tracing: tuple[str, ...] = ("off",)
 
     @property
     def borrower_count(self) -> int:
@@ -118,10 +122,11 @@ def _service_settings(
     kind: str,
     ledger_url: str,
     providers: ProviderEndpoints,
+    label: str | None = None,
 ) -> dict[str, Any]:
     from tests.fakes.twilio import FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN
 
-    topic = f"bench-{kind}"
+    topic = f"bench-{label or kind}"
     values: dict[str, Any] = {
         "kafka_bootstrap_servers": bootstrap,
         "input_topic": topic,
@@ -167,7 +172,12 @@ async def _measure(
     timeout_s: float,
     say: Callable[[str], None],
     replicas: int = 1,
+    label: str | None = None,
+    tracing: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """`label` names the run (topics, event ids, lines) when one kind is measured twice;
+    `tracing` is the OTEL_* environment of its processes (None: tracing off)."""
+    name = label or kind
     bootstrap = settings["kafka_bootstrap_servers"]
     in_topic, results_topic = settings["input_topic"], settings["results_topic"]
     await create_topics(
@@ -175,10 +185,10 @@ async def _measure(
     )
     borrowers = options.borrower_count
     load_s = await load_backlog(
-        bootstrap, in_topic, prefix=kind, count=backlog, borrowers=borrowers, today=today
+        bootstrap, in_topic, prefix=name, count=backlog, borrowers=borrowers, today=today
     )
     consuming = "consuming" if replicas == 1 else f"consuming with {_replicas_text(replicas)}"
-    say(f"[{kind}] loaded {backlog} events in {load_s:.1f} s; {consuming}")
+    say(f"[{name}] loaded {backlog} events in {load_s:.1f} s; {consuming}")
     job = ChildJob(
         kind=kind,
         settings=settings,
@@ -186,29 +196,30 @@ async def _measure(
         paced=paced,
         clock_offset_s=clock_offset_s,
         profile_path=str(options.profile) if options.profile and kind == "service" else None,
+        extra={"otel_environ": tracing} if tracing else {},
     )
     group = ReplicaGroup(job, replicas, partitions=options.partitions)
     started = time.perf_counter()
     group.start()
     pump = asyncio.create_task(group.run())
     try:
-        await group.wait_for(backlog, timeout_s, f"{kind} backlog")
+        await group.wait_for(backlog, timeout_s, f"{name} backlog")
         drained_s = (group.drained_at or time.perf_counter()) - started
-        say(f"[{kind}] backlog done after {drained_s:.1f} s (process start included)")
+        say(f"[{name}] backlog done after {drained_s:.1f} s (process start included)")
         produced: dict[str, int] = {}
         reached = 0.0
         if paced:
             reached, produced = await produce_paced(
                 bootstrap,
                 in_topic,
-                prefix=kind,
+                prefix=name,
                 first=backlog,
                 count=paced,
                 borrowers=borrowers,
                 today=today,
                 rate=rate,
             )
-        await group.wait_for(backlog + paced, timeout_s, f"{kind} paced")
+        await group.wait_for(backlog + paced, timeout_s, f"{name} paced")
         group.tell("stop")
         child_stats = await group.results(timeout_s)
     finally:
@@ -217,7 +228,7 @@ async def _measure(
             await pump
         await group.close()
     summary = await read_results(
-        bootstrap, results_topic, prefix=kind, capacity=backlog + paced, timed_from=backlog
+        bootstrap, results_topic, prefix=name, capacity=backlog + paced, timed_from=backlog
     )
     figures = _figures(summary, backlog=backlog, produced=produced)
     if kind == "service" and produced:
@@ -247,7 +258,7 @@ async def _measure(
     if profiles:
         figures["profile"] = profiles[0]
     per_replica = f" (per replica {peak_rss_mb})" if replicas > 1 else ""
-    label = f"[{kind}]" if kind != "service" else f"[{kind}] {_replicas_text(replicas)}:"
+    label = f"[{name}]" if kind != "service" else f"[{name}] {_replicas_text(replicas)}:"
     say(
         f"{label} {figures['events_per_s']} events/s, "
         f"{figures['notifications_per_s']} notifications/s; latency p50/p95/p99 "
@@ -377,14 +388,22 @@ async def _run(options: BenchOptions, say: Callable[[str], None]) -> dict[str, A
         async with _ledger_url(options, workdir) as ledger_url:
 
             async def measure(
-                kind: str, backlog: int, paced: int, rate: float, replicas: int = 1
+                kind: str,
+                backlog: int,
+                paced: int,
+                rate: float,
+                replicas: int = 1,
+                label: str | None = None,
+                tracing: dict[str, str] | None = None,
+                ledger: str | None = None,
             ) -> dict[str, Any]:
                 settings = _service_settings(
                     options,
                     bootstrap=broker.bootstrap_servers,
                     kind=kind,
-                    ledger_url=ledger_url,
+                    ledger_url=ledger or ledger_url,
                     providers=providers,
+                    label=label,
                 )
                 return await _measure(
                     options,
@@ -398,6 +417,8 @@ async def _run(options: BenchOptions, say: Callable[[str], None]) -> dict[str, A
                     timeout_s=timeout_s,
                     say=say,
                     replicas=replicas,
+                    label=label,
+                    tracing=tracing,
                 )
 
             if not options.skip_baselines:
@@ -411,15 +432,67 @@ async def _run(options: BenchOptions, say: Callable[[str], None]) -> dict[str, A
                 report["naive"] = await measure(
                     "naive", options.naive_events, naive_paced, naive_rate
                 )
-            report["service"] = await measure(
-                "service", options.events, options.paced_count, options.rate, options.replicas
-            )
+            async with running_trace_sink() as sink:
+                by_mode: dict[str, dict[str, Any]] = {}
+                for index, mode in enumerate(options.tracing):
+                    async with contextlib.AsyncExitStack() as fresh:
+                        # Each mode on a ledger of its own: the same loans contacted again
+                        # would be suppressed by cadence, and nothing would be sent.
+                        ledger = None
+                        if index > 0:
+                            modedir = workdir / f"tracing-{index}"
+                            modedir.mkdir()
+                            ledger = await fresh.enter_async_context(_ledger_url(options, modedir))
+                        by_mode[mode] = await measure(
+                            "service",
+                            options.events,
+                            options.paced_count,
+                            options.rate,
+                            options.replicas,
+                            label=None if index == 0 else f"service-tracing-{mode}",
+                            tracing=_otel_environ(mode, sink.endpoint),
+                            ledger=ledger,
+                        )
+            report["service"] = by_mode[options.tracing[0]]
+            if options.tracing != ("off",):
+                report["tracing"] = {
+                    "modes": {
+                        mode: {
+                            "cpu_ms_per_event": f["cpu_ms_per_event"],
+                            "events_per_s": f["events_per_s"],
+                            "latency_ms": f["latency_ms"],
+                            "peak_rss_mb": f["peak_rss_mb"],
+                            "results_by_status": f["results_by_status"],
+                        }
+                        for mode, f in by_mode.items()
+                    },
+                    "exported": {"requests": sink.requests, "bytes": sink.bytes},
+                    "sampler": "parentbased_traceidratio (events carry no traceparent: roots)",
+                }
+                say(f"[tracing] cpu_ms_per_event by mode: {_cpu_by_mode(by_mode)}")
     service_rate = report["service"]["events_per_s"]
     report["ratios"] = {
         "service_over_raw": _ratio(service_rate, report.get("raw", {}).get("events_per_s")),
         "service_over_naive": _ratio(service_rate, report.get("naive", {}).get("events_per_s")),
     }
     return report
+
+
+def _otel_environ(mode: str, endpoint: str) -> dict[str, str] | None:
+    """The OTEL_* environment of a service run: None for "off", else spans sampled at the
+    ratio `mode` and exported over OTLP/HTTP to the local sink."""
+    if mode == "off":
+        return None
+    return {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint,
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": mode,
+    }
+
+
+def _cpu_by_mode(by_mode: dict[str, dict[str, Any]]) -> dict[str, float]:
+    return {mode: f["cpu_ms_per_event"] for mode, f in by_mode.items()}
 
 
 def run_bench(options: BenchOptions, out: TextIO) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from service.config import Settings
 from service.events import LoanOverdueEvent
 from service.kafka_config import client_options
 from service.lifecycle import INPUT_ADAPTER, LifecycleEvent
+from service.observability import tracing
 
 __all__ = [
     "Headers",
@@ -273,14 +274,21 @@ class OverdueEventProducer:
         headers: Headers = (),
         headers_per_record: Mapping[int, Headers] | None = None,
     ) -> int:
-        """Lower level: (key, value) pairs already encoded (emit, dlq replay)."""
+        """Lower level: (key, value) pairs already encoded (emit, dlq replay).
+
+        Sent inside a trace (the caller's OpenTelemetry span), a record without a
+        `traceparent` of its own gets the caller's, so the service continues that trace.
+        """
         if self._producer is None:
             raise RuntimeError("use `async with OverdueEventProducer(...)`")
+        trace = tracing.trace_headers()
         futures = []
         for index, (key, value) in enumerate(records):
             record_headers = [*headers, *(headers_per_record or {}).get(index, ())]
             if not any(name == _CONTENT_TYPE[0] for name, _ in record_headers):
                 record_headers.insert(0, _CONTENT_TYPE)
+            if trace and not any(name == "traceparent" for name, _ in record_headers):
+                record_headers.extend(trace)
             futures.append(
                 await self._producer.send(self.topic, key=key, value=value, headers=record_headers)
             )

@@ -28,6 +28,7 @@ from service.channels.push_options import collapse_id, expiry_of
 from service.channels.rest import map_transport_error, quiet_http_client_logs, retry_after
 from service.config import Settings
 from service.events import Channel
+from service.observability import tracing
 from service.rendering.model import PushContent
 
 __all__ = ["ApnsConfig", "ApnsSender", "apns_payload", "build_apns_sender"]
@@ -144,10 +145,16 @@ class ApnsSender:
             "apns-id": apns_id,
             "content-type": "application/json",
         }
-        try:
-            return await self._client.post(f"/3/device/{token}", content=body, headers=headers)
-        except httpx.TransportError as exc:
-            raise map_transport_error(exc, provider=self.provider) from None
+        # The span names the host only: the path holds the device token.
+        with tracing.http_span("POST", self._config.base_url, provider=self.provider) as span:
+            try:
+                response = await self._client.post(
+                    f"/3/device/{token}", content=body, headers=headers
+                )
+            except httpx.TransportError as exc:
+                raise map_transport_error(exc, provider=self.provider) from None
+            tracing.http_answered(span, response.status_code)
+            return response
 
     def _bearer(self) -> str:
         now = self._clock()

@@ -68,7 +68,7 @@ from service.channels.errors import (
 from service.channels.ratelimit import TokenBucket
 from service.channels.routing import country_codes, route_key_candidates
 from service.events import Channel, PushProvider
-from service.observability import metrics
+from service.observability import metrics, tracing
 
 __all__ = [
     "REASONS",
@@ -304,18 +304,20 @@ class Dispatcher:
                 if tally.first_attempt_at is None:
                     tally.first_attempt_at = self._clock()
                 journal = self.attempt_journal
-                if journal is None:
-                    return await self._attempt(sender, message, circuit)
+                if journal is not None:
+                    try:
+                        await journal.attempt_started(message.notification_id, self._clock())
+                    except BaseException:
+                        if circuit is not None:
+                            circuit.abandon()
+                        raise
+                attrs = {"notifier.provider": provider, "notifier.attempt": tally.attempts}
                 try:
-                    await journal.attempt_started(message.notification_id, self._clock())
-                except BaseException:
-                    if circuit is not None:
-                        circuit.abandon()
-                    raise
-                try:
-                    return await self._attempt(sender, message, circuit)
+                    with tracing.span("provider attempt", attrs):
+                        return await self._attempt(sender, message, circuit)
                 except TransientProviderError:
-                    await self._attempt_ended(journal, message.notification_id)
+                    if journal is not None:
+                        await self._attempt_ended(journal, message.notification_id)
                     raise
 
         retrying = AsyncRetrying(

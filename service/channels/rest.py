@@ -26,6 +26,7 @@ import httpx
 import orjson
 
 from service.channels.errors import AmbiguousProviderError, ProviderError, TransientProviderError
+from service.observability import tracing
 
 __all__ = [
     "HttpClient",
@@ -137,20 +138,22 @@ class HttpClient:
         if json is not None:
             data = orjson.dumps(json)
             headers = {**(headers or {}), "Content-Type": "application/json"}
-        try:
-            async with self._session_now().request(
-                method,
-                url,
-                data=data,
-                params=params,
-                headers=headers,
-                allow_redirects=False,
-                timeout=self._timeout(timeout_s or self._timeout_s),
-            ) as response:
-                content = await response.read()
-                return HttpResponse(response.status, response.headers, content)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise map_transport_error(exc, provider=self._provider) from None
+        with tracing.http_span(method, url, provider=self._provider) as span:
+            try:
+                async with self._session_now().request(
+                    method,
+                    url,
+                    data=data,
+                    params=params,
+                    headers=headers,
+                    allow_redirects=False,
+                    timeout=self._timeout(timeout_s or self._timeout_s),
+                ) as response:
+                    content = await response.read()
+                    tracing.http_answered(span, response.status)
+                    return HttpResponse(response.status, response.headers, content)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise map_transport_error(exc, provider=self._provider) from None
 
     async def post(self, url: str, **kwargs: Any) -> HttpResponse:
         return await self.request("POST", url, **kwargs)

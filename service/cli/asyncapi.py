@@ -185,6 +185,17 @@ def _key(description: str) -> dict[str, Any]:
     return {"key": {"type": "string", "description": description}, "bindingVersion": _KAFKA_BINDING}
 
 
+# W3C Trace Context (README, "Tracing"): taken from input records, written on every record.
+_TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def _trace_headers(whose: str) -> dict[str, Any]:
+    return {
+        "traceparent": _string_header(f"W3C traceparent: {whose}", _TRACEPARENT),
+        "tracestate": _string_header("W3C tracestate, carried with it", "vendor=opaque"),
+    }
+
+
 def _messages() -> dict[str, Any]:
     input_headers = {
         "type": "object",
@@ -199,12 +210,16 @@ def _messages() -> dict[str, Any]:
             dlq.HEADER_REPLAYED_AT: _string_header(
                 "When it was replayed (ISO 8601)", "2026-11-22T11:00:00+00:00"
             ),
+            **_trace_headers(
+                "the producer's span; the service continues its trace (a new one without it)"
+            ),
         },
     }
     dlq_headers = {
         "type": "object",
         "description": "The original record's headers, plus these (values never contain field "
-        "values of the event, only field locations and messages).",
+        "values of the event, only field locations and messages). traceparent and tracestate "
+        "are the service's, replacing the original's (the same trace when it had a valid one).",
         "required": [
             dlq.HEADER_ERROR_CLASS,
             dlq.HEADER_ERROR_MESSAGE,
@@ -255,6 +270,7 @@ def _messages() -> dict[str, Any]:
             dlq.HEADER_ESCAPED_KEYS: _string_header(
                 "How many original header keys were not UTF-8 (copied with bytes as \\xNN)", "1"
             ),
+            **_trace_headers("the service's dead-lettering span, in the input record's trace"),
         },
     }
     rejected = {**EXAMPLE_INPUT_EVENT, "schema_version": "2"}
@@ -326,6 +342,7 @@ def _messages() -> dict[str, Any]:
                     "schema-id": _string_header(
                         "Schema Registry id of the input event, when it came in that framing", "42"
                     ),
+                    **_trace_headers("the service's publishing span, in the input event's trace"),
                 },
             },
             "payload": {"$ref": "#/components/schemas/DeliveryResult"},

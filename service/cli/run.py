@@ -26,6 +26,7 @@ from service.app import NotifierApp, startup_summary
 from service.kafka_security import KafkaSecurityError
 from service.ledger.errors import LedgerError
 from service.observability.logging import configure_logging
+from service.observability.tracing import configure_tracing
 from service.policy import PolicyError
 from service.rendering import TemplateConfigError
 from service.settings_check import Problem, StartupError, load_and_check
@@ -87,6 +88,14 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
     log.info("starting", extra=startup_summary(settings))
     try:
+        # OTEL_* variables (README, "Tracing"); a bad sampler or exporter name stops the start.
+        tracing = configure_tracing()
+    except ValueError as exc:
+        variable, _, message = str(exc).partition(": ")
+        fix = "see the README, Tracing (OTEL_* variables)"
+        _cannot_start([Problem(variable, message, fix)], settings.log_format)
+        return EXIT_CONFIG
+    try:
         asyncio.run(_serve(NotifierApp(settings)))
     except StartupError as exc:
         _cannot_start([exc.problem], settings.log_format)
@@ -98,6 +107,8 @@ def _run(args: argparse.Namespace) -> int:
         # `check` runs the same validations first; this is the net under it.
         _cannot_start([Problem("NOTIFIER_*", str(exc), "see the message")], settings.log_format)
         return EXIT_CONFIG
+    finally:
+        tracing.shutdown()  # exports the spans still queued
     log.info("stopped")
     return 0
 

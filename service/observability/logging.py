@@ -13,11 +13,12 @@ import sys
 from typing import Literal, TextIO
 
 import structlog
-from structlog.typing import Processor
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 from service.observability.masking import mask_personal_data
+from service.observability.tracing import current_trace_ids
 
-__all__ = ["configure_logging"]
+__all__ = ["add_trace_ids", "configure_logging"]
 
 # Marks the handler this module installs, so configuring twice replaces it instead of doubling.
 _HANDLER_MARK = "_overdue_notifier_handler"
@@ -33,6 +34,14 @@ def _shared_processors() -> list[Processor]:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+
+
+def add_trace_ids(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: the current span's trace_id and span_id, when there is one."""
+    ids = current_trace_ids()
+    if ids is not None:
+        event_dict["trace_id"], event_dict["span_id"] = ids
+    return event_dict
 
 
 def _renderer(fmt: Literal["json", "console"]) -> Processor:
@@ -57,6 +66,7 @@ def configure_logging(
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
         mask_personal_data,
+        add_trace_ids,
         _renderer(fmt),
     ]
     formatter = structlog.stdlib.ProcessorFormatter(

@@ -31,7 +31,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from service.events import DeliveryResult
-from service.observability import metrics
+from service.observability import metrics, tracing
 from service.pipeline.decode import UndecodableEvent, decode_payload, unframe
 from service.pipeline.lanes import KeyedLanes
 from service.pipeline.offsets import OffsetTracker
@@ -195,7 +195,14 @@ class ConsumerEngine:
                 return
             tracker.running += 1
             try:
-                if await self._process_record(record):
+                with tracing.consuming(
+                    record.headers,
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                ):
+                    done = await self._process_record(record)
+                if done:
                     # The tracker object is captured, not looked up: a partition revoked and
                     # assigned again gets a new tracker that a late finish of the old one must
                     # not touch.
@@ -209,16 +216,22 @@ class ConsumerEngine:
     async def _process_record(self, record: ConsumerRecord[bytes, bytes]) -> bool:
         """Results or a DLQ record for `record`; False if the service must stop instead."""
         try:
-            payload = unframe(record.value, schema_registry_json=self._config.schema_registry_json)
-            decoded = (
-                payload if isinstance(payload, UndecodableEvent) else decode_payload(payload.data)
-            )
+            with tracing.span("decode"):
+                payload = unframe(
+                    record.value, schema_registry_json=self._config.schema_registry_json
+                )
+                decoded = (
+                    payload
+                    if isinstance(payload, UndecodableEvent)
+                    else decode_payload(payload.data)
+                )
         except Exception as exc:
             # A bug in decoding: the record still ends in the DLQ, never stops the partition.
             log.exception("decoding raised; dead-lettering")
             decoded = UndecodableEvent("DecodeError", type(exc).__name__)
         if isinstance(decoded, UndecodableEvent):
             return await self._dead_letter(record, decoded)
+        tracing.annotate({"notifier.event_id": decoded.event_id})
         try:
             results = await self._until_done(lambda: self._handler.handle(decoded))
         except Exception as exc:
@@ -248,6 +261,7 @@ class ConsumerEngine:
     async def _dead_letter(
         self, record: ConsumerRecord[bytes, bytes], why: UndecodableEvent
     ) -> bool:
+        tracing.annotate({"notifier.dlq.error_class": why.error_class})
         try:
             await self._until_done(lambda: self._publisher.dead_letter(record, why, self._clock()))
         except DeadLetterRefusedError as exc:

@@ -26,7 +26,7 @@ from service.events import (
 from service.ledger.api import Admission, AdmissionKind, DeferredNotification, NotificationLedger
 from service.ledger.errors import LedgerUnavailableError
 from service.lifecycle import LifecycleEvent
-from service.observability import metrics
+from service.observability import metrics, tracing
 from service.pipeline.engine import RetryLater
 from service.pipeline.escalation import Escalate, escalation_result, unreached_after
 from service.pipeline.push_expiry import PushExpiry
@@ -135,10 +135,12 @@ class NotificationProcessor:
         now = self._clock()
         if not isinstance(event, LoanOverdueEvent):
             try:
-                return await self._ledger.apply_lifecycle(event, now)
+                with tracing.span("apply lifecycle"):
+                    return await self._ledger.apply_lifecycle(event, now)
             except self._unavailable as exc:
                 raise RetryLater("ledger unavailable") from exc
-        plans = self._plan(event, now)
+        with tracing.span("plan"):
+            plans = self._plan(event, now)
         # Even with nothing planned the ledger sees the event: it is the loan's newest state,
         # it supersedes what is pending, and its opt-outs apply to everything pending.
         results = await self._admit_and_send(event, plans, now)
@@ -220,7 +222,8 @@ class NotificationProcessor:
         released: bool = False,
     ) -> list[DeliveryResult]:
         try:
-            admissions = await self._ledger.admit(event, plans, now)
+            with tracing.span("admit"):
+                admissions = await self._ledger.admit(event, plans, now)
         except self._unavailable as exc:
             raise RetryLater("ledger unavailable") from exc
         if released:
@@ -255,7 +258,8 @@ class NotificationProcessor:
             raise errors[0]
         if sent:
             try:
-                await self._ledger.record(event, sent)
+                with tracing.span("record"):
+                    await self._ledger.record(event, sent)
             except self._unavailable as exc:
                 # The sends happened; their claims stay in flight until recorded. Retrying the
                 # event finds those claims (BUSY, then `unknown` after the lease) and never
@@ -281,7 +285,8 @@ class NotificationProcessor:
             return await self.handle_deferred(items[0])
         now = self._clock()
         try:
-            admissions = await self._ledger.admit_digest(items, now)
+            with tracing.span("admit", {"notifier.notifications": len(items)}):
+                admissions = await self._ledger.admit_digest(items, now)
         except self._unavailable as exc:
             raise RetryLater("ledger unavailable") from exc
         results: list[DeliveryResult] = []
@@ -310,7 +315,8 @@ class NotificationProcessor:
         else:
             return results
         try:
-            await asyncio.gather(*(self._ledger.record(event, rs) for event, rs in records))
+            with tracing.span("record"):
+                await asyncio.gather(*(self._ledger.record(event, rs) for event, rs in records))
         except self._unavailable as exc:
             raise RetryLater("ledger unavailable while recording") from exc
         return [*sent, *results]
@@ -329,7 +335,10 @@ class NotificationProcessor:
         )
         locale = self._locale_for(lead_event)
         try:
-            rendered = self._renderer.render(lead_event, lead.plan, locale=locale, digest=summary)
+            with tracing.span("render", {"notifier.channel": lead.plan.channel.value}):
+                rendered = self._renderer.render(
+                    lead_event, lead.plan, locale=locale, digest=summary
+                )
         except Exception as exc:
             log.error("render failed", extra={"template": "digest", "error": type(exc).__name__})
             return [
@@ -345,7 +354,11 @@ class NotificationProcessor:
                 if a.plan is not None
             ]
         message = _outbound(lead_event, lead.plan, lead.notification_id, rendered)
-        outcome = await self._dispatcher.dispatch(message)
+        with tracing.span("dispatch", {"notifier.channel": lead.plan.channel.value}) as span:
+            outcome = await self._dispatcher.dispatch(message)
+            tracing.annotate(
+                {"notifier.status": outcome.status, "notifier.reason": outcome.reason}, span
+            )
         reason = outcome.reason
         if outcome.opt_out:
             reason = "opted_out_by_provider"
@@ -402,7 +415,8 @@ class NotificationProcessor:
         locale = self._locale_for(event)
         started = time.perf_counter()
         try:
-            rendered = self._renderer.render(event, plan, locale=locale)
+            with tracing.span("render", {"notifier.channel": plan.channel.value}):
+                rendered = self._renderer.render(event, plan, locale=locale)
         except Exception as exc:
             log.error(
                 "render failed", extra={"template": plan.template, "error": type(exc).__name__}
@@ -416,7 +430,11 @@ class NotificationProcessor:
         if plan.channel is Channel.PUSH and self._push_expiry is not None:
             expires_at = self._push_expiry(event, plan, self._clock())
         message = _outbound(event, plan, nid, rendered, expires_at)
-        outcome = await self._dispatcher.dispatch(message)
+        with tracing.span("dispatch", {"notifier.channel": plan.channel.value}) as span:
+            outcome = await self._dispatcher.dispatch(message)
+            tracing.annotate(
+                {"notifier.status": outcome.status, "notifier.reason": outcome.reason}, span
+            )
         reason = outcome.reason
         if outcome.opt_out:
             reason = "opted_out_by_provider"

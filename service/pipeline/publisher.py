@@ -44,7 +44,7 @@ from aiokafka.errors import (
 from aiokafka.structs import ConsumerRecord
 
 from service.events import DeliveryResult
-from service.observability import metrics
+from service.observability import metrics, tracing
 from service.pipeline import dlq
 from service.pipeline.decode import UndecodableEvent
 from service.pipeline.record_batches import header_key_bytes
@@ -101,21 +101,27 @@ class ResultPublisher:
     async def publish_results(
         self, results: Sequence[DeliveryResult], *, schema_id: int | None = None
     ) -> None:
-        """Publish and wait until Kafka acknowledged all of them (raises on failure)."""
-        futures = []
-        for result in results:
-            headers = [_CONTENT_TYPE, ("event_id", result.event_id.encode())]
-            if schema_id is not None:
-                headers.append((HEADER_SCHEMA_ID, str(schema_id).encode()))
-            futures.append(
-                await self._producer.send(
-                    self._results_topic,
-                    key=result.borrower_id.encode(),
-                    value=result.model_dump_json(exclude_none=False).encode(),
-                    headers=headers,
+        """Publish and wait until Kafka acknowledged all of them (raises on failure).
+
+        Each record carries `traceparent` (and `tracestate`) of the publish span, so consumers
+        of the results continue the event's trace.
+        """
+        with tracing.publishing(self._results_topic):
+            trace = tracing.trace_headers()
+            futures = []
+            for result in results:
+                headers = [_CONTENT_TYPE, ("event_id", result.event_id.encode()), *trace]
+                if schema_id is not None:
+                    headers.append((HEADER_SCHEMA_ID, str(schema_id).encode()))
+                futures.append(
+                    await self._producer.send(
+                        self._results_topic,
+                        key=result.borrower_id.encode(),
+                        value=result.model_dump_json(exclude_none=False).encode(),
+                        headers=headers,
+                    )
                 )
-            )
-        await asyncio.gather(*futures)
+            await asyncio.gather(*futures)
         metrics.RESULTS_PUBLISHED.inc(len(results))
         for result in results:
             # One line per decision: what an operator greps for. Masking happens in logging.
@@ -149,9 +155,24 @@ class ResultPublisher:
         added headers push over it) is replaced by a reference record, so the partition moves
         on; `DeadLetterRefusedError` if even that is refused. Transient errors are raised as
         they are, for the caller to retry.
+
+        The copy's `traceparent`/`tracestate` are this service's (same trace as the original's
+        when it had a valid one), so a consumer of the DLQ continues the trace from here.
         """
-        ours = _dlq_headers(record, why, now)
+        with tracing.publishing(self._dlq_topic):
+            await self._dead_letter(record, why, now, tracing.trace_headers())
+
+    async def _dead_letter(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        why: UndecodableEvent,
+        now: datetime,
+        trace: list[tuple[str, bytes]],
+    ) -> None:
+        ours: list[tuple[str, bytes | None]] = [*_dlq_headers(record, why, now), *trace]
         original, escaped = _portable_headers(record.headers or ())
+        if trace:
+            original = [h for h in original if h[0] not in tracing.TRACE_HEADERS]
         if escaped:
             ours.append((dlq.HEADER_ESCAPED_KEYS, str(escaped).encode()))
         # aiokafka cannot produce a record with neither key nor value (librdkafka can): the copy

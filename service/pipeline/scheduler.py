@@ -26,7 +26,7 @@ from datetime import datetime
 
 from service.events import DeliveryResult
 from service.ledger.api import DeferredNotification, NotificationLedger
-from service.observability import metrics
+from service.observability import metrics, tracing
 from service.pipeline.engine import RetryLater
 from service.pipeline.pause import PauseGate
 from service.pipeline.processor import NotificationProcessor
@@ -124,11 +124,13 @@ class DeferredScheduler:
     async def _release(self, group: list[DeferredNotification]) -> int:
         item = group[0]
         try:
-            if len(group) == 1:
-                results = await self._processor.handle_deferred(item)
-            else:
-                results = await self._processor.handle_digest(group)
-            await self._publisher.publish_results(results)
+            # A trace of its own: the event's original trace context is not kept in the ledger.
+            with tracing.span("release deferred", {"notifier.notifications": len(group)}):
+                if len(group) == 1:
+                    results = await self._processor.handle_deferred(item)
+                else:
+                    results = await self._processor.handle_digest(group)
+                await self._publisher.publish_results(results)
         except RetryLater:
             # Still leased to us; it becomes claimable again when the lease expires.
             return 0

@@ -310,3 +310,12 @@ def test_config_check_for_the_migration_job_needs_only_the_ledger_url(tmp_path: 
     done = run_service(tmp_path, bad_url, "config", "check", "--command", "db-upgrade")
     assert done.returncode == 2
     assert "NOTIFIER_DATABASE_URL" in done.stderr
+
+
+def test_run_refuses_an_unknown_trace_sampler_and_names_the_variable(tmp_path: Path) -> None:
+    """A misspelt OTEL_TRACES_SAMPLER stops the start (exit 2) naming it, where the SDK alone
+    would fall back to sampling everything with a warning."""
+    env = {"OTEL_TRACES_SAMPLER": "ratio", "OTEL_TRACES_EXPORTER": "console"}
+    done = run_service(tmp_path, env)
+    assert done.returncode == 2
+    one_cannot_start_line(done, "OTEL_TRACES_SAMPLER")

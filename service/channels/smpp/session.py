@@ -60,7 +60,7 @@ from service.channels.smpp.status import (
 from service.channels.smpp.text import ESM_UDHI, concat_udh, decode_text, encode_text, split_for_udh
 from service.compliance.opt_out import OptOutMatcher
 from service.events import Channel
-from service.observability import metrics
+from service.observability import metrics, tracing
 from service.receipts.model import ProviderReceipt, ReceiptSink
 from service.receipts.phone import reply_sender_e164s
 
@@ -201,7 +201,17 @@ class SmppSender:
         first_id: str | None = None
         for index, submit in enumerate(submits):
             try:
-                message_id = await self._submit(submit)
+                with tracing.span(
+                    "submit_sm",
+                    {
+                        "rpc.system": "smpp",
+                        "notifier.provider": self.provider,
+                        "notifier.sms_part": index + 1,
+                        "notifier.sms_parts": len(submits),
+                    },
+                    kind=tracing.SpanKind.CLIENT,
+                ):
+                    message_id = await self._submit(submit)
             except (TransientProviderError, PermanentProviderError) as exc:
                 if first_id is None:
                     raise
