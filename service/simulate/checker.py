@@ -126,25 +126,38 @@ def load_limits(path: Path | None) -> Limits:
 # --- what the events say is true --------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _Dpd:
+    """Days past due as an overdue event states them, on the local day it occurred."""
+
+    days: int
+    occurred_at: datetime
+
+    def on(self, day: date, tz: ZoneInfo) -> int:
+        """Days past due on local `day`: the event's count moved by the local days since."""
+        return self.days + (day - self.occurred_at.astimezone(tz).date()).days
+
+
 @dataclass
 class _LoanTruth:
     loan_id: str
     borrower_id: str
-    # (known from, amount due, due date) in arrival order.
-    states: list[tuple[datetime, Decimal, date | None]] = field(default_factory=list)
+    # (known from, amount due, days past due) in arrival order; a partial repayment states
+    # no days past due (None): they stay what the last overdue event said.
+    states: list[tuple[datetime, Decimal, _Dpd | None]] = field(default_factory=list)
     repaid_at: datetime | None = None
     plans: list[tuple[datetime, date]] = field(default_factory=list)
     holds: list[tuple[datetime, datetime | None]] = field(default_factory=list)
 
-    def state_at(self, at: datetime) -> tuple[Decimal, date | None] | None:
+    def state_at(self, at: datetime) -> tuple[Decimal, _Dpd | None] | None:
         keys = [s[0] for s in self.states]
         i = bisect.bisect_right(keys, at) - 1
         if i < 0:
             return None
-        _, amount, due = self.states[i]
-        if due is None:  # a partial repayment: the due date stays what it was
-            due = next((d for _, _, d in reversed(self.states[:i]) if d is not None), None)
-        return amount, due
+        _, amount, dpd = self.states[i]
+        if dpd is None:
+            dpd = next((d for _, _, d in reversed(self.states[:i]) if d is not None), None)
+        return amount, dpd
 
 
 @dataclass
@@ -177,6 +190,17 @@ def _day(value: Any) -> date | None:
         return None
 
 
+def _dpd(value: Any, raw: Mapping[str, Any]) -> _Dpd | None:
+    """The event's days past due and when it occurred (arrival may be later; the count is of
+    the day it occurred)."""
+    try:
+        days = int(value)
+        at = datetime.fromisoformat(str(raw["occurred_at"]).replace("Z", "+00:00"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return _Dpd(days, at) if at.tzinfo is not None else None
+
+
 def _world(events: Iterable[InputEvent]) -> _World:
     w = _World()
     for e in sorted(events, key=lambda x: (x.arrives_at, x.index)):
@@ -199,7 +223,7 @@ def _world(events: Iterable[InputEvent]) -> _World:
                 b.opt_outs.setdefault(str(channel), at)
             amount = _money(loan_raw.get("amount_due"))
             if amount is not None:
-                loan.states.append((at, amount, _day(loan_raw.get("due_date"))))
+                loan.states.append((at, amount, _dpd(loan_raw.get("days_past_due"), raw)))
         elif kind == "loan.partially_repaid":
             amount = _money(raw.get("amount_due", loan_raw.get("amount_due")))
             if amount is not None:
@@ -382,7 +406,7 @@ def check(
         # A digest lists several loans (count, total): its content is not one loan's to check.
         digest = "/digest." in msg.template
         if state is not None and not digest:
-            amount, due = state
+            amount, dpd = state
             stated = msg.push_data.get("amount_due")
             wrong = (
                 _money(stated) != amount
@@ -396,14 +420,24 @@ def check(
                     "lifecycle",
                     f"message does not state the amount due then ({amount})",
                 )
-            if due is not None:
-                true_stage = _stage_of(policy, (local.date() - due).days)
+            if dpd is not None:
+                true_dpd = dpd.on(local.date(), tz)
+                true_stage = _stage_of(policy, true_dpd)
+                # A push states its days past due in its data; an SMS only in its wording.
+                stated_dpd = msg.push_data.get("days_past_due")
                 if true_stage != c.stage:
                     add(
                         c,
                         "stale_stage",
                         "lifecycle",
                         f"says {c.stage}, the local day makes it {true_stage}",
+                    )
+                elif stated_dpd is not None and stated_dpd != str(true_dpd):
+                    add(
+                        c,
+                        "stale_stage",
+                        "lifecycle",
+                        f"says {stated_dpd} days past due, the local day makes it {true_dpd}",
                     )
     _check_counts(by_borrower, policy, limits, add)
     return out

@@ -289,6 +289,9 @@ async def _run(
         rules=policy.contact,
         default_timezone=default_zone,
         lease_s=s.ledger_lease_s,
+        # As app.py connects it: a released notification is re-staged for the local day it
+        # goes out, and superseded when the policy would call that day another stage.
+        stage_for=policy.stage_for,
     )
     ledger: NotificationLedger = sql_ledger
     if s.ledger_batch_max > 1:

@@ -24,6 +24,7 @@ from service.ledger.sql import SqlLedger
 from service.lifecycle import LifecycleEvent, decode_input
 from service.pipeline.processor import NotificationProcessor
 from service.pipeline.scheduler import digest_groups
+from service.policy import load_policy
 from service.policy.model import ContactRules, PlannedNotification, Stage
 from service.rendering.model import DigestSummary, PushContent, RenderedMessage, SmsContent
 from tests.factories import event_dict
@@ -474,3 +475,23 @@ async def test_six_loans_of_one_borrower_due_on_one_day_go_as_one_sms_and_one_pu
     for group in digest_groups(await ledger.claim_due_deferred(clock.now, 50)):
         await work.handle_digest(group)
     assert sorted(recorder.sent_channels) == ["push", "push", "sms", "sms"]
+
+
+async def test_a_grace_reminder_deferred_into_day_four_is_superseded_with_the_policys_stages(
+    make_ledger: LedgerFactory,
+) -> None:
+    """A ledger connected as app.py connects it (the policy's stage_for): a grace reminder
+    (day 3) deferred by quiet hours to the next morning, day 4 and early_overdue, is
+    superseded at release and nothing saying "grace" is sent."""
+    ledger = await make_ledger(stage_for=load_policy(None).stage_for)
+    clock, recorder = Clock(NIGHT_NY), Recorder()
+    work = worker(ledger, clock, recorder, Stage.GRACE)
+    deferred = await work.handle(overdue("L14", NIGHT_NY - timedelta(minutes=1), days_past_due=3))
+    assert {r.status for r in deferred} == {DeliveryStatus.DEFERRED}
+    clock.now = NEXT_OPENING_NY + timedelta(minutes=1)
+    released = await release(ledger, work, clock.now)
+    assert reasons(released) == [
+        ("push", "suppressed", "superseded"),
+        ("sms", "suppressed", "superseded"),
+    ]
+    assert recorder.sent == []

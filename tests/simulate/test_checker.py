@@ -104,6 +104,28 @@ def test_a_due_today_message_on_the_next_local_day_states_the_wrong_stage() -> N
     assert _kinds(sent, raw) == {"stale_stage/lifecycle": 1}
 
 
+def test_days_past_due_are_the_events_own_count_moved_by_the_local_days_since() -> None:
+    """A borrower without a zone, judged in the default zone: a due_today message sent the
+    instant its event (dpd 0) occurred is true even where the default zone's date is past the
+    due date, and it is stale only once the local day has moved on since the event."""
+    # 04:00 UTC = 12:00 in Shanghai on the 20th; upstream (in the borrower's own zone, still
+    # the 19th there) says dpd 0 with the due date the 19th.
+    at = datetime(2026, 11, 20, 4, 0, tzinfo=UTC)
+    raw = _event(1, at=at, dpd=0)
+    raw["loan"]["due_date"] = "2026-11-19"
+    del raw["borrower"]["timezone"]
+    events = arrival_times([raw])
+
+    def kinds(sent_at: datetime) -> list[str]:
+        sent = [_sms(1, sent_at, stage="due_today")]
+        found = check(sent, events, policy=POLICY, limits=LIMITS, default_timezone="Asia/Shanghai")
+        return [v.kind for v in found]
+
+    assert kinds(at) == []
+    assert kinds(at + timedelta(hours=4)) == []  # 16:00 the same local day
+    assert kinds(at + timedelta(days=1)) == ["stale_stage"]  # the next local day: grace
+
+
 def test_the_same_population_is_generated_from_the_same_seed() -> None:
     """Seeded generation is reproducible, and another seed gives other events."""
     spec = PopulationSpec(loans=30, days=5, start=MORNING.date())
@@ -153,3 +175,17 @@ def test_contacts_during_a_hold_and_without_any_zone_are_violations() -> None:
     zoneless = _event(1, at=MORNING)
     del zoneless["borrower"]["timezone"]
     assert _kinds([_sms(1, MORNING)], [zoneless]) == {"zone_unknown/legal": 1}
+
+
+def test_a_push_stating_yesterdays_days_past_due_is_stale_even_in_the_right_stage() -> None:
+    """A push carries its days past due in its data: day 10's count sent on the next local day
+    (still early_overdue) states the wrong days overdue; sent the same day it is right."""
+    raw = [_event(1, at=MORNING, dpd=10)]
+
+    def push(at: datetime) -> SentMessage:
+        data = {"stage": "early_overdue", "amount_due": "1239.70", "days_past_due": "10"}
+        return SentMessage(at, "e1:push:early_overdue", Channel.PUSH, "t", "zh-CN", "", None,
+                           None, data)  # fmt: skip
+
+    assert _kinds([push(MORNING)], raw) == {}
+    assert _kinds([push(MORNING + timedelta(days=1))], raw) == {"stale_stage/lifecycle": 1}

@@ -43,11 +43,6 @@ def test_the_default_policy_breaks_no_window_cap_cadence_zone_or_duplicate_rule(
     assert {k: s["violations"][k] for k in _ENFORCED} == dict.fromkeys(_ENFORCED, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16 (repayment, holds, plans, opt-outs and re-staging of what is pending) is "
-    "not merged yet: once it is, this passes and the marker must go",
-)
 def test_the_default_policy_campaign_has_no_violation_at_all(
     campaign: tuple[int, dict[str, Any]],
 ) -> None:
