@@ -13,20 +13,22 @@ import gc
 import logging
 import socket
 import sys
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
-from typing import TextIO
+from typing import Literal, TextIO
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from sqlalchemy.engine import make_url
 
 from service import __version__
-from service.channels.dispatch import Dispatcher
+from service.channels.dispatch import Dispatcher, resends_ambiguous
 from service.channels.factory import build_dispatcher, route_plan
+from service.channels.twilio import TwilioSender
 from service.config import Settings
-from service.events import LoanOverdueEvent
+from service.events import Channel, LoanOverdueEvent
 from service.kafka_preflight import check_tls
 from service.ledger.api import NotificationLedger
 from service.ledger.batching import BatchingLedger
@@ -37,12 +39,14 @@ from service.observability.health import Health
 from service.observability.http import build_http_app, build_webhook_app, serve_http
 from service.observability.looplag import watch_loop_lag
 from service.pipeline.engine import ConsumerEngine, EngineConfig
+from service.pipeline.escalation import log_escalation
 from service.pipeline.kafka_clients import build_consumer, build_producer
 from service.pipeline.pause import PauseGate
 from service.pipeline.processor import NotificationProcessor
 from service.pipeline.publisher import ResultPublisher
 from service.pipeline.push_expiry import push_expiry_for
 from service.pipeline.readiness import GroupMembership, producer_connected
+from service.pipeline.reconcile import Reconciler
 from service.pipeline.scheduler import DeferredScheduler
 from service.policy import Policy, load_policy, plan_notifications
 from service.policy.model import PlannedNotification
@@ -149,6 +153,8 @@ class NotifierApp:
                 build_dispatcher(s, out=self.out, clock=self.clock, sink=receipts)
             )
             self.dispatcher = dispatcher
+            # Each attempt's start is in the ledger before its request goes out (issue 15).
+            dispatcher.attempt_journal = ledger
             # Every series known now exists from the start (alerts must see an outage that
             # begins with a restart).
             plan = route_plan(s)
@@ -166,6 +172,19 @@ class NotifierApp:
             def planner(event: LoanOverdueEvent, now: datetime) -> list[PlannedNotification]:
                 return plan_notifications(event, policy, now, default_timezone=default_zone)
 
+            # Ambiguous SMS through Twilio: asked of its list API in the background (issue 15).
+            reconciler = None
+            twilio = dispatcher.sender_named("twilio")
+            if isinstance(twilio, TwilioSender):
+                reconciler = Reconciler(
+                    twilio,
+                    ledger,
+                    publisher.publish_results,
+                    clock=self.clock,
+                    delay_s=s.reconcile_delay_s,
+                )
+                reconcile_task = asyncio.create_task(reconciler.run(self._stop), name="reconcile")
+                stack.push_async_callback(_cancel, reconcile_task)
             processor = NotificationProcessor(
                 planner=planner,
                 ledger=ledger,
@@ -176,6 +195,9 @@ class NotifierApp:
                 clock=self.clock,
                 unavailable=(LedgerUnavailableError,),
                 push_expiry=push_expiry_for(policy, default_zone),
+                # Unreached events (issue 15): the collector hand-off plugs in here.
+                escalate=log_escalation,
+                reconciler=reconciler,
             )
             consumer = build_consumer(s)
             engine = ConsumerEngine(
@@ -252,6 +274,15 @@ class NotifierApp:
             yield engine
 
 
+def _resend_after_crash(
+    rules: dict[str, Literal["hold", "resend"]], event: LoanOverdueEvent, channel: Channel
+) -> bool:
+    """on_ambiguous for a claim a crash left ambiguous (the push goes to the first token)."""
+    tokens = event.borrower.push_tokens
+    provider = tokens[0].provider if channel is Channel.PUSH and tokens else None
+    return resends_ambiguous(rules, channel, provider)
+
+
 def _tune_gc_for_serving() -> None:
     """Keep the garbage collector from stopping the event loop for long.
 
@@ -315,6 +346,11 @@ async def _connect_ledger(
             default_timezone=default_zone,
             lease_s=s.ledger_lease_s,
             timeout_s=s.ledger_timeout_s,
+            resend_ambiguous=partial(_resend_after_crash, dict(s.on_ambiguous)),
+            # A restarted static member takes over its dead predecessor's claims at once.
+            owner=(
+                (s.kafka_group_instance_id, uuid.uuid4().hex) if s.kafka_group_instance_id else None
+            ),
             # A released notification is re-staged for the day it goes out (lifecycle).
             stage_for=policy.stage_for,
         )
