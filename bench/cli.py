@@ -138,6 +138,12 @@ def parse_options(argv: list[str] | None = None) -> BenchOptions:
 
 
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["chaos"]:
+        # `python -m bench chaos ...`: kill -9 while sends flow (bench/chaos.py).
+        from bench import chaos
+
+        return chaos.main(args[1:], out)
     options = parse_options(argv)
     report = run_bench(options, out)
     print(json.dumps(report, separators=(",", ":")), file=out, flush=True)

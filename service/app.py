@@ -18,18 +18,19 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
-from typing import TextIO
+from typing import Literal, TextIO
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from sqlalchemy.engine import make_url
 
 from service import __version__
-from service.channels.dispatch import Dispatcher
+from service.channels.dispatch import Dispatcher, resends_ambiguous
 from service.channels.factory import build_dispatcher, route_plan
+from service.channels.twilio import TwilioSender
 from service.config import Settings
 from service.coverage import CoverageMonitor
-from service.events import LoanOverdueEvent
+from service.events import Channel, LoanOverdueEvent
 from service.handoff import CollectorTasks, EventEscalation, TaskStore, initialise_task_series
 from service.kafka_preflight import check_tls
 from service.ledger.api import NotificationLedger
@@ -48,6 +49,7 @@ from service.pipeline.processor import NotificationProcessor
 from service.pipeline.publisher import ResultPublisher
 from service.pipeline.push_expiry import push_expiry_for
 from service.pipeline.readiness import GroupMembership, producer_connected
+from service.pipeline.reconcile import Reconciler
 from service.pipeline.scheduler import DeferredScheduler
 from service.policy import Policy, load_policy, plan_notifications
 from service.policy.model import PlannedNotification
@@ -156,6 +158,8 @@ class NotifierApp:
                 build_dispatcher(s, out=self.out, clock=self.clock, sink=receipts)
             )
             self.dispatcher = dispatcher
+            # Each attempt's start is in the ledger before its request goes out (issue 15).
+            dispatcher.attempt_journal = ledger
             # Every series known now exists from the start (alerts must see an outage that
             # begins with a restart).
             plan = route_plan(s)
@@ -183,6 +187,19 @@ class NotifierApp:
             self.collector_tasks = collector_tasks
             initialise_task_series()
             escalation = EventEscalation(collector_tasks, policy, default_timezone=default_zone)
+            # Ambiguous SMS through Twilio: asked of its list API in the background (issue 15).
+            reconciler = None
+            twilio = dispatcher.sender_named("twilio")
+            if isinstance(twilio, TwilioSender):
+                reconciler = Reconciler(
+                    twilio,
+                    ledger,
+                    publisher.publish_results,
+                    clock=self.clock,
+                    delay_s=s.reconcile_delay_s,
+                )
+                reconcile_task = asyncio.create_task(reconciler.run(self._stop), name="reconcile")
+                stack.push_async_callback(_cancel, reconcile_task)
             processor = NotificationProcessor(
                 planner=planner,
                 ledger=ledger,
@@ -195,6 +212,9 @@ class NotifierApp:
                 push_expiry=push_expiry_for(policy, default_zone),
                 after_event=escalation,
                 after_lifecycle=escalation.after_lifecycle,
+                # Unreached events (issue 15): a collector task each (docs/handoff.md).
+                escalate=escalation.unreached,
+                reconciler=reconciler,
             )
             consumer = build_consumer(s)
             engine = ConsumerEngine(
@@ -287,6 +307,15 @@ class NotifierApp:
             yield engine
 
 
+def _resend_after_crash(
+    rules: dict[str, Literal["hold", "resend"]], event: LoanOverdueEvent, channel: Channel
+) -> bool:
+    """on_ambiguous for a claim a crash left ambiguous (the push goes to the first token)."""
+    tokens = event.borrower.push_tokens
+    provider = tokens[0].provider if channel is Channel.PUSH and tokens else None
+    return resends_ambiguous(rules, channel, provider)
+
+
 def _tune_gc_for_serving() -> None:
     """Keep the garbage collector from stopping the event loop for long.
 
@@ -350,6 +379,11 @@ async def _connect_ledger(
             default_timezone=default_zone,
             lease_s=s.ledger_lease_s,
             timeout_s=s.ledger_timeout_s,
+            resend_ambiguous=partial(_resend_after_crash, dict(s.on_ambiguous)),
+            # A restarted static member takes over its dead predecessor's claims at once.
+            owner=(
+                (s.kafka_group_instance_id, uuid.uuid4().hex) if s.kafka_group_instance_id else None
+            ),
             # A released notification is re-staged for the day it goes out (lifecycle).
             stage_for=policy.stage_for,
         )

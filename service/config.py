@@ -28,6 +28,14 @@ SHIPPED_TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:////var/lib/overdue-notifier/notifier.sqlite3"
 
 
+_ON_AMBIGUOUS_DEFAULT: dict[str, Literal["hold", "resend"]] = {
+    "sms": "hold",
+    "push": "resend",
+    # JPush's Android side has no collapse key (service/channels/push_options.py).
+    "push:jpush": "hold",
+}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="NOTIFIER_",
@@ -218,6 +226,21 @@ class Settings(BaseSettings):
     send_timeout_s: float = Field(10.0, gt=0, description="Timeout of one provider attempt.")
     send_max_attempts: int = Field(4, ge=1, le=20, description="Attempts per send, first included.")
     send_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between attempts.")
+    reconcile_delay_s: float = Field(
+        60.0,
+        ge=0,
+        description="Seconds after an ambiguous Twilio SMS before its list API is asked "
+        "whether the message was accepted (Twilio lists a message some time after "
+        "accepting it); found -> `sent` replaces `unknown`.",
+    )
+    on_ambiguous: dict[str, Literal["hold", "resend"]] = Field(
+        default_factory=lambda: dict(_ON_AMBIGUOUS_DEFAULT),
+        description="What an ambiguous send (timeout or crash with the request on the wire) "
+        "becomes, per channel or channel:provider (e.g. push:fcm): hold = published unknown, "
+        "then escalated; resend = sent once more under the same claim. resend only where "
+        "the device shows one notification either way (push with a collapse id; not JPush "
+        'Android). JSON, e.g. {"push": "resend"}.',
+    )
 
     # --- Observability --------------------------------------------------------------------------
     http_host: str = Field("0.0.0.0", description="Bind address of /metrics, /healthz, /readyz.")
@@ -238,8 +261,9 @@ class Settings(BaseSettings):
     ledger_lease_s: float = Field(
         120.0,
         gt=0,
-        description="Lease of a send claim: after it, a claim left by a crashed worker is "
-        "reported as `unknown` (never resent). Keep above the longest dispatch with retries.",
+        description="Lease of a send claim (renewed when each attempt starts): after it, a "
+        "claim left by a crashed worker is sent again if no attempt had started, else "
+        "reported `unknown` (see NOTIFIER_ON_AMBIGUOUS). Keep above the longest attempt.",
     )
     ledger_timeout_s: float = Field(
         10.0, gt=0, description="Connect and statement timeout of the ledger database."

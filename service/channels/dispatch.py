@@ -15,8 +15,18 @@ how it ended.
   unknown   ambiguous_timeout     an attempt timed out after the request may have been accepted
   unknown   ambiguous_connection_lost / ambiguous_unreadable_response / ambiguous_adapter_error
 
-`unknown` is never retried: no provider offers an idempotency key, so a resend could deliver the
-reminder twice. Tenacity retries `TransientProviderError` only.
+Attempt journal: right before each attempt's request is handed to the sender (after the rate
+limit token and the connection slot), `attempt_journal.attempt_started` records durably that
+this claim may now reach the provider; after a transient refusal (nothing accepted),
+`attempt_ended` records that it cannot have. So after a crash the ledger tells a claim that
+never left (sent again) from one that may be on the wire (ambiguous). If the journal cannot
+write, the attempt is not made: the error propagates and nothing is sent.
+
+`unknown` is not retried by default: no provider offers an idempotency key, so a resend could
+deliver the reminder twice. Tenacity retries `TransientProviderError` only. Where
+`on_ambiguous` says `resend` for the channel (push with a collapse id: the device shows one
+notification either way), an ambiguous attempt is made once more at the same provider; if that
+one is ambiguous or refused too, the outcome stays `unknown`.
 
 Failover (the same notification id, under the same ledger claim): the next provider of the
 route is tried after retries_exhausted, provider_throttled, circuit_open, rate_limited and
@@ -36,7 +46,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, cast
+from typing import Literal, Protocol, cast
 
 from tenacity import (
     AsyncRetrying,
@@ -57,9 +67,17 @@ from service.channels.errors import (
 )
 from service.channels.ratelimit import TokenBucket
 from service.channels.routing import country_codes, route_key_candidates
+from service.events import Channel, PushProvider
 from service.observability import metrics, tracing
 
-__all__ = ["REASONS", "DispatchOutcome", "Dispatcher"]
+__all__ = [
+    "REASONS",
+    "AttemptJournal",
+    "DispatchOutcome",
+    "Dispatcher",
+    "OnAmbiguous",
+    "resends_ambiguous",
+]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +99,30 @@ REASONS: Mapping[str, str] = {
 }
 
 _INITIAL_BACKOFF_S = 0.5
+
+OnAmbiguous = Mapping[str, Literal["hold", "resend"]]
+
+
+def resends_ambiguous(
+    rules: OnAmbiguous, channel: Channel, push_provider: PushProvider | None
+) -> bool:
+    """Whether an ambiguous send of this channel (and push provider) is sent once more.
+
+    The most specific key wins: "push:fcm", then "push"; nothing configured means hold.
+    """
+    if push_provider is not None:
+        specific = rules.get(f"{channel.value}:{push_provider.value}")
+        if specific is not None:
+            return specific == "resend"
+    return rules.get(channel.value, "hold") == "resend"
+
+
+class AttemptJournal(Protocol):
+    """Where the start and the certain end of each attempt is recorded (the ledger)."""
+
+    async def attempt_started(self, notification_id: str, now: datetime) -> None: ...
+
+    async def attempt_ended(self, notification_id: str, now: datetime) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +184,8 @@ class Dispatcher:
         rate_limits: Mapping[str, TokenBucket] | None = None,
         rate_limit_max_wait_s: float = 5.0,
         max_concurrent: int | None = None,
+        attempt_journal: AttemptJournal | None = None,
+        on_ambiguous: OnAmbiguous | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -157,6 +201,9 @@ class Dispatcher:
             {key: asyncio.Semaphore(max_concurrent) for key in senders} if max_concurrent else {}
         )
         self._timeout_s = timeout_s
+        # Set by the composition root once the ledger exists (service/app.py).
+        self.attempt_journal = attempt_journal
+        self._on_ambiguous = dict(on_ambiguous or {})
         self._max_attempts = max_attempts
         self._backoff_max_s = backoff_max_s
         self._clock = clock
@@ -180,6 +227,14 @@ class Dispatcher:
             if senders:
                 return senders
         return ()
+
+    def sender_named(self, provider: str) -> Sender | None:
+        """The sender of this provider, if a route uses it (e.g. for reconciliation)."""
+        for senders in self._routes.values():
+            for sender in senders:
+                if sender.provider == provider:
+                    return sender
+        return None
 
     def route_for(self, message: OutboundMessage) -> Sender | None:
         """The first-choice sender for `message`."""
@@ -248,9 +303,22 @@ class Dispatcher:
                 tally.attempts += 1
                 if tally.first_attempt_at is None:
                     tally.first_attempt_at = self._clock()
+                journal = self.attempt_journal
+                if journal is not None:
+                    try:
+                        await journal.attempt_started(message.notification_id, self._clock())
+                    except BaseException:
+                        if circuit is not None:
+                            circuit.abandon()
+                        raise
                 attrs = {"notifier.provider": provider, "notifier.attempt": tally.attempts}
-                with tracing.span("provider attempt", attrs):
-                    return await self._attempt(sender, message, circuit)
+                try:
+                    with tracing.span("provider attempt", attrs):
+                        return await self._attempt(sender, message, circuit)
+                except TransientProviderError:
+                    if journal is not None:
+                        await self._attempt_ended(journal, message.notification_id)
+                    raise
 
         retrying = AsyncRetrying(
             stop=self._stop,
@@ -284,7 +352,20 @@ class Dispatcher:
             )
 
         try:
-            message_id: str = await retrying(attempt)
+            try:
+                message_id: str = await retrying(attempt)
+            except AmbiguousProviderError as exc:
+                if not resends_ambiguous(
+                    self._on_ambiguous, message.channel, message.push_provider
+                ):
+                    raise
+                # The device shows one notification either way (collapse id): once more.
+                log.warning("ambiguous send; resending once", extra={**ctx, "code": exc.code})
+                try:
+                    message_id = await attempt()
+                except (ProviderError, _CircuitOpen, _RateLimited) as again:
+                    # The first may have arrived: whatever the resend met, it stays ambiguous.
+                    raise exc from again
         except _CircuitOpen:
             log.warning("circuit open; provider not called", extra=ctx)
             return outcome("failed", "circuit_open"), True
@@ -380,6 +461,17 @@ class Dispatcher:
                     circuit.failure()
         metrics.PROVIDER_ATTEMPTS.labels(provider=provider, outcome="ok").inc()
         return message_id
+
+    async def _attempt_ended(self, journal: AttemptJournal, notification_id: str) -> None:
+        try:
+            await journal.attempt_ended(notification_id, self._clock())
+        except Exception as exc:
+            # The row stays "attempt started": after a crash it is reported ambiguous, the
+            # safe side (never a second send).
+            log.warning(
+                "could not record the end of a refused attempt",
+                extra={"notification_id": notification_id, "error": type(exc).__name__},
+            )
 
     def _wait(self, state: RetryCallState) -> float:
         backoff = min(self._backoff(state), self._backoff_max_s)

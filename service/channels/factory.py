@@ -166,6 +166,7 @@ async def _running(
         },
         rate_limit_max_wait_s=settings.rate_limit_max_wait_s,
         max_concurrent=settings.provider_max_connections,
+        on_ambiguous=settings.on_ambiguous,
     )
     try:
         for sender in senders.values():

@@ -8,8 +8,9 @@ Errors: JSON {"code", "message", "more_info", "status"}; see `_classify`.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from service.channels.base import OutboundMessage
@@ -47,7 +48,8 @@ class TwilioSender:
         clock: Callable[[], datetime] = utc_now,
         max_connections: int = 100,
     ) -> None:
-        self._url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
+        self._base_url = base_url.rstrip("/")
+        self._url = f"{self._base_url}/2010-04-01/Accounts/{account_sid}/Messages.json"
         self._from = from_
         self._status_callback = status_callback
         self._clock = clock
@@ -114,6 +116,44 @@ class TwilioSender:
             )
         # Any other 4xx is a request Twilio will refuse again, unchanged.
         return PermanentProviderError(f"request refused ({status})", provider=PROVIDER, code=code)
+
+    async def find_sent(
+        self, to: str, body: str, since: datetime, *, max_pages: int = 10, page_size: int = 100
+    ) -> str | None:
+        """The sid of a message Twilio accepted for `to` with exactly `body` since `since`'s
+        day, or None: the list API (GET Messages.json?To=...&DateSent>=YYYY-MM-DD, the query
+        key being `DateSent>`, as twilio-python's date_sent_after sends it), newest first, paged.
+
+        For reconciling an ambiguous send. Matched by a digest of the body (the text itself is
+        compared, never logged). Twilio lists a message only some time after accepting it, so a
+        None right after the send proves nothing: ask after the provider's delay. Provider
+        trouble raises its ProviderError.
+        """
+        wanted = hashlib.sha256(body.encode()).digest()
+        params: dict[str, str] | None = {
+            "To": to,
+            "DateSent>": since.astimezone(UTC).date().isoformat(),
+            "PageSize": str(page_size),
+        }
+        url = self._url
+        for _ in range(max_pages):
+            response = await self._client.request("GET", url, params=params)
+            if response.status_code != 200:
+                raise self._classify(response)
+            page = _json(response)
+            for message in page.get("messages") or []:
+                text = message.get("body") if isinstance(message, dict) else None
+                sid = message.get("sid") if isinstance(message, dict) else None
+                matches = isinstance(text, str) and (
+                    hashlib.sha256(text.encode()).digest() == wanted
+                )
+                if matches and isinstance(sid, str):
+                    return sid
+            next_uri = page.get("next_page_uri")
+            if not isinstance(next_uri, str) or not next_uri:
+                return None
+            url, params = f"{self._base_url}{next_uri}", None
+        return None
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -23,6 +23,7 @@ from service.handoff.store import TaskStore
 from service.handoff.task import WHY, CollectorTask, HandoffReason, new_task
 from service.lifecycle import ContactHoldLiftedEvent, HoldScope, LifecycleEvent
 from service.observability.metrics import COLLECTOR_TASKS
+from service.pipeline.escalation import Escalation, log_escalation
 from service.policy.config import Policy
 from service.policy.model import PlannedNotification, Stage
 
@@ -147,7 +148,8 @@ class CollectorTasks:
         loan_id: str,
         borrower_id: str,
         event_id: str | None,
-        stage: Stage,
+        stage: Stage | None,
+        stage_for: Callable[[int], Stage | None] | None = None,
         zone: str | None = None,
         why: str | None = None,
     ) -> CollectorTask | None:
@@ -164,6 +166,10 @@ class CollectorTasks:
             return None
         _, loan_json, rule = known[0]
         loan = Loan.model_validate_json(loan_json)
+        stage = stage or (stage_for(loan.days_past_due) if stage_for else None)
+        if stage is None:
+            log.warning("no collector task: loan in no stage", extra={"reason": reason})
+            return None
         return await self.escalate(
             TaskRequest(
                 reason=reason,
@@ -257,6 +263,24 @@ class EventEscalation:
                     event, stage, reason, default_timezone=self._default_zone, why=WHY[reason]
                 )
             )
+
+    async def unreached(self, escalation: Escalation) -> None:
+        """The crash recovery's seam (service.pipeline.escalation): one `unreached` task.
+
+        An event whose every notification was suppressed for want of an address already has
+        its `no_contact_address` task from `__call__`: one task per cause, not two."""
+        await log_escalation(escalation)
+        if all(status == DeliveryStatus.SUPPRESSED.value for _, status, _ in escalation.outcomes):
+            return
+        await self._tasks.escalate_loan(
+            reason=HandoffReason.UNREACHED,
+            loan_id=escalation.loan_id,
+            borrower_id=escalation.borrower_id,
+            event_id=escalation.event_id,
+            stage=Stage(escalation.stage) if escalation.stage else None,
+            stage_for=self._policy.stage_for,
+            zone=self._default_zone,
+        )
 
     async def after_lifecycle(self, event: LifecycleEvent) -> None:
         """A contact hold lifted on a loan past pre_legal: a person decides the next contact."""

@@ -71,6 +71,15 @@ class NotificationLedger(Protocol):
 
     async def record(self, event: LoanOverdueEvent, results: Sequence[DeliveryResult]) -> None: ...
 
+    async def attempt_started(self, notification_id: str, now: datetime) -> None:
+        """An attempt of this claim may reach the provider from now on (durable before the
+        request is written; after a crash only such claims can be ambiguous)."""
+        ...
+
+    async def attempt_ended(self, notification_id: str, now: datetime) -> None:
+        """The attempt was refused without being accepted: nothing of it is on the wire."""
+        ...
+
     async def apply_lifecycle(self, event: LifecycleEvent, now: datetime) -> list[DeliveryResult]:
         """Apply a lifecycle event to the loan's state and cancel what it makes wrong to send:
         one suppressed result per cancelled notification, then one acknowledging result."""

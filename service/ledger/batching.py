@@ -149,6 +149,8 @@ def _settle(
 
 AdmitRequest = tuple[LoanOverdueEvent, Sequence[PlannedNotification], datetime]
 RecordRequest = tuple[LoanOverdueEvent, Sequence[DeliveryResult]]
+# (notification id, True: an attempt starts / False: it certainly ended unaccepted, now)
+AttemptRequest = tuple[str, bool, datetime]
 
 
 class BatchingLedger:
@@ -172,12 +174,28 @@ class BatchingLedger:
         )
         self._records: _Batcher[RecordRequest, None] = _Batcher(record_many, record_one, max_batch)
 
+        async def attempts_many(requests: list[AttemptRequest]) -> list[None]:
+            started = [nid for nid, start, _ in requests if start]
+            ended = [nid for nid, start, _ in requests if not start]
+            await inner.mark_attempts(started, ended, max(now for *_, now in requests))
+            return [None] * len(requests)
+
+        async def attempts_one(request: AttemptRequest) -> None:
+            await attempts_many([request])
+
+        # Attempt starts ride their own group commit: one small UPDATE per flush, whatever
+        # the number of sends starting meanwhile.
+        self._attempts: _Batcher[AttemptRequest, None] = _Batcher(
+            attempts_many, attempts_one, max_batch * 4
+        )
+
     @property
     def batch_counts(self) -> dict[str, tuple[int, int]]:
         """(transactions, calls) per kind: how much the batching saved."""
         return {
             "admit": (self._admits.batches, self._admits.calls),
             "record": (self._records.batches, self._records.calls),
+            "attempt": (self._attempts.batches, self._attempts.calls),
         }
 
     async def admit(
@@ -187,6 +205,14 @@ class BatchingLedger:
 
     async def record(self, event: LoanOverdueEvent, results: Sequence[DeliveryResult]) -> None:
         await self._records.call(event.borrower.borrower_id, (event, results))
+
+    async def attempt_started(self, notification_id: str, now: datetime) -> None:
+        """Durably note that an attempt of this claim may reach the provider from now on."""
+        await self._attempts.call(notification_id, (notification_id, True, now))
+
+    async def attempt_ended(self, notification_id: str, now: datetime) -> None:
+        """The attempt was refused unaccepted (transient): nothing of it is on the wire."""
+        await self._attempts.call(notification_id, (notification_id, False, now))
 
     async def apply_lifecycle(self, event: LifecycleEvent, now: datetime) -> list[DeliveryResult]:
         # Rare next to admits: one transaction each, under the borrower's lock like admit().
@@ -212,4 +238,5 @@ class BatchingLedger:
     async def aclose(self) -> None:
         await self._admits.aclose()
         await self._records.aclose()
+        await self._attempts.aclose()
         await self.inner.aclose()

@@ -87,6 +87,14 @@ notifications = Table(
     Column("status", String(16)),
     Column("reason", String(64)),
     Column("lease_until", UtcDateTime()),
+    # Set while an attempt at a provider may be on the wire (migration 0005): only such a
+    # claim can be ambiguous after a crash.
+    Column("attempt_at", UtcDateTime()),
+    # Ambiguous attempts left by a crash and sent once more (on_ambiguous: resend), at most 1.
+    Column("resends", Integer, nullable=False, server_default="0"),
+    # "<static member id>/<boot id>" of the process holding the claim: a restarted member knows
+    # the claims of its previous life are dead without waiting for their lease.
+    Column("claimed_by", String(200)),
     Column("due_at", UtcDateTime()),
     Column("first_seen_at", UtcDateTime(), nullable=False),
     Column("defer_count", Integer, nullable=False),

@@ -23,7 +23,7 @@ claim_due_deferred(). See docs/ledger.md for the round trips per event.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -100,6 +100,8 @@ def digest_slot(now: datetime, window: timedelta) -> datetime:
 
 
 LEASE_EXPIRED = "claim_lease_expired"
+# on_ambiguous per channel, decided by the composition root (service/app.py).
+ResendAmbiguous = Callable[[LoanOverdueEvent, Channel], bool]
 DEFERRED_UNREADABLE = "deferred_event_unreadable"
 
 log = logging.getLogger(__name__)
@@ -123,8 +125,18 @@ class SqlLedger:
         default_timezone: str | None,
         lease_s: float,
         stage_for: StageFor | None = None,
+        resend_ambiguous: ResendAmbiguous | None = None,
+        owner: tuple[str, str] | None = None,
     ) -> None:
         self._engine = engine
+        # (static member id, boot id): claims of the same member id with another boot id were
+        # left by this member's previous process, which is dead (static membership: one live
+        # process per member id), so they need not wait for their lease.
+        self._owner = f"{owner[0]}/{owner[1]}" if owner else None
+        self._owner_prefix = f"{owner[0]}/" if owner else None
+        # on_ambiguous per channel: may a claim whose attempt a crash left ambiguous be sent
+        # once more (push with a collapse id)? None: never, it is reported `unknown`.
+        self._resend_ambiguous = resend_ambiguous
         # The policy's stage of a day count: a released notification whose stage changed by
         # the day it goes out is superseded (service/ledger/lifecycle_store.py, restage).
         self._stage_for = stage_for
@@ -145,6 +157,8 @@ class SqlLedger:
         lease_s: float = 120.0,
         timeout_s: float = 10.0,
         stage_for: StageFor | None = None,
+        resend_ambiguous: ResendAmbiguous | None = None,
+        owner: tuple[str, str] | None = None,
     ) -> SqlLedger:
         """Open the ledger; SchemaOutOfDateError unless the schema is at the migrations' head."""
         engine = build_engine(url, timeout_s=timeout_s)
@@ -164,6 +178,22 @@ class SqlLedger:
             default_timezone=default_timezone,
             lease_s=lease_s,
             stage_for=stage_for,
+            resend_ambiguous=resend_ambiguous,
+            owner=owner,
+        )
+
+    def _dead_claim(self, row: Row[Any], now: datetime) -> bool:
+        """A claim whose holder is gone: lease expired, or our own member's previous process."""
+        if row.state != CLAIMED:
+            return False
+        if row.lease_until is not None and row.lease_until <= now:
+            return True
+        holder = row.claimed_by
+        return (
+            self._owner_prefix is not None
+            and holder is not None
+            and holder.startswith(self._owner_prefix)
+            and holder != self._owner
         )
 
     @property
@@ -249,7 +279,10 @@ class SqlLedger:
                 contacts = [
                     Contact(r.contact_at, Channel(r.channel), r.loan_id, r.stage)
                     for r in own
-                    if r.kind == "n" and r.contact_at is not None and r.contact_at >= since
+                    if r.kind == "n"
+                    and r.contact_at is not None
+                    and r.contact_at >= since
+                    and not (r.notification_id in existing and self._dead_claim(r, now))
                 ]
                 opted = {Channel(r.channel) for r in own if r.kind == "o"}
                 opted.update(event.borrower.opted_out_channels)
@@ -422,6 +455,7 @@ class SqlLedger:
                 result_json=bindparam("b_result"),
                 contact_at=case((bindparam("b_counts", type_=Boolean), N.contact_at), else_=null()),
                 lease_until=None,
+                attempt_at=None,
                 event_json=None,
                 plan_json=None,
                 version=N.version + 1,
@@ -447,6 +481,41 @@ class SqlLedger:
             if stops:
                 await conn.execute(self._insert_ignore(opt_outs), stops)
 
+    # --- attempts ---------------------------------------------------------------------------
+
+    async def mark_attempts(
+        self, started: Sequence[str], ended: Sequence[str], now: datetime
+    ) -> None:
+        """Note, in one transaction, that attempts of these claims begin / certainly ended.
+
+        `started`: an attempt's request is about to be written to a provider (the dispatcher
+        calls this right before it); the claim's lease is renewed from now, so it measures
+        the attempt, not the time spent queued for a slot or a token. `ended`: the attempt
+        was refused without being accepted (a transient error), so until the next attempt
+        starts nothing of this claim is on the wire. Only claims change.
+        """
+        now = _aware(now)
+        async with translate_errors("mark_attempts"), self._engine.begin() as conn:
+            if started:
+                await conn.execute(
+                    update(notifications)
+                    .where(N.notification_id.in_(list(started)), N.state == CLAIMED)
+                    .values(attempt_at=now, lease_until=now + self._lease)
+                )
+            if ended:
+                await conn.execute(
+                    update(notifications)
+                    .where(N.notification_id.in_(list(ended)), N.state == CLAIMED)
+                    .values(attempt_at=None)
+                )
+
+    async def attempt_started(self, notification_id: str, now: datetime) -> None:
+        """mark_attempts() of one claim (BatchingLedger groups them into one transaction)."""
+        await self.mark_attempts([notification_id], [], now)
+
+    async def attempt_ended(self, notification_id: str, now: datetime) -> None:
+        await self.mark_attempts([], [notification_id], now)
+
     # --- deferred ---------------------------------------------------------------------------
 
     async def claim_due_deferred(self, now: datetime, limit: int) -> list[DeferredNotification]:
@@ -470,6 +539,13 @@ class SqlLedger:
         due = or_(
             and_(N.state == DEFERRED, N.due_at <= now),
             and_(N.state == RELEASED, N.lease_until <= now),
+            # A claim of a release whose holder died before any attempt: nothing left us.
+            and_(
+                N.state == CLAIMED,
+                N.lease_until <= now,
+                N.attempt_at.is_(None),
+                N.event_json.is_not(None),
+            ),
         )
         query = (
             select(
@@ -512,6 +588,9 @@ class SqlLedger:
                     .values(
                         state=RELEASED,
                         lease_until=now + self._lease,
+                        # (a dead claim's own contact must not count against its re-decision)
+                        contact_at=None,
+                        attempt_at=None,
                         version=N.version + 1,
                         updated_at=now,
                     )
@@ -712,6 +791,9 @@ def _admit_query(ids: list[str], borrowers: list[str], since: datetime) -> Any:
         N.state,
         N.version,
         N.lease_until,
+        N.attempt_at,
+        N.resends,
+        N.claimed_by,
         N.due_at,
         N.first_seen_at,
         N.defer_count,
@@ -728,7 +810,7 @@ def _admit_query(ids: list[str], borrowers: list[str], since: datetime) -> Any:
         opt_outs.c.borrower_id,
         null(),
         opt_outs.c.channel,
-        *[null()] * 10,
+        *[null()] * 13,
     ).where(opt_outs.c.borrower_id.in_(borrowers))
     return union_all(rows, stops)
 
@@ -764,21 +846,32 @@ class _AdmitStep:
         first_seen = now
         defer_count = 0
         render_event: LoanOverdueEvent | None = None
+        resend = False
         local_date = self.ledger._local_date(self.event, now)
         if row is not None:
             if row.state == DECIDED:
                 return self._replay(plan, nid, row.result_json)
             if row.state == CLAIMED:
-                if row.lease_until is not None and row.lease_until > now:
+                if not self.ledger._dead_claim(row, now):
                     return Admission(plan, nid, AdmissionKind.BUSY)
-                return await self._lease_expired(plan, nid, row)
+                if row.attempt_at is not None:
+                    # An attempt may have reached the provider: ambiguous. Sent once more only
+                    # where on_ambiguous says resend (the device shows one push either way).
+                    if row.resends >= 1 or not self._may_resend(plan):
+                        return await self._lease_expired(plan, nid, row)
+                    resend = True
+                # Claimed, but its holder died before any attempt began: nothing left us, so
+                # it is decided again like a release (loan state, window, caps without its
+                # own claim) and sent under a new claim.
             if row.state == DEFERRED and row.due_at is not None and row.due_at > now:
                 return self._replay(plan, nid, row.result_json)
             # Deferred and due, or released by the scheduler: decide afresh, against the
             # loan's newest state, in this transaction.
             first_seen, defer_count = row.first_seen_at, row.defer_count
             block = self.loan.block(self.event, plan.stage, local_date, pending=True)
-            if block is None:
+            if block is None and row.state != CLAIMED:
+                # (a dead claim keeps the day and stage it was claimed for: the event is the
+                # one being redelivered, and the window and caps are checked again below)
                 event_day = self.ledger._local_date(self.event, self.event.occurred_at)
                 render_event, block = self.loan.restage(
                     self.event, plan, local_date, event_day, self.ledger._stage_for
@@ -796,7 +889,11 @@ class _AdmitStep:
                 decision = Decision(
                     Verdict.DEFER, DIGEST_WINDOW, "ledger.digest", due_at=digest_slot(now, window)
                 )
-        values = self._row_values(plan, nid, decision, first_seen, defer_count)
+        values = self._row_values(
+            plan, nid, decision, first_seen, defer_count, keep_event=row is not None
+        )
+        if resend:
+            values["resends"] = row.resends + 1 if row is not None else 1
         result = self._result_for(plan, nid, decision, defer_count)
         if row is not None:
             changed = await self.conn.execute(
@@ -892,6 +989,10 @@ class _AdmitStep:
         )
         return Admission(plan, nid, AdmissionKind.REPLAY, result)
 
+    def _may_resend(self, plan: PlannedNotification) -> bool:
+        rule = self.ledger._resend_ambiguous
+        return rule is not None and rule(self.event, plan.channel)
+
     def _decide(self, plan: PlannedNotification, first_seen: datetime) -> Decision:
         candidate = candidate_for(
             self.event,
@@ -942,6 +1043,8 @@ class _AdmitStep:
         decision: Decision,
         first_seen: datetime,
         defer_count: int,
+        *,
+        keep_event: bool = False,
     ) -> dict[str, Any]:
         event, now = self.event, self.now
         values: dict[str, Any] = {
@@ -955,6 +1058,8 @@ class _AdmitStep:
             "updated_at": now,
             "defer_count": defer_count,
             "lease_until": None,
+            "attempt_at": None,
+            "claimed_by": None,
             "due_at": None,
             "contact_at": None,
             "status": None,
@@ -969,7 +1074,13 @@ class _AdmitStep:
                 state=CLAIMED,
                 lease_until=now + self.ledger._lease,
                 contact_at=None if self.digest_member else now,
+                claimed_by=self.ledger._owner,
             )
+            if keep_event:
+                # A claim of a release (or of a re-decided row) has no Kafka record behind it:
+                # if this worker dies before any attempt, the scheduler releases it again
+                # from these (record() clears them).
+                values.update(event_json=event_to_json(event), plan_json=plan_to_json(plan))
         elif decision.verdict is Verdict.DEFER:
             assert result is not None
             values.update(

@@ -66,6 +66,13 @@ NOTIFICATIONS = Counter(
     ["channel", "provider", "status", "reason"],
     namespace=_NS,
 )
+UNREACHED_EVENTS = Counter(
+    "unreached_events",
+    "Overdue events whose every planned notification ended without a confirmed send "
+    "(unknown, failed, no usable address): escalated, by stage.",
+    ["stage"],
+    namespace=_NS,
+)
 RESULTS_PUBLISHED = Counter(
     "results_published", "Delivery-result events acknowledged by Kafka.", namespace=_NS
 )
@@ -215,6 +222,7 @@ DLQ_ERROR_CLASSES = (
 WEBHOOK_PROVIDERS = ("twilio", "http_gateway")
 WEBHOOK_REJECT_REASONS = ("unsigned", "bad_signature", "unknown_algorithm", "unreadable")
 CHANNELS = ("sms", "push")
+STAGES = ("pre_due", "due_today", "grace", "early_overdue", "late_overdue", "pre_legal")
 
 
 # Hand-off and coverage (service/handoff, service/coverage.py).
@@ -254,3 +262,6 @@ def initialise_series(providers: Iterable[str]) -> None:
     # 0 until the first accepted send of this process: "none since start", never a wrong time.
     for channel in CHANNELS:
         LAST_SEND.labels(channel=channel)
+    # The silent-failure alert divides by time per stage: each series exists from the start.
+    for stage in STAGES:
+        UNREACHED_EVENTS.labels(stage=stage)

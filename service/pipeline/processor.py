@@ -8,10 +8,11 @@ nothing planned yields one `suppressed` result, so upstream can always see what 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
 from service.channels.base import OutboundMessage
@@ -27,7 +28,9 @@ from service.ledger.errors import LedgerUnavailableError
 from service.lifecycle import LifecycleEvent
 from service.observability import metrics, tracing
 from service.pipeline.engine import RetryLater
+from service.pipeline.escalation import Escalate, escalation_result, unreached_after
 from service.pipeline.push_expiry import PushExpiry
+from service.pipeline.reconcile import AmbiguousSms, Reconciler
 from service.policy.model import PlannedNotification
 from service.rendering.model import DigestLoan, DigestSummary, RenderedMessage
 
@@ -115,6 +118,8 @@ class NotificationProcessor:
         push_expiry: PushExpiry | None = None,
         after_event: AfterEvent | None = None,
         after_lifecycle: Callable[[LifecycleEvent], Awaitable[None]] | None = None,
+        escalate: Escalate | None = None,
+        reconciler: Reconciler | None = None,
     ) -> None:
         self._plan = planner
         self._ledger = ledger
@@ -130,6 +135,10 @@ class NotificationProcessor:
         self._push_expiry = push_expiry
         self._after_event = after_event
         self._after_lifecycle = after_lifecycle
+        # The hand-off of unreached events (service/pipeline/escalation.py; app.py wires it).
+        self._escalate = escalate
+        # Ambiguous SMS are checked against the provider's list in the background.
+        self._reconciler = reconciler
 
     async def handle(self, event: LoanOverdueEvent | LifecycleEvent) -> list[DeliveryResult]:
         now = self._clock()
@@ -149,12 +158,68 @@ class NotificationProcessor:
         results = await self._admit_and_send(event, plans, now)
         if not plans and not results:
             results.append(self._nothing_planned(event, now))
+        await self._escalate_unreached(event, plans, results)
+        self._reconcile_unknown_sms(event, plans, results, now)
         if self._after_event is not None:
             try:
                 await self._after_event(event, plans, results)
             except self._unavailable as exc:
                 raise RetryLater("ledger unavailable while handing off") from exc
         return results
+
+    def _reconcile_unknown_sms(
+        self,
+        event: LoanOverdueEvent,
+        plans: Sequence[PlannedNotification],
+        results: list[DeliveryResult],
+        now: datetime,
+    ) -> None:
+        if self._reconciler is None or not event.borrower.phone:
+            return
+        by_id = {p.notification_id(event.event_id): p for p in plans}
+        for result in results:
+            plan = by_id.get(result.notification_id or "")
+            if plan is None or result.status is not DeliveryStatus.UNKNOWN:
+                continue
+            if plan.channel is not Channel.SMS:
+                continue
+            try:
+                rendered = self._renderer.render(event, plan, locale=self._locale_for(event))
+            except Exception as exc:
+                # What cannot be rendered again cannot be matched: it stays unknown.
+                log.warning(
+                    "ambiguous SMS not reconciled: render failed",
+                    extra={"notification_id": result.notification_id, "error": type(exc).__name__},
+                )
+                continue
+            if rendered.sms is None:
+                continue
+            self._reconciler.submit(
+                AmbiguousSms(
+                    event,
+                    result,
+                    event.borrower.phone,
+                    rendered.sms.text,
+                    since=now - timedelta(days=1),
+                )
+            )
+
+    async def _escalate_unreached(
+        self,
+        event: LoanOverdueEvent,
+        plans: Sequence[PlannedNotification],
+        results: list[DeliveryResult],
+    ) -> None:
+        """Nobody reached for this event (all unknown / failed / no address): say so, loudly."""
+        stage = plans[0].stage.value if plans else None
+        escalation = unreached_after(event, results, stage=stage, now=self._clock())
+        if escalation is None:
+            return
+        if self._escalate is not None:
+            # Raises -> the event is retried (the offset waits): an escalation is never dropped.
+            await self._escalate(escalation)
+        metrics.UNREACHED_EVENTS.labels(stage=stage or "none").inc()
+        results.append(escalation_result(escalation))
 
     async def handle_deferred(self, item: DeferredNotification) -> list[DeliveryResult]:
         """A deferred notification whose time came: through the guard again, then send.
@@ -193,7 +258,21 @@ class NotificationProcessor:
         if to_send and self._pause is not None and self._pause.paused:
             held = await self._hold(event, to_send, now)
             to_send = []
-        sent = await asyncio.gather(*(self._send(event, a) for a in to_send))
+        outcomes = await asyncio.gather(
+            *(self._send(event, a) for a in to_send), return_exceptions=True
+        )
+        sent = [o for o in outcomes if isinstance(o, DeliveryResult)]
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        if errors:
+            # A send that could not start (its attempt start could not be recorded) sent
+            # nothing; the ones that went are recorded, then the event is retried: the
+            # unrecorded claim is sent again once its lease runs out.
+            if sent:
+                with contextlib.suppress(*self._unavailable):
+                    await self._ledger.record(event, sent)
+            if isinstance(errors[0], self._unavailable):
+                raise RetryLater("ledger unavailable before sending") from errors[0]
+            raise errors[0]
         if sent:
             try:
                 with tracing.span("record"):

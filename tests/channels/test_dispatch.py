@@ -304,3 +304,36 @@ def test_every_reason_is_documented() -> None:
     doc = (REPO_ROOT / "docs" / "channels.md").read_text(encoding="utf-8")
     missing = [reason for reason in REASONS if f"`{reason}`" not in doc]
     assert missing == []
+
+
+async def test_ambiguous_push_is_resent_once_with_the_same_collapse_id(
+    fake_fcm: FakeFcm, fake_twilio: FakeTwilio
+) -> None:
+    """on_ambiguous resend (push): a timed-out push goes once more with the same collapse id,
+    so the device shows one; SMS (hold) stays unknown with its single request."""
+    fake_fcm.hang_next()
+    fake_twilio.hang_next()
+    d = Dispatcher(
+        {"push:fcm": fcm_sender(fake_fcm), "sms": twilio_sender(fake_twilio, timeout_s=30)},
+        timeout_s=0.3,
+        max_attempts=4,
+        backoff_max_s=30.0,
+        clock=StepClock(step=timedelta(seconds=1)),
+        sleep=RecordingSleep(),
+        on_ambiguous={"sms": "hold", "push": "resend"},
+    )
+    try:
+        push = await d.dispatch(push_message())
+        sms = await d.dispatch(sms_message())
+    finally:
+        await d.aclose()
+    assert (push.status, push.attempts) == ("sent", 2)
+    sends = [r for r in fake_fcm.requests if r.json is not None and "message" in r.json]
+    collapse = {r.json["message"]["android"]["collapse_key"] for r in sends if r.json}
+    assert len(sends) == 2
+    assert len(collapse) == 1
+    assert (sms.status, sms.reason, len(fake_twilio.requests)) == (
+        "unknown",
+        "ambiguous_timeout",
+        1,
+    )

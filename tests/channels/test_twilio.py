@@ -144,3 +144,46 @@ async def test_refused_connection_is_transient() -> None:
     finally:
         await sender.aclose()
     assert caught.value.code == "connect"
+
+
+async def test_find_sent_pages_the_list_api_and_matches_the_body(fake_twilio: FakeTwilio) -> None:
+    """An accepted message is found by To and body through the paged list API (reconciliation)."""
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from service.rendering.model import SmsContent
+
+    sender = twilio_sender(fake_twilio)
+    try:
+        original = sms_message()
+        assert original.content.sms is not None
+        sid = await sender.send(original)
+        for n in range(3):  # newer messages to the same number push it to a later page
+            other = replace(original.content, sms=SmsContent(f"other reminder {n}", "GSM-7", 1))
+            await sender.send(replace(original, content=other))
+        since = datetime.now(UTC)
+        found = await sender.find_sent(PHONE, original.content.sms.text, since, page_size=1)
+        missing = await sender.find_sent(PHONE, "never sent", since, page_size=1)
+    finally:
+        await sender.aclose()
+    assert found == sid
+    assert missing is None
+    gets = [r for r in fake_twilio.requests if r.method == "GET"]
+    assert len(gets) >= 4 + 4  # four pages each time
+    assert all(r.basic_auth == (fake_twilio.account_sid, fake_twilio.auth_token) for r in gets)
+
+
+async def test_find_sent_sees_nothing_before_the_list_delay(fake_twilio: FakeTwilio) -> None:
+    """Twilio lists a message some time after accepting it: before that, not found."""
+    from datetime import UTC, datetime
+
+    fake_twilio.list_delay_s = 3600.0
+    sender = twilio_sender(fake_twilio)
+    try:
+        message = sms_message()
+        assert message.content.sms is not None
+        await sender.send(message)
+        found = await sender.find_sent(PHONE, message.content.sms.text, datetime.now(UTC))
+    finally:
+        await sender.aclose()
+    assert found is None

@@ -1,4 +1,7 @@
-"""A local Twilio Messaging API: POST /2010-04-01/Accounts/{Sid}/Messages.json.
+"""A local Twilio Messaging API: POST /2010-04-01/Accounts/{Sid}/Messages.json, and the list
+GET /2010-04-01/Accounts/{Sid}/Messages.json?To=...&DateSent>=YYYY-MM-DD&PageSize=N (newest
+first, paged through `next_page_uri`; an accepted message appears in the list only
+`list_delay_s` after it was accepted, as Twilio's list lags its create).
 
 Checks Basic auth and the form like Twilio does, answers 201 with a Message resource, and
 speaks Twilio's error JSON {"code", "message", "more_info", "status"}. Recipients listed in
@@ -10,9 +13,11 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import time
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -62,6 +67,10 @@ class FakeTwilio(FakeProviderServer):
         self.non_mobile: set[str] = set()
         self.landlines: set[str] = set()
         self._ids = itertools.count(1)
+        # Accepted messages, oldest first: (listed from, on the monotonic clock; resource).
+        self.accepted: list[tuple[float, dict[str, Any]]] = []
+        self.list_delay_s = 0.0
+        self.list_requests = 0
 
     # --- switches ---------------------------------------------------------------------------
     def fail_next(self, count: int = 1, *, status: int = 503) -> None:
@@ -90,6 +99,40 @@ class FakeTwilio(FakeProviderServer):
     # --- protocol ---------------------------------------------------------------------------
     def _add_routes(self, app: web.Application) -> None:
         app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._create_message)
+        app.router.add_get("/2010-04-01/Accounts/{sid}/Messages.json", self._list_messages)
+
+    async def _list_messages(self, request: web.Request) -> web.Response:
+        self.list_requests += 1
+        received = await self._record(request)
+        if received.basic_auth != (self.account_sid, self.auth_token):
+            return self._answer(received, Reply(401, twilio_error(20003)))
+        query = request.query
+        to, since = query.get("To"), query.get("DateSent>")
+        size = max(1, min(int(query.get("PageSize", "50")), 1000))
+        page = int(query.get("Page", "0"))
+        now = time.monotonic()
+        listed = [
+            m
+            for at, m in reversed(self.accepted)
+            if at <= now
+            and (to is None or m["to"] == to)
+            and (since is None or m["date_sent_day"] >= since)
+        ]
+        chunk = listed[page * size : (page + 1) * size]
+        base = f"/2010-04-01/Accounts/{self.account_sid}/Messages.json"
+        params = {k: v for k, v in query.items() if k not in ("Page", "PageToken")}
+        next_uri = None
+        if (page + 1) * size < len(listed):
+            params.update(Page=str(page + 1), PageToken=f"PA{page + 1}")
+            next_uri = f"{base}?{urlencode(params)}"
+        body = {
+            "messages": [{k: v for k, v in m.items() if k != "date_sent_day"} for m in chunk],
+            "page": page,
+            "page_size": size,
+            "uri": str(request.rel_url),
+            "next_page_uri": next_uri,
+        }
+        return self._answer(received, Reply(200, body))
 
     async def _create_message(self, request: web.Request) -> web.Response:
         received = await self._record(request)
@@ -104,7 +147,15 @@ class FakeTwilio(FakeProviderServer):
         if problem is not None:
             error = twilio_error(problem)
             return self._answer(received, Reply(error["status"], error))
-        return self._answer(received, Reply(201, self._message_resource(form)))
+        resource = self._message_resource(form)
+        listed = {
+            **resource,
+            "status": "sent",
+            "date_sent": resource["date_created"],
+            "date_sent_day": datetime.now(UTC).date().isoformat(),
+        }
+        self.accepted.append((time.monotonic() + self.list_delay_s, listed))
+        return self._answer(received, Reply(201, resource))
 
     def _refusal(self, form: dict[str, str]) -> int | None:
         """The Twilio error code this form earns, checked in Twilio's order, or None."""

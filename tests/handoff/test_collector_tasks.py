@@ -85,7 +85,8 @@ async def test_no_phone_and_no_token_gives_one_collector_task_per_loan_and_day_a
         async with running_app(settings, clock=clock) as app:
             await wait_until(lambda: processed(app) == 3, app)
         results = await results_of(settings, expect=4)
-        assert {r["reason"] for r in results} == {"no_contact_address"}
+        # Each event's two suppressions, and the crash recovery's `unreached` result of it.
+        assert {r["reason"] for r in results} == {"no_contact_address", "unreached"}
 
         # A second replica of the same ledger replays the whole input topic from the start.
         replica = settings.model_copy(update={"kafka_group_id": unique("replay-group")})
@@ -285,4 +286,22 @@ async def test_the_unreached_seam_builds_a_task_from_the_ledger_once_per_day(
     assert second is None
     assert [(t.reason, t.risk_level, str(t.amount_due)) for _, t in tasks] == [
         (HandoffReason.UNREACHED, RiskLevel.HIGH, "1239.70")
+    ]
+
+
+async def test_an_event_every_send_of_which_failed_gives_one_unreached_task(
+    kafka_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """The crash recovery's unreached escalation (every planned send failed: a landline) is
+    plugged into the collector tasks: one `unreached` task for the loan, also on redelivery."""
+    async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
+        twilio.landlines.add("+14155550123")
+        settings = await _settings(kafka_broker.bootstrap_servers, tmp_path, twilio, fcm)
+        event = _unreachable("JB-FAILED-1", "evt-failed-1", push_tokens=[])
+        await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [event, event])
+        async with running_app(settings) as app:
+            await wait_until(lambda: processed(app) == 2, app)
+        tasks = await _tasks(settings, expect=1)
+    assert [(t.loan_id, t.reason, t.stage.value) for _, t in tasks] == [
+        ("JB-FAILED-1", HandoffReason.UNREACHED, "early_overdue")
     ]

@@ -134,6 +134,7 @@ async def test_outage_during_record_never_leads_to_a_second_send(
     ledger = await make_ledger(url=outage.url, timeout_s=0.5, lease_s=60)
     event = make_event()
     [admission] = await ledger.admit(event, [make_plan()], MORNING_NY)
+    await ledger.attempt_started(admission.notification_id, MORNING_NY)
     await outage.cut()
     with pytest.raises(LedgerUnavailableError):
         await ledger.record(event, [outcome(event, admission, MORNING_NY)])

@@ -77,12 +77,14 @@ async def test_two_replicas_racing_never_both_send(make_ledger: LedgerFactory) -
 async def test_expired_claim_is_reported_unknown_and_never_resent(
     make_ledger: LedgerFactory,
 ) -> None:
-    """A claim left by a crashed worker becomes `unknown` after its lease, never a resend."""
+    """A claim whose attempt started, left by a crashed worker, becomes `unknown`, never resent."""
     crashed = await make_ledger(lease_s=60)
     survivor = await make_ledger(lease_s=60)
     event = make_event()
     plans = [make_plan()]
-    assert (await crashed.admit(event, plans, MORNING_NY))[0].kind is AdmissionKind.SEND
+    [claim] = await crashed.admit(event, plans, MORNING_NY)
+    assert claim.kind is AdmissionKind.SEND
+    await crashed.attempt_started(claim.notification_id, MORNING_NY)
     # The worker dies after calling the provider, before record().
     within = await survivor.admit(event, plans, MORNING_NY + timedelta(seconds=59))
     assert within[0].kind is AdmissionKind.BUSY
@@ -104,6 +106,7 @@ async def test_late_record_after_unknown_replaces_it(make_ledger: LedgerFactory)
     event = make_event()
     plans = [make_plan()]
     [admission] = await ledger.admit(event, plans, MORNING_NY)
+    await ledger.attempt_started(admission.notification_id, MORNING_NY)
     await ledger.admit(event, plans, MORNING_NY + timedelta(seconds=90))
     real = outcome(event, admission, MORNING_NY + timedelta(seconds=95))
     await ledger.record(event, [real])
