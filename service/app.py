@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import socket
 import sys
 import uuid
@@ -28,10 +29,13 @@ from service.channels.dispatch import Dispatcher, resends_ambiguous
 from service.channels.factory import build_dispatcher, route_plan
 from service.channels.twilio import TwilioSender
 from service.config import Settings
+from service.coverage import CoverageMonitor
 from service.events import Channel, LoanOverdueEvent
+from service.handoff import CollectorTasks, EventEscalation, TaskStore, initialise_task_series
 from service.kafka_preflight import check_tls
 from service.ledger.api import NotificationLedger
 from service.ledger.batching import BatchingLedger
+from service.ledger.coverage import CoverageLease, CoverageStore
 from service.ledger.errors import LedgerUnavailableError, SchemaOutOfDateError
 from service.ledger.sql import SqlLedger
 from service.observability import metrics
@@ -39,7 +43,6 @@ from service.observability.health import Health
 from service.observability.http import build_http_app, build_webhook_app, serve_http
 from service.observability.looplag import watch_loop_lag
 from service.pipeline.engine import ConsumerEngine, EngineConfig
-from service.pipeline.escalation import log_escalation
 from service.pipeline.kafka_clients import build_consumer, build_producer
 from service.pipeline.pause import PauseGate
 from service.pipeline.processor import NotificationProcessor
@@ -84,6 +87,8 @@ class NotifierApp:
         self.engine: ConsumerEngine | None = None
         self.http_port: int | None = None
         self.receipts_http_port: int | None = None
+        self.collector_tasks: CollectorTasks | None = None
+        self.coverage: CoverageMonitor | None = None
         # What the app built, for the operator's start-up line and for tests that check that
         # every setting reached the object it configures.
         self.ledger: SqlLedger | None = None
@@ -172,6 +177,16 @@ class NotifierApp:
             def planner(event: LoanOverdueEvent, now: datetime) -> list[PlannedNotification]:
                 return plan_notifications(event, policy, now, default_timezone=default_zone)
 
+            # Hand-off to collectors: the policy's rule and the automatic escalations.
+            collector_tasks = CollectorTasks(
+                producer,
+                TaskStore(sql_ledger.engine),
+                topic=s.tasks_topic,
+                clock=self.clock,
+            )
+            self.collector_tasks = collector_tasks
+            initialise_task_series()
+            escalation = EventEscalation(collector_tasks, policy, default_timezone=default_zone)
             # Ambiguous SMS through Twilio: asked of its list API in the background (issue 15).
             reconciler = None
             twilio = dispatcher.sender_named("twilio")
@@ -195,8 +210,10 @@ class NotifierApp:
                 clock=self.clock,
                 unavailable=(LedgerUnavailableError,),
                 push_expiry=push_expiry_for(policy, default_zone),
-                # Unreached events (issue 15): the collector hand-off plugs in here.
-                escalate=log_escalation,
+                after_event=escalation,
+                after_lifecycle=escalation.after_lifecycle,
+                # Unreached events (issue 15): a collector task each (docs/handoff.md).
+                escalate=escalation.unreached,
                 reconciler=reconciler,
             )
             consumer = build_consumer(s)
@@ -257,6 +274,22 @@ class NotifierApp:
             stack.push_async_callback(_cancel, rematch_task)
             pause_task = asyncio.create_task(pause.run(self._stop), name="pause-poll")
             stack.push_async_callback(_cancel, pause_task)
+            # Contact coverage: one replica at a time (the lease), every coverage_interval_s.
+            coverage = CoverageMonitor(
+                CoverageStore(sql_ledger.engine, lookback_days=s.coverage_lookback_days),
+                CoverageLease(
+                    sql_ledger.engine,
+                    holder=s.kafka_group_instance_id
+                    or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+                    ttl_s=max(60.0, 3 * s.coverage_interval_s),
+                ),
+                stale_days=s.coverage_stale_days,
+                interval_s=s.coverage_interval_s,
+                clock=self.clock,
+            )
+            self.coverage = coverage
+            coverage_task = asyncio.create_task(coverage.run(self._stop), name="coverage")
+            stack.push_async_callback(_cancel, coverage_task)
             lag_task = asyncio.create_task(watch_loop_lag(), name="loop-lag")
             stack.push_async_callback(_cancel, lag_task)
             self.engine = engine

@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     dlq_topic: str = Field(
         "loan.overdue.v1.dlq", description="Dead-letter topic for events that cannot be decoded."
     )
+    tasks_topic: str = Field(
+        "collections.tasks.v1",
+        description="Topic of collector tasks (hand-off to human collectors), key = borrower id.",
+    )
     kafka_idempotent_producer: bool = Field(
         True,
         description="Idempotent producer (acks=all). Keep on against Apache Kafka; the embedded "
@@ -120,6 +124,25 @@ class Settings(BaseSettings):
     )
     scheduler_interval_s: float = Field(
         5.0, gt=0, description="How often due deferred notifications are looked for."
+    )
+    coverage_stale_days: int = Field(
+        3,
+        ge=1,
+        le=60,
+        description="Contact coverage: a loan past the grace period whose last confirmed "
+        "contact is older than this many days counts as not reached (alert, report).",
+    )
+    coverage_interval_s: float = Field(
+        300.0,
+        gt=0,
+        description="How often contact coverage is computed (by one replica: a lease in the "
+        "ledger).",
+    )
+    coverage_lookback_days: int = Field(
+        30,
+        ge=1,
+        le=400,
+        description="Contact coverage looks at loans with ledger activity in this many days.",
     )
     pause_poll_s: float = Field(
         2.0,

@@ -54,6 +54,7 @@ INPUT_SCHEMA_MAJOR = 1
 class Channel(enum.StrEnum):
     SMS = "sms"
     PUSH = "push"
+    VOICE = "voice"  # automated calls (service/channels/twilio_voice.py); not yet in plans
 
 
 class RiskLevel(enum.StrEnum):

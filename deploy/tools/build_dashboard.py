@@ -213,6 +213,32 @@ PANELS: list[Panel] = [
         "timeseries",
         12,
     ),
+    ("Contact coverage and hand-off", "", [], "row", 24),
+    (
+        "Overdue loans not reached for N days, by stage and cause",
+        "none",
+        [
+            (
+                f"sum by (stage, cause) (max by (stage, cause, namespace) "
+                f"(notifier_overdue_loans_unreached{{{NS}}}))",
+                "{{stage}} / {{cause}}",
+            )
+        ],
+        "timeseries",
+        16,
+    ),
+    (
+        "Collector tasks per hour, by reason",
+        "none",
+        [
+            (
+                f"sum by (reason) (increase(notifier_collector_tasks_total{{{NS}}}[1h]))",
+                "{{reason}}",
+            )
+        ],
+        "timeseries",
+        8,
+    ),
     ("Deferred and rendering", "", [], "row", 24),
     (
         "Deferred backlog",

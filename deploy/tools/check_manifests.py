@@ -12,7 +12,8 @@
    - KEDA's maxReplicaCount (and the Deployment's replicas) never exceed the input topic's
      partitions, when the KafkaTopic is in the same output;
    - the KafkaUser's ACLs are exactly: Read+Describe on the input topic, Read on the group,
-     Write+Describe on the results and DLQ topics, named as the settings name them;
+     Write+Describe on the results, DLQ and collector-task topics, named as the settings
+     name them;
    - the PodMonitor and PodDisruptionBudget select the worker pods; the image has a tag;
    - operator values: no REPLACE_ME placeholder is left anywhere (operator-values.env says what
      to supply); brand and customer-service number are set and not the samples; a Twilio route
@@ -205,6 +206,8 @@ def check_acls(docs: list[Doc], f: Findings) -> None:
         ("topic", s.get("NOTIFIER_RESULTS_TOPIC", "notification.delivery.v1"), "Write"),
         ("topic", s.get("NOTIFIER_DLQ_TOPIC", "loan.overdue.v1.dlq"), "Describe"),
         ("topic", s.get("NOTIFIER_DLQ_TOPIC", "loan.overdue.v1.dlq"), "Write"),
+        ("topic", s.get("NOTIFIER_TASKS_TOPIC", "collections.tasks.v1"), "Describe"),
+        ("topic", s.get("NOTIFIER_TASKS_TOPIC", "collections.tasks.v1"), "Write"),
     }
     for user in _of_kind(docs, "KafkaUser"):
         got: set[tuple[str, str, str]] = set()

@@ -20,6 +20,7 @@ _COMMAND_MODULES = (
     "service.cli.validate",
     "service.cli.emit",
     "service.cli.dlq",
+    "service.cli.report",
     "service.cli.simulate",
 )
 

@@ -9,15 +9,30 @@ drift apart. Payload schemas are the same JSON Schemas as `schema export` (reuse
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import yaml
 
-from service.events import Channel, DeliveryResult, DeliveryStatus, TemplateRef, result_id_for
+from service.events import (
+    Channel,
+    DeliveryResult,
+    DeliveryStatus,
+    RiskLevel,
+    TemplateRef,
+    result_id_for,
+)
 from service.pipeline import dlq
+from service.policy.model import Stage
 
-__all__ = ["EXAMPLE_INPUT_EVENT", "LIFECYCLE_EXAMPLES", "asyncapi_document", "asyncapi_text"]
+__all__ = [
+    "EXAMPLE_INPUT_EVENT",
+    "LIFECYCLE_EXAMPLES",
+    "asyncapi_document",
+    "asyncapi_text",
+    "example_task",
+]
 
 _KAFKA_BINDING = "0.5.0"
 
@@ -157,6 +172,46 @@ def _example_result() -> dict[str, Any]:
         finished_at=datetime.fromisoformat("2026-11-22T10:30:02+08:00"),
     )
     data: dict[str, Any] = result.model_dump(mode="json")
+    return data
+
+
+def example_task() -> dict[str, Any]:
+    """The golden collector task (examples/tasks/no-contact-address.json is the same)."""
+    from service.handoff.task import ContactSummary, HandoffReason, new_task
+
+    summary = ContactSummary.model_validate(
+        {
+            "since": "2026-11-15T10:30:02+08:00",
+            "last_confirmed_contact_at": None,
+            "channels": [
+                {
+                    "channel": "sms",
+                    "attempts": 0,
+                    "confirmed": 0,
+                    "suppressed": 1,
+                    "last_at": "2026-11-22T10:30:02+08:00",
+                    "last_status": "suppressed",
+                    "last_reason": "no_contact_address",
+                    "contact_masked": None,
+                }
+            ],
+        }
+    )
+    task = new_task(
+        reason=HandoffReason.NO_CONTACT_ADDRESS,
+        local_day=date(2026, 11, 22),
+        loan_id="JB2026000123",
+        borrower_id="B-889201",
+        event_id="evt-20261122-000123",
+        stage=Stage.EARLY_OVERDUE,
+        risk_level=RiskLevel.HIGH,
+        currency="CNY",
+        amount_due=Decimal("1239.70"),
+        days_past_due=10,
+        summary=summary,
+        now=datetime.fromisoformat("2026-11-22T10:30:02+08:00"),
+    )
+    data: dict[str, Any] = task.model_dump(mode="json")
     return data
 
 
@@ -349,6 +404,24 @@ def _messages() -> dict[str, Any]:
             "bindings": {"kafka": _key("borrower_id, as on the input topic")},
             "examples": [{"name": "sms-sent", "payload": _example_result()}],
         },
+        "CollectorTask": {
+            "name": "CollectorTask",
+            "title": "Collector task",
+            "summary": "A loan automated reminders cannot reach, for a human collector.",
+            "description": "At most one per loan, reason and borrower-local day: task_id is "
+            "deterministic (a replay or a second replica publishes the same id), so consumers "
+            "drop duplicates by task_id. The contact summary is masked.",
+            "contentType": "application/json",
+            "headers": {
+                "type": "object",
+                "properties": {
+                    "content-type": _string_header("application/json", "application/json"),
+                },
+            },
+            "payload": {"$ref": "#/components/schemas/CollectorTask"},
+            "bindings": {"kafka": _key("borrower_id, as on the input topic")},
+            "examples": [{"name": "no-contact-address", "payload": example_task()}],
+        },
         "DeadLetter": {
             "name": "DeadLetter",
             "title": "Dead-lettered input record",
@@ -440,6 +513,11 @@ def asyncapi_document() -> dict[str, Any]:
                 "DeliveryResult",
                 "One result per notification decision (NOTIFIER_RESULTS_TOPIC).",
             ),
+            "collectorTasks": _channel(
+                "collections.tasks.v1",
+                "CollectorTask",
+                "Hand-off to human collectors (NOTIFIER_TASKS_TOPIC). Key: borrower id.",
+            ),
             "deadLetters": _channel(
                 "loan.overdue.v1.dlq",
                 "DeadLetter",
@@ -455,6 +533,12 @@ def asyncapi_document() -> dict[str, Any]:
             ),
             "sendDeliveryResult": _operation(
                 "send", "deliveryResults", "DeliveryResult", "The service publishes results."
+            ),
+            "sendCollectorTask": _operation(
+                "send",
+                "collectorTasks",
+                "CollectorTask",
+                "The service hands loans it cannot reach to collectors.",
             ),
             "sendDeadLetter": _operation(
                 "send", "deadLetters", "DeadLetter", "The service dead-letters bad records."

@@ -1,8 +1,8 @@
 """`overdue-notifier schema export|asyncapi`: the contract, written from the models.
 
-`export` writes the JSON Schemas of every event (overdue, the lifecycle types, results);
-`asyncapi` writes the AsyncAPI 3.0 document of the input, results and dead-letter topics
-(service/cli/asyncapi.py), which embeds them.
+`export` writes the JSON Schemas of every event (overdue, the lifecycle types, results)
+and of the collector task; `asyncapi` writes the AsyncAPI 3.0 document of the input, results,
+collector-task and dead-letter topics (service/cli/asyncapi.py), which embeds them.
 
 The files under schemas/ are what upstream and downstream teams read; a test keeps them equal to
 what the models say, so the contract cannot drift silently.
@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from service.events import DeliveryResult, LoanOverdueEvent
+from service.handoff.task import CollectorTask
 from service.lifecycle import (
     ContactHoldEvent,
     ContactHoldLiftedEvent,
@@ -31,6 +32,7 @@ __all__ = ["SCHEMA_FILES", "register", "schema_documents"]
 SCHEMA_FILES: dict[str, type[BaseModel]] = {
     "loan-overdue-event.v1.json": LoanOverdueEvent,
     "delivery-result.v1.json": DeliveryResult,
+    "collector-task.v1.json": CollectorTask,
     # The lifecycle events on the same topic (service/lifecycle.py), told apart by event_type.
     "loan-repaid-event.v1.json": LoanRepaidEvent,
     "loan-partially-repaid-event.v1.json": LoanPartiallyRepaidEvent,
@@ -75,7 +77,9 @@ def _asyncapi(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     schema = sub.add_parser("schema", help="The event contract: JSON Schemas, AsyncAPI document.")
     commands = schema.add_subparsers(dest="schema_command", metavar="COMMAND", required=True)
-    export = commands.add_parser("export", help="Write the JSON Schemas of every event.")
+    export = commands.add_parser(
+        "export", help="Write the JSON Schemas of every event and of the collector task."
+    )
     export.add_argument("--dir", type=Path, default=Path("schemas"), help="Target directory.")
     export.set_defaults(func=_export)
     asyncapi = commands.add_parser(

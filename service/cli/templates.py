@@ -26,12 +26,14 @@ from service.compliance.candidate import candidate_for
 from service.config import Settings
 from service.events import LoanOverdueEvent, PushProvider
 from service.lint import lint_templates
+from service.lint.voice import lint_voice
 from service.policy import Policy, PolicyError, load_policy, plan_notifications
 from service.policy.model import PlannedNotification
 from service.policy.plan import borrower_zone
 from service.rendering import Renderer, RenderError, TemplateConfigError, resolve_locale
 from service.rendering.model import PushContent, RenderedMessage
 from service.rendering.renderer import FCM_MAX_PAYLOAD_BYTES, push_payload_bytes
+from service.rendering.voice import VoiceScripts
 
 # JPush v3 limits, as JPush's server SDKs check them before sending (bytes of compact JSON).
 JPUSH_ANDROID_MAX_BYTES = 4000
@@ -102,6 +104,24 @@ def _check(args: argparse.Namespace, out: TextIO | None = None) -> int:
         renderer, policy, brand=settings.brand_name, customer_service=settings.customer_service
     )
     print(report.summary(), file=out)
+    # Voice scripts (templates/voice/), linted when the templates directory has them.
+    voice_dir = Path(args.templates_dir or settings.templates_dir) / "voice"
+    if voice_dir.is_dir():
+        try:
+            scripts = VoiceScripts.load(
+                voice_dir,
+                brand=settings.brand_name,
+                customer_service=settings.customer_service,
+                renderer=renderer,
+            )
+        except TemplateConfigError as exc:
+            print(f"voice scripts check: FAILED\n  {exc}", file=out)
+            return 1
+        voice = lint_voice(
+            scripts, policy, brand=settings.brand_name, customer_service=settings.customer_service
+        )
+        print(voice.summary().replace("templates check", "voice scripts check", 1), file=out)
+        return 0 if report.ok and voice.ok else 1
     return 0 if report.ok else 1
 
 

@@ -14,6 +14,8 @@ from prometheus_client import Counter, Gauge, Histogram, Info
 __all__ = [
     "BUILD_INFO",
     "CIRCUIT_OPEN",
+    "COLLECTOR_TASKS",
+    "COVERAGE_LAST_RUN",
     "DEFERRED_BACKLOG",
     "DEFERRED_OLDEST_AGE",
     "DEFERRED_RELEASE_ERRORS",
@@ -40,6 +42,7 @@ __all__ = [
     "SCHEDULER_PASSES",
     "SMPP_BOUND",
     "SMPP_RECONNECTS",
+    "UNREACHED_LOANS",
     "WEBHOOK_REJECTED",
     "initialise_series",
 ]
@@ -220,6 +223,27 @@ WEBHOOK_PROVIDERS = ("twilio", "http_gateway")
 WEBHOOK_REJECT_REASONS = ("unsigned", "bad_signature", "unknown_algorithm", "unreadable")
 CHANNELS = ("sms", "push")
 STAGES = ("pre_due", "due_today", "grace", "early_overdue", "late_overdue", "pre_legal")
+
+
+# Hand-off and coverage (service/handoff, service/coverage.py).
+COLLECTOR_TASKS = Counter(
+    "collector_tasks",
+    "Collector tasks published (one per loan, reason and local day), by reason.",
+    ["reason"],
+    namespace=_NS,
+)
+UNREACHED_LOANS = Gauge(
+    "overdue_loans_unreached",
+    "Loans past the grace period without a confirmed contact for NOTIFIER_COVERAGE_STALE_DAYS, "
+    "by stage and cause (set by the replica holding the coverage lease only).",
+    ["stage", "cause"],
+    namespace=_NS,
+)
+COVERAGE_LAST_RUN = Gauge(
+    "coverage_last_run_timestamp_seconds",
+    "When this replica last computed contact coverage (0: never, or not the lease holder).",
+    namespace=_NS,
+)
 
 
 def initialise_series(providers: Iterable[str]) -> None:

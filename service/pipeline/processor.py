@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
@@ -89,6 +89,11 @@ class Render(Protocol):
 
 
 Planner = Callable[[LoanOverdueEvent, datetime], list[PlannedNotification]]
+# After an event's results are known, before they are published: the hand-off to collectors
+# (service.handoff.EventEscalation). Awaited, so the offset never passes an unpublished task.
+AfterEvent = Callable[
+    [LoanOverdueEvent, Sequence[PlannedNotification], Sequence[DeliveryResult]], Awaitable[None]
+]
 LocaleResolver = Callable[[LoanOverdueEvent], str]
 
 _STATUS = {
@@ -111,6 +116,8 @@ class NotificationProcessor:
         clock: Callable[[], datetime],
         unavailable: tuple[type[Exception], ...] = (LedgerUnavailableError,),
         push_expiry: PushExpiry | None = None,
+        after_event: AfterEvent | None = None,
+        after_lifecycle: Callable[[LifecycleEvent], Awaitable[None]] | None = None,
         escalate: Escalate | None = None,
         reconciler: Reconciler | None = None,
     ) -> None:
@@ -126,6 +133,8 @@ class NotificationProcessor:
         # into dead letters.
         self._unavailable = unavailable
         self._push_expiry = push_expiry
+        self._after_event = after_event
+        self._after_lifecycle = after_lifecycle
         # The hand-off of unreached events (service/pipeline/escalation.py; app.py wires it).
         self._escalate = escalate
         # Ambiguous SMS are checked against the provider's list in the background.
@@ -136,9 +145,12 @@ class NotificationProcessor:
         if not isinstance(event, LoanOverdueEvent):
             try:
                 with tracing.span("apply lifecycle"):
-                    return await self._ledger.apply_lifecycle(event, now)
+                    lifecycle_results = await self._ledger.apply_lifecycle(event, now)
+                if self._after_lifecycle is not None:
+                    await self._after_lifecycle(event)
             except self._unavailable as exc:
                 raise RetryLater("ledger unavailable") from exc
+            return lifecycle_results
         with tracing.span("plan"):
             plans = self._plan(event, now)
         # Even with nothing planned the ledger sees the event: it is the loan's newest state,
@@ -148,6 +160,11 @@ class NotificationProcessor:
             results.append(self._nothing_planned(event, now))
         await self._escalate_unreached(event, plans, results)
         self._reconcile_unknown_sms(event, plans, results, now)
+        if self._after_event is not None:
+            try:
+                await self._after_event(event, plans, results)
+            except self._unavailable as exc:
+                raise RetryLater("ledger unavailable while handing off") from exc
         return results
 
     def _reconcile_unknown_sms(

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from service.events import Channel, RiskLevel
-from service.policy.model import ContactRules, ContactWindow, FrequencyCaps, Stage
+from service.policy.model import CallCaps, ContactRules, ContactWindow, FrequencyCaps, Stage
 
 __all__ = [
     "ChannelRule",
@@ -56,6 +56,9 @@ class ChannelRule(_Strict):
 
     @model_validator(mode="after")
     def _ordered(self) -> ChannelRule:
+        if self.channel is Channel.VOICE:
+            # The Twilio Voice adapter exists; planning, caps and rendering of calls do not yet.
+            raise ValueError("channel voice is not supported in the policy yet")
         if self.days is not None and self.days[0] > self.days[1]:
             raise ValueError(f"days {list(self.days)}: the first day is after the last")
         return self
@@ -66,6 +69,11 @@ class RiskRule(_Strict):
     cadence_days: int = Field(ge=1, le=365, description="Minimum days between contacts")
     priority: int | None = Field(None, ge=0, le=100, description="Overrides the stage priority")
     template: str | None = Field(None, min_length=1, description="Overrides the stage template")
+    handoff: bool = Field(
+        False,
+        description="Also hand the loan to a human collector: one collector task per loan and "
+        "local day on the tasks topic (docs/policy.md)",
+    )
 
     @model_validator(mode="after")
     def _unique_channels(self) -> RiskRule:
@@ -139,6 +147,18 @@ class CapsModel(_Strict):
         return FrequencyCaps(self.sms_per_local_day, self.contacts_per_rolling_7_days)
 
 
+class CallCapsModel(_Strict):
+    per_debt_rolling_7_days: int = Field(
+        7, ge=0, description="Calls about one loan in any rolling 7 days (Reg F: 7)"
+    )
+    unanswered_per_local_day: int = Field(
+        6, ge=0, description="Unanswered call attempts per borrower and local day (CBA: 6)"
+    )
+
+    def to_caps(self) -> CallCaps:
+        return CallCaps(self.per_debt_rolling_7_days, self.unanswered_per_local_day)
+
+
 class ContactModel(_Strict):
     window: WindowModel = WindowModel(start=time(8, 0), end=time(21, 0))
     region_windows: dict[str, WindowModel] = {}
@@ -146,6 +166,7 @@ class ContactModel(_Strict):
     stage_caps: dict[Stage, CapsModel] = {}
     holidays: tuple[date, ...] = ()
     max_defer: timedelta = Field(timedelta(days=2), gt=timedelta(0))
+    call_caps: CallCapsModel = CallCapsModel()
     # Digest: a borrower's notifications due in the same slot of this length (aligned to the
     # clock, e.g. PT15M: :00, :15, ...) on one channel and stage group go out as one message.
     digest_window: timedelta | None = Field(None, gt=timedelta(0), le=timedelta(hours=6))
@@ -164,6 +185,18 @@ class LintRules(_Strict):
     repayment_markers: dict[str, tuple[str, ...]] = Field(
         default_factory=lambda: {"zh-CN": ("App",), "en-US": ("app", "App")},
         description="Per locale: words that show a repayment path when no link is printed",
+    )
+    voice_max_seconds: float = Field(
+        60, gt=0, le=600, description="Longest estimated spoken length of a call script"
+    )
+    voice_limited_max_seconds: float = Field(
+        20, gt=0, le=120, description="Longest estimated spoken length of a machine message"
+    )
+    voice_chars_per_second: dict[str, float] = Field(
+        # Text-to-speech at a normal rate: Mandarin ~4.5 characters a second, English ~150
+        # words a minute (~14 characters a second, spaces and punctuation included).
+        default_factory=lambda: {"zh-CN": 4.5, "en-US": 14.0},
+        description="Per locale: characters spoken per second, to estimate a script's length",
     )
 
     @model_validator(mode="after")
@@ -207,6 +240,7 @@ class Policy(_Strict):
             stage_caps={s: caps.to_caps() for s, caps in c.stage_caps.items()},
             holidays=frozenset(c.holidays),
             max_defer=c.max_defer,
+            call_caps=c.call_caps.to_caps(),
             digest_window=c.digest_window,
         )
 

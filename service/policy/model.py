@@ -55,6 +55,16 @@ class FrequencyCaps:
 
 
 @dataclass(frozen=True, slots=True)
+class CallCaps:
+    """Automated calls: Reg F 1006.14(b)(2) presumes harassment above 7 calls in 7 days about
+    one debt; the China Banking Association allows at most 6 unanswered attempts a day per
+    contact method. Both per the policy's `contact.call_caps`, enforced fail closed."""
+
+    per_debt_rolling_7_days: int = 7
+    unanswered_per_local_day: int = 6
+
+
+@dataclass(frozen=True, slots=True)
 class ContactRules:
     """Compliance configuration (the policy file's `contact` section); enforced by compliance.
 
@@ -69,5 +79,6 @@ class ContactRules:
     holidays: frozenset[date] = frozenset()
     # A deferred message older than this (by its not_before) is stale: suppress, don't send late.
     max_defer: timedelta = timedelta(days=2)
+    call_caps: CallCaps = field(default_factory=CallCaps)
     # Digest slot length (None: no digest). See docs/policy.md, "Digest".
     digest_window: timedelta | None = None

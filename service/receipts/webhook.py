@@ -3,6 +3,7 @@
 Routes (add them to the service's aiohttp application):
     POST /receipts/twilio/status        Twilio StatusCallback      X-Twilio-Signature
     POST /receipts/twilio/inbound       Twilio inbound SMS          X-Twilio-Signature
+    POST /receipts/twilio/voice-status  Twilio Voice StatusCallback X-Twilio-Signature
     POST /receipts/http-gateway         HTTP gateway receipts       HMAC-SHA256 header
     POST /receipts/http-gateway/inbound HTTP gateway inbound SMS    HMAC-SHA256 header
 A callback without a valid signature gets 403 and changes nothing; an unconfigured secret
@@ -33,6 +34,8 @@ from urllib.parse import urlsplit, urlunsplit
 from aiohttp import web
 
 from service.channels.http_gateway import dotted_get
+from service.channels.twilio_voice import PROVIDER as VOICE_PROVIDER
+from service.channels.twilio_voice import call_receipt
 from service.compliance.opt_out import OptOutMatcher
 from service.config import Settings
 from service.observability import metrics
@@ -158,6 +161,13 @@ class _ReceiptRoutes:
             await self._deliver(self._sink.on_receipt(receipt), "twilio", status)
         return web.Response(status=204)
 
+    async def twilio_voice_status(self, request: web.Request) -> web.StreamResponse:
+        form = await self._twilio_form(request)
+        receipt = call_receipt(form, self._clock())
+        if receipt is not None:
+            await self._deliver(self._sink.on_receipt(receipt), VOICE_PROVIDER, receipt.status)
+        return web.Response(status=204)
+
     async def twilio_inbound(self, request: web.Request) -> web.StreamResponse:
         form = await self._twilio_form(request)
         phone = form.get("From", "")
@@ -231,6 +241,7 @@ def build_receipt_routes(
     return [
         web.post("/receipts/twilio/status", routes.twilio_status),
         web.post("/receipts/twilio/inbound", routes.twilio_inbound),
+        web.post("/receipts/twilio/voice-status", routes.twilio_voice_status),
         web.post("/receipts/http-gateway", routes.gateway_receipts),
         web.post("/receipts/http-gateway/inbound", routes.gateway_inbound),
     ]

@@ -27,12 +27,23 @@ class PushContent:
 
 
 @dataclass(frozen=True, slots=True)
+class VoiceContent:
+    """What an automated call says: the script for a person, and the limited-content message
+    (who called, a number to call back, no debt details) for an answering machine."""
+
+    script: str
+    limited_script: str
+    language: str  # the TTS language of <Say>, e.g. zh-CN or en-US
+
+
+@dataclass(frozen=True, slots=True)
 class RenderedMessage:
     channel: Channel
     template: TemplateRef
     locale: str
     sms: SmsContent | None = None
     push: PushContent | None = None
+    voice: VoiceContent | None = None
 
 
 @dataclass(frozen=True, slots=True)

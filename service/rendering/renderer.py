@@ -168,7 +168,8 @@ class Renderer:
         missing for a supported locale."""
         uses = set(policy.template_uses())
         if policy.contact.digest_window is not None:
-            uses.update((DIGEST_TEMPLATE, channel) for channel in Channel)
+            # A digest template for each channel the policy plans (not every channel there is).
+            uses.update({(DIGEST_TEMPLATE, channel) for _, channel in uses})
         missing = [
             template_file(locale, name, channel)
             for name, channel in sorted(uses)

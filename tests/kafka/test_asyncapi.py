@@ -43,14 +43,19 @@ def _resolve(document: dict[str, Any], ref: str) -> Any:
 
 
 def test_every_reference_resolves_and_each_topic_has_its_operation() -> None:
-    """No dangling $ref (payload schemas included), and the three topics are described with
+    """No dangling $ref (payload schemas included), and the four topics are described with
     the borrower id as key."""
     document = yaml.safe_load(asyncapi_text())
     assert document["asyncapi"] == "3.0.0"
     for ref in _refs(document):
         assert _resolve(document, ref) is not None, ref
     addresses = {c["address"] for c in document["channels"].values()}
-    assert addresses == {"loan.overdue.v1", "notification.delivery.v1", "loan.overdue.v1.dlq"}
+    assert addresses == {
+        "loan.overdue.v1",
+        "notification.delivery.v1",
+        "loan.overdue.v1.dlq",
+        "collections.tasks.v1",
+    }
     actions = {
         _resolve(document, op["channel"]["$ref"])["address"]: op["action"]
         for op in document["operations"].values()
@@ -58,6 +63,7 @@ def test_every_reference_resolves_and_each_topic_has_its_operation() -> None:
     assert actions == {
         "loan.overdue.v1": "receive",
         "notification.delivery.v1": "send",
+        "collections.tasks.v1": "send",
         "loan.overdue.v1.dlq": "send",
     }
     for message in document["components"]["messages"].values():
