@@ -78,7 +78,7 @@ class TwilioSender:
             form["StatusCallback"] = self._status_callback
         response = await self._client.post(self._url, form=form)
         if response.status_code in (200, 201):
-            sid = _json(response).get("sid")
+            sid = twilio_json(response).get("sid")
             if isinstance(sid, str) and sid:
                 return sid
             # Accepted, but we cannot tell which message it is: never resend blindly.
@@ -88,34 +88,14 @@ class TwilioSender:
         raise self._classify(response)
 
     def _classify(self, response: HttpResponse) -> ProviderError:
-        status = response.status_code
-        body = _json(response)
-        raw_code = body.get("code")
-        code_num = raw_code if isinstance(raw_code, int) else None
-        code = str(code_num) if code_num is not None else f"http_{status}"
-        retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock)
-        if status == 429 or code_num == _TOO_MANY_REQUESTS_CODE:
-            # Twilio did not process a throttled request: safe to retry.
-            return TransientProviderError(
-                "too many requests", provider=PROVIDER, code=code, retry_after=retry_after
-            )
-        if status >= 500:
-            return TransientProviderError(
-                f"server error {status}", provider=PROVIDER, code=code, retry_after=retry_after
-            )
-        if status in (401, 403):
-            return PermanentProviderError(
-                f"credentials refused ({status})", provider=PROVIDER, code=code, alert=True
-            )
-        if code_num in _PERMANENT_RECIPIENT_CODES:
-            return PermanentProviderError(
-                "recipient cannot receive this message",
-                provider=PROVIDER,
-                code=code,
-                opt_out=code_num == _OPT_OUT_CODE,
-            )
-        # Any other 4xx is a request Twilio will refuse again, unchanged.
-        return PermanentProviderError(f"request refused ({status})", provider=PROVIDER, code=code)
+        return classify_twilio_error(
+            response,
+            provider=PROVIDER,
+            clock=self._clock,
+            recipient_codes=_PERMANENT_RECIPIENT_CODES,
+            recipient_refused="recipient cannot receive this message",
+            opt_out_code=_OPT_OUT_CODE,
+        )
 
     async def find_sent(
         self, to: str, body: str, since: datetime, *, max_pages: int = 10, page_size: int = 100
@@ -140,7 +120,7 @@ class TwilioSender:
             response = await self._client.request("GET", url, params=params)
             if response.status_code != 200:
                 raise self._classify(response)
-            page = _json(response)
+            page = twilio_json(response)
             for message in page.get("messages") or []:
                 text = message.get("body") if isinstance(message, dict) else None
                 sid = message.get("sid") if isinstance(message, dict) else None
@@ -159,7 +139,52 @@ class TwilioSender:
         await self._client.aclose()
 
 
-def _json(response: HttpResponse) -> dict[str, Any]:
+def classify_twilio_error(
+    response: HttpResponse,
+    *,
+    provider: str,
+    clock: Callable[[], datetime],
+    recipient_codes: frozenset[int],
+    recipient_refused: str,
+    opt_out_code: int | None = None,
+) -> ProviderError:
+    """One refusal of Twilio's REST API (Messaging and Voice answer alike) as our error type.
+
+    Errors are JSON {"code", "message", "more_info", "status"}; `recipient_codes` are the
+    API's own codes for a number that can never be reached this way.
+    """
+    status = response.status_code
+    body = twilio_json(response)
+    raw_code = body.get("code")
+    code_num = raw_code if isinstance(raw_code, int) else None
+    code = str(code_num) if code_num is not None else f"http_{status}"
+    retry_after = parse_retry_after(response.headers.get("Retry-After"), clock)
+    if status == 429 or code_num == _TOO_MANY_REQUESTS_CODE:
+        # Twilio did not process a throttled request: safe to retry.
+        return TransientProviderError(
+            "too many requests", provider=provider, code=code, retry_after=retry_after
+        )
+    if status >= 500:
+        return TransientProviderError(
+            f"server error {status}", provider=provider, code=code, retry_after=retry_after
+        )
+    if status in (401, 403):
+        return PermanentProviderError(
+            f"credentials refused ({status})", provider=provider, code=code, alert=True
+        )
+    if code_num in recipient_codes:
+        return PermanentProviderError(
+            recipient_refused,
+            provider=provider,
+            code=code,
+            opt_out=opt_out_code is not None and code_num == opt_out_code,
+        )
+    # Any other 4xx is a request Twilio will refuse again, unchanged.
+    return PermanentProviderError(f"request refused ({status})", provider=provider, code=code)
+
+
+def twilio_json(response: HttpResponse) -> dict[str, Any]:
+    """The answer's JSON object, or {} for anything else (an HTML error page, a list)."""
     try:
         body = response.json()
     except ValueError:

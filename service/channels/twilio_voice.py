@@ -27,7 +27,6 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from multidict import MultiDict
@@ -37,9 +36,9 @@ from service.channels.errors import (
     AmbiguousProviderError,
     PermanentProviderError,
     ProviderError,
-    TransientProviderError,
 )
-from service.channels.rest import HttpClient, HttpResponse, basic_auth, parse_retry_after, utc_now
+from service.channels.rest import HttpClient, HttpResponse, basic_auth, utc_now
+from service.channels.twilio import classify_twilio_error, twilio_json
 from service.events import Channel
 from service.receipts.model import ProviderReceipt
 
@@ -52,7 +51,6 @@ PROVIDER = "twilio_voice"
 # 21211 invalid To, 21214 To cannot be reached, 21215/21216 geo permission / blocked number,
 # 21217 To not a valid phone number, 13224 invalid number (Voice): never callable as given.
 _PERMANENT_RECIPIENT_CODES = frozenset({21211, 21214, 21215, 21216, 21217, 13224})
-_TOO_MANY_REQUESTS_CODE = 20429
 _STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
 _UNANSWERED = frozenset({"busy", "no-answer", "failed", "canceled"})
 _MACHINE = ("machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other")
@@ -144,7 +142,7 @@ class TwilioVoiceSender:
         response = await self._client.post(self._calls_url, form=form)
         if response.status_code not in (200, 201):
             raise self._classify(response)
-        sid = _json(response).get("sid")
+        sid = twilio_json(response).get("sid")
         if not isinstance(sid, str) or not sid:
             raise AmbiguousProviderError(
                 "accepted without a call sid", provider=PROVIDER, code="unreadable_response"
@@ -164,7 +162,7 @@ class TwilioVoiceSender:
             async with asyncio.timeout(self._detect_timeout_s):
                 while True:
                     await asyncio.sleep(self._poll_s)
-                    call = _json(await self._client.request("GET", url))
+                    call = twilio_json(await self._client.request("GET", url))
                     answered_by = call.get("answered_by")
                     if call.get("status") in ("completed", *_UNANSWERED):
                         return
@@ -178,27 +176,13 @@ class TwilioVoiceSender:
             log.warning("call detection gave up: %s", type(exc).__name__)
 
     def _classify(self, response: HttpResponse) -> ProviderError:
-        status = response.status_code
-        body = _json(response)
-        raw_code = body.get("code")
-        code_num = raw_code if isinstance(raw_code, int) else None
-        code = str(code_num) if code_num is not None else f"http_{status}"
-        retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock)
-        if status == 429 or code_num == _TOO_MANY_REQUESTS_CODE:
-            return TransientProviderError(
-                "too many requests", provider=PROVIDER, code=code, retry_after=retry_after
-            )
-        if status >= 500:
-            return TransientProviderError(
-                f"server error {status}", provider=PROVIDER, code=code, retry_after=retry_after
-            )
-        if status in (401, 403):
-            return PermanentProviderError(
-                f"credentials refused ({status})", provider=PROVIDER, code=code, alert=True
-            )
-        if code_num in _PERMANENT_RECIPIENT_CODES:
-            return PermanentProviderError("number cannot be called", provider=PROVIDER, code=code)
-        return PermanentProviderError(f"request refused ({status})", provider=PROVIDER, code=code)
+        return classify_twilio_error(
+            response,
+            provider=PROVIDER,
+            clock=self._clock,
+            recipient_codes=_PERMANENT_RECIPIENT_CODES,
+            recipient_refused="number cannot be called",
+        )
 
     async def aclose(self) -> None:
         for task in list(self._watchers):
@@ -206,11 +190,3 @@ class TwilioVoiceSender:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._client.aclose()
-
-
-def _json(response: HttpResponse) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
