@@ -55,6 +55,7 @@ from service.compliance.candidate import candidate_for
 from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent, result_id_for
 from service.ledger.api import Admission, AdmissionKind, DeferredNotification, DueDeferred
 from service.ledger.audit import AuditRow, audit_values, contact_of
+from service.ledger.call_counts import admit_call
 from service.ledger.codec import event_from_json, event_to_json, plan_from_json, plan_to_json
 from service.ledger.engine import build_engine, lock_key, translate_errors
 from service.ledger.errors import LedgerError, SchemaOutOfDateError
@@ -883,6 +884,19 @@ class _AdmitStep:
             decision = Decision(Verdict.SUPPRESS, block.reason.value, block.rule)
         else:
             decision = self._decide(plan, first_seen)
+            if plan.channel is Channel.VOICE:
+                # The call caps (service/ledger/call_counts.py), on top of the verdict.
+                decision = await admit_call(
+                    self.conn,
+                    self.event,
+                    plan,
+                    nid,
+                    decision,
+                    rules=self.ledger._rules,
+                    default_zone=self.ledger._default_zone,
+                    now=now,
+                    first_seen=first_seen,
+                )
             window = self.ledger._rules.digest_window
             if row is None and window is not None and decision.verdict is Verdict.SEND:
                 # Gather: siblings due in the same slot go out as one digest (scheduler).
