@@ -73,7 +73,8 @@ def test_every_rendered_message_respects_its_limits(
             assert msg.sms.parts <= policy.lint.max_sms_parts[locale], msg.sms.text
         elif msg.voice is not None:
             # Spoken length and content are the voice lint's (tests/voice/test_scripts.py).
-            assert msg.voice.script and msg.voice.limited_script
+            assert msg.voice.script
+            assert msg.voice.limited_script
             assert msg.voice.language == locale
         else:
             assert msg.push is not None
