@@ -30,7 +30,7 @@ from service.channels.factory import build_dispatcher, route_plan
 from service.channels.twilio import TwilioSender
 from service.config import Settings
 from service.coverage import CoverageMonitor
-from service.events import Channel, LoanOverdueEvent
+from service.events import Channel, DeliveryResult, LoanOverdueEvent
 from service.handoff import CollectorTasks, EventEscalation, TaskStore, initialise_task_series
 from service.kafka_preflight import check_tls
 from service.ledger.api import NotificationLedger
@@ -49,7 +49,7 @@ from service.pipeline.processor import NotificationProcessor
 from service.pipeline.publisher import ResultPublisher
 from service.pipeline.push_expiry import push_expiry_for
 from service.pipeline.readiness import GroupMembership, producer_connected
-from service.pipeline.reconcile import Reconciler
+from service.pipeline.reconcile import Reconciler, resend_under_claim
 from service.pipeline.scheduler import DeferredScheduler
 from service.policy import Policy, load_policy, plan_notifications
 from service.policy.model import PlannedNotification
@@ -191,12 +191,25 @@ class NotifierApp:
             reconciler = None
             twilio = dispatcher.sender_named("twilio")
             if isinstance(twilio, TwilioSender):
+
+                async def send_again(
+                    event: LoanOverdueEvent, plan: PlannedNotification, nid: str
+                ) -> DeliveryResult:
+                    return await processor.send_again(event, plan, nid)
+
                 reconciler = Reconciler(
                     twilio,
                     ledger,
                     publisher.publish_results,
                     clock=self.clock,
                     delay_s=s.reconcile_delay_s,
+                    # Not listed after the delay: sent once more under the same id.
+                    resend=resend_under_claim(
+                        take=sql_ledger.take_resend,
+                        send=send_again,
+                        records=ledger,
+                        clock=self.clock,
+                    ),
                 )
                 reconcile_task = asyncio.create_task(reconciler.run(self._stop), name="reconcile")
                 stack.push_async_callback(_cancel, reconcile_task)

@@ -62,6 +62,7 @@ from service.ledger.lifecycle_store import LoanContext, LoanWrites, StageFor
 from service.ledger.loans import Block, Hold, LoanEventRow
 from service.ledger.migrations import current_revision, head_revision
 from service.ledger.receipts import ReceiptStore
+from service.ledger.resend import take_resend_in
 from service.ledger.schema import (
     UtcDateTime,
     audit,
@@ -72,7 +73,7 @@ from service.ledger.schema import (
     opt_outs,
 )
 from service.lifecycle import HoldScope, LifecycleEvent
-from service.policy.model import ContactRules, PlannedNotification
+from service.policy.model import ContactRules, PlannedNotification, Stage
 
 __all__ = ["SqlLedger"]
 
@@ -515,6 +516,32 @@ class SqlLedger:
 
     async def attempt_ended(self, notification_id: str, now: datetime) -> None:
         await self.mark_attempts([], [notification_id], now)
+
+    async def take_resend(
+        self,
+        event: LoanOverdueEvent,
+        notification_id: str,
+        channel: Channel,
+        stage: Stage | None,
+        now: datetime,
+    ) -> str | None:
+        """The one resend of an `unknown` the provider never accepted (service/ledger/resend.py):
+        None if this caller may send it now, else the reason it may not."""
+        now = _aware(now)
+        zone = event.borrower.timezone or self._default_zone
+        async with translate_errors("take_resend"), self._engine.begin() as conn:
+            return await take_resend_in(
+                conn,
+                event=event,
+                notification_id=notification_id,
+                channel=channel,
+                stage=stage,
+                rules=self._rules,
+                zone=zone,
+                local_date=self._local_date(event, now),
+                now=now,
+                lock=lock_key(event.borrower.borrower_id) if self._postgres else None,
+            )
 
     # --- deferred ---------------------------------------------------------------------------
 

@@ -6,14 +6,19 @@ it accepted for a number since a day (`TwilioSender.find_sent`, matched by the b
 processor hands each such result here with the event and the rendered text; a background task
 asks the provider once the provider's own listing delay has passed, and if it is found,
 records `sent` (with the provider's sid; it replaces `unknown` in the ledger) and publishes
-that result. Not found: the result stays `unknown` (the event was already escalated if nothing
-else reached the borrower).
+that result. Not found after that delay: the SMS is sent once more under the same notification
+id (`resend`, the processor's `resend_unconfirmed`), if the ledger grants the one resend
+(service/ledger/resend.py: never twice, across replicas and crashes; opt-out, loan state and
+contact window checked again). Its outcome replaces `unknown` and is published; refused, or
+unknown again, the result stays `unknown` (the event was already escalated if nothing else
+reached the borrower).
 
 Bounded: at most `max_pending` waiting items (more are not reconciled, and logged), `workers`
 queries at a time. Never blocks a partition: the processor only enqueues. Idempotent across
-replicas: the `sent` result id is deterministic and record() only replaces `unknown`.
-Not done yet: a resend under the same claim when the provider lists nothing (the issue's
-"not found after the provider's delay -> resend once").
+replicas: the `sent` result id is deterministic, record() only replaces `unknown`, and the
+resend is taken by one conditional update of the row. The queue is in memory: a process that
+dies before an item's delay has passed leaves that send `unknown` (and escalated), which is
+the state it would have had without reconciliation.
 """
 
 from __future__ import annotations
@@ -26,9 +31,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from service.events import DeliveryResult, DeliveryStatus, LoanOverdueEvent, result_id_for
+from service.events import (
+    Channel,
+    DeliveryResult,
+    DeliveryStatus,
+    LoanOverdueEvent,
+    result_id_for,
+)
+from service.policy.model import PlannedNotification, Stage
 
-__all__ = ["AmbiguousSms", "Reconciler", "SmsFinder"]
+__all__ = ["AmbiguousSms", "Reconciler", "SmsFinder", "resend_under_claim"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +57,15 @@ class _Records(Protocol):
 
 
 Publish = Callable[[Sequence[DeliveryResult]], Awaitable[None]]
+# The one resend of an SMS the provider never listed: its new result, or None if not sent.
+Resend = Callable[["AmbiguousSms"], Awaitable[DeliveryResult | None]]
+
+
+# The ledger's grant of the one resend: None if granted, else the reason it is not.
+TakeResend = Callable[
+    [LoanOverdueEvent, str, Channel, Stage | None, datetime], Awaitable[str | None]
+]
+SendAgain = Callable[[LoanOverdueEvent, PlannedNotification, str], Awaitable[DeliveryResult]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +75,7 @@ class AmbiguousSms:
     to: str
     body: str
     since: datetime  # no earlier than the claim (the list is filtered by its day)
+    plan: PlannedNotification | None = None  # what a resend renders and sends again
 
 
 class Reconciler:
@@ -67,6 +89,7 @@ class Reconciler:
         delay_s: float = 60.0,
         max_pending: int = 10_000,
         workers: int = 4,
+        resend: Resend | None = None,
     ) -> None:
         self._finder = finder
         self._ledger = ledger
@@ -75,8 +98,10 @@ class Reconciler:
         self._delay_s = delay_s
         self._queue: asyncio.Queue[tuple[float, AmbiguousSms]] = asyncio.Queue(max_pending)
         self._workers = workers
+        self._resend = resend
         self.found = 0
         self.not_found = 0
+        self.resent = 0
 
     def submit(self, item: AmbiguousSms) -> bool:
         """Queue `item` for a query after the provider's delay; False if the queue is full."""
@@ -120,11 +145,21 @@ class Reconciler:
                 )
 
     async def reconcile(self, item: AmbiguousSms) -> DeliveryResult | None:
-        """Ask the provider now; the published `sent` result if it was found."""
+        """Ask the provider now; the published result: `sent` if it was found, else the
+        outcome of the one resend (None when nothing was published)."""
         sid = await self._finder.find_sent(item.to, item.body, item.since)
         if sid is None:
             self.not_found += 1
-            return None
+            if self._resend is None:
+                return None
+            resent = await self._resend(item)
+            if resent is None or resent.status is DeliveryStatus.UNKNOWN:
+                # Refused (already resent, opted out, window closed...) or ambiguous again:
+                # the published `unknown` stands (its result id would be the same).
+                return None
+            await self._publish([resent])
+            self.resent += 1
+            return resent
         nid = item.unknown.notification_id or ""
         sent = item.unknown.model_copy(
             update={
@@ -142,3 +177,28 @@ class Reconciler:
         await self._publish([sent])
         self.found += 1
         return sent
+
+
+def resend_under_claim(
+    *, take: TakeResend, send: SendAgain, records: _Records, clock: Callable[[], datetime]
+) -> Resend:
+    """The Reconciler's `resend`: the ledger's grant first (at most once), then the send, then
+    its outcome recorded over the `unknown` (sent, failed, or `unknown` again)."""
+
+    async def resend(item: AmbiguousSms) -> DeliveryResult | None:
+        nid = item.unknown.notification_id
+        if item.plan is None or not nid:
+            return None
+        refusal = await take(item.event, nid, item.plan.channel, item.plan.stage, clock())
+        if refusal is not None:
+            log.info(
+                "ambiguous SMS not listed by the provider; not resent",
+                extra={"notification_id": nid, "reason": refusal},
+            )
+            return None
+        result = await send(item.event, item.plan, nid)
+        result = result.model_copy(update={"rule": "reconcile:not_listed_resent_once"})
+        await records.record(item.event, [result])
+        return result
+
+    return resend
