@@ -48,6 +48,7 @@ async def take_resend_in(
     local_date: date,
     now: datetime,
     lock: int | None,
+    owner: str | None,
 ) -> str | None:
     """Take the one resend of `notification_id`; None if taken, else why not (a reason)."""
     if lock is not None:
@@ -81,6 +82,7 @@ async def take_resend_in(
             N.status == "unknown",
             N.resends == 0,
         )
-        .values(resends=1, version=N.version + 1, updated_at=now)
+        # `claimed_by`: the resend's attempt start checks that the resend is ours.
+        .values(resends=1, claimed_by=owner, version=N.version + 1, updated_at=now)
     )
     return None if taken.rowcount == 1 else "already_resent_or_decided"
