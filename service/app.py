@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 from service import __version__
 from service.channels.dispatch import Dispatcher, resends_ambiguous
 from service.channels.factory import build_dispatcher, route_plan
+from service.channels.http_gateway import HttpGatewaySender
 from service.channels.twilio import TwilioSender
 from service.config import Settings
 from service.coverage import CoverageMonitor
@@ -49,7 +50,7 @@ from service.pipeline.processor import NotificationProcessor
 from service.pipeline.publisher import ResultPublisher
 from service.pipeline.push_expiry import push_expiry_for
 from service.pipeline.readiness import GroupMembership, producer_connected
-from service.pipeline.reconcile import Reconciler, resend_under_claim
+from service.pipeline.reconcile import Reconciler, SmsFinder, resend_under_claim
 from service.pipeline.scheduler import DeferredScheduler
 from service.policy import Policy, load_policy, plan_notifications
 from service.policy.model import PlannedNotification
@@ -187,10 +188,17 @@ class NotifierApp:
             self.collector_tasks = collector_tasks
             initialise_task_series()
             escalation = EventEscalation(collector_tasks, policy, default_timezone=default_zone)
-            # Ambiguous SMS through Twilio: asked of its list API in the background (issue 15).
+            # Ambiguous SMS: asked of the providers that can say (Twilio's list API, an HTTP
+            # gateway's status query when configured) in the background (issue 15).
             reconciler = None
+            finders: dict[str, SmsFinder] = {}
             twilio = dispatcher.sender_named("twilio")
             if isinstance(twilio, TwilioSender):
+                finders[twilio.provider] = twilio
+            gateway = dispatcher.sender_named("http_gateway")
+            if isinstance(gateway, HttpGatewaySender) and gateway.can_query:
+                finders[gateway.provider] = gateway
+            if finders:
 
                 async def send_again(
                     event: LoanOverdueEvent, plan: PlannedNotification, nid: str
@@ -198,18 +206,20 @@ class NotifierApp:
                     return await processor.send_again(event, plan, nid)
 
                 reconciler = Reconciler(
-                    twilio,
+                    finders,
                     ledger,
                     publisher.publish_results,
                     clock=self.clock,
                     delay_s=s.reconcile_delay_s,
-                    # Not listed after the delay: sent once more under the same id.
+                    # Not found after the delay, on every provider of its route: sent once
+                    # more under the same id.
                     resend=resend_under_claim(
                         take=sql_ledger.take_resend,
                         send=send_again,
                         records=ledger,
                         clock=self.clock,
                     ),
+                    providers_for=dispatcher.sms_providers_for,
                 )
                 reconcile_task = asyncio.create_task(reconciler.run(self._stop), name="reconcile")
                 stack.push_async_callback(_cancel, reconcile_task)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -46,10 +46,15 @@ log = logging.getLogger(__name__)
 
 
 class SmsFinder(Protocol):
+    """A provider that can say whether it took an SMS: Twilio's list API (by number, day and
+    body), an HTTP gateway's status query (by our notification id)."""
+
     @property
     def provider(self) -> str: ...
 
-    async def find_sent(self, to: str, body: str, since: datetime) -> str | None: ...
+    async def find_sent(
+        self, to: str, body: str, since: datetime, *, notification_id: str = ""
+    ) -> str | None: ...
 
 
 class _Records(Protocol):
@@ -79,9 +84,14 @@ class AmbiguousSms:
 
 
 class Reconciler:
+    """`finders`: the providers that can be asked, by name. `providers_for`: the providers an
+    SMS to a number may have gone through (its route, in failover order); a send is resent only
+    when every one of them could be asked and none took it (an SMPP route in the list has no
+    query, so an `unknown` that may have gone through it is never resent)."""
+
     def __init__(
         self,
-        finder: SmsFinder,
+        finders: SmsFinder | Mapping[str, SmsFinder],
         ledger: _Records,
         publish: Publish,
         *,
@@ -90,8 +100,12 @@ class Reconciler:
         max_pending: int = 10_000,
         workers: int = 4,
         resend: Resend | None = None,
+        providers_for: Callable[[str], Sequence[str]] | None = None,
     ) -> None:
-        self._finder = finder
+        self._finders = (
+            dict(finders) if isinstance(finders, Mapping) else {finders.provider: finders}
+        )
+        self._providers_for = providers_for
         self._ledger = ledger
         self._publish = publish
         self._clock = clock
@@ -147,10 +161,23 @@ class Reconciler:
     async def reconcile(self, item: AmbiguousSms) -> DeliveryResult | None:
         """Ask the provider now; the published result: `sent` if it was found, else the
         outcome of the one resend (None when nothing was published)."""
-        sid = await self._finder.find_sent(item.to, item.body, item.since)
-        if sid is None:
+        nid = item.unknown.notification_id or ""
+        route = list(self._providers_for(item.to)) if self._providers_for else list(self._finders)
+        asked = [p for p in route if p in self._finders]
+        if not asked:
+            return None
+        found: tuple[str, str] | None = None
+        for name in asked:
+            sid = await self._finders[name].find_sent(
+                item.to, item.body, item.since, notification_id=nid
+            )
+            if sid is not None:
+                found = (name, sid)
+                break
+        if found is None:
             self.not_found += 1
-            if self._resend is None:
+            if self._resend is None or len(asked) < len(route):
+                # Not asked everywhere it may have gone: a resend could be a second SMS.
                 return None
             resent = await self._resend(item)
             if resent is None or resent.status is DeliveryStatus.UNKNOWN:
@@ -160,14 +187,15 @@ class Reconciler:
             await self._publish([resent])
             self.resent += 1
             return resent
-        nid = item.unknown.notification_id or ""
+        provider, sid = found
+        how = "list" if provider == "twilio" else "query"
         sent = item.unknown.model_copy(
             update={
                 "result_id": result_id_for(nid, DeliveryStatus.SENT),
                 "status": DeliveryStatus.SENT,
                 "reason": "sent",
-                "rule": f"reconciled:{self._finder.provider}_list",
-                "provider": self._finder.provider,
+                "rule": f"reconciled:{provider}_{how}",
+                "provider": provider,
                 "provider_message_id": sid,
                 "occurred_at": self._clock(),
                 "finished_at": self._clock(),

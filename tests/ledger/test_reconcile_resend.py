@@ -19,7 +19,9 @@ import pytest
 
 from service.channels.base import OutboundMessage
 from service.channels.dispatch import Dispatcher
+from service.channels.http_gateway import HttpGatewaySender, build_http_gateway_sender
 from service.channels.twilio import TwilioSender
+from service.config import Settings
 from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent, TemplateRef
 from service.ledger.batching import BatchingLedger
 from service.ledger.errors import LedgerUnavailableError
@@ -28,6 +30,7 @@ from service.pipeline.processor import NotificationProcessor
 from service.pipeline.reconcile import AmbiguousSms, Reconciler, resend_under_claim
 from service.policy.model import PlannedNotification
 from service.rendering.model import RenderedMessage, SmsContent
+from tests.fakes.http_gateway import FakeHttpGateway
 from tests.fakes.twilio import FakeTwilio
 from tests.ledger.conftest import LedgerFactory
 from tests.ledger.helpers import MORNING_NY, NIGHT_NY, make_event, make_plan
@@ -43,7 +46,7 @@ class Replica:
 
     reconciler: Reconciler
     ledger: BatchingLedger
-    sender: TwilioSender
+    sender: TwilioSender | HttpGatewaySender
     published: list[DeliveryResult]
 
     async def aclose(self) -> None:
@@ -58,11 +61,19 @@ async def twilio() -> AsyncIterator[FakeTwilio]:
 
 
 async def replica(
-    make_ledger: LedgerFactory, twilio: FakeTwilio, clock: Clock, *, delay_s: float = 0.0
+    make_ledger: LedgerFactory,
+    twilio: FakeTwilio,
+    clock: Clock,
+    *,
+    delay_s: float = 0.0,
+    gateway: HttpGatewaySender | None = None,
+    route: tuple[str, ...] | None = None,
 ) -> Replica:
+    """`gateway`: the SMS goes through that HTTP gateway (and is asked of its query) instead
+    of Twilio. `route`: the providers an SMS may go through, if more than the one asked."""
     sql: SqlLedger = await make_ledger(lease_s=LEASE_S)
     ledger = BatchingLedger(sql)
-    sender = TwilioSender(
+    sender: TwilioSender | HttpGatewaySender = gateway or TwilioSender(
         base_url=twilio.base_url,
         account_sid=twilio.account_sid,
         auth_token=twilio.auth_token,
@@ -99,6 +110,7 @@ async def replica(
         resend=resend_under_claim(
             take=sql.take_resend, send=processor.send_again, records=ledger, clock=clock
         ),
+        providers_for=None if route is None else (lambda _to: route),
     )
     return Replica(reconciler, ledger, sender, published)
 
@@ -113,7 +125,7 @@ async def left_unknown(
     event: LoanOverdueEvent,
     plan: PlannedNotification,
     *,
-    accepted_by: TwilioSender | None = None,
+    accepted_by: TwilioSender | HttpGatewaySender | None = None,
 ) -> AmbiguousSms:
     """A crash with the attempt started (Twilio took the SMS only if `accepted_by`), then the
     redelivered record decided `unknown`: what the processor hands to the reconciler."""
@@ -235,3 +247,64 @@ async def test_no_resend_after_a_stop_reply_or_outside_the_window(
     [still] = await ledger.admit(night, [plan], LATER)
     assert still.result is not None
     assert still.result.status is DeliveryStatus.UNKNOWN
+
+
+async def test_not_listed_is_not_resent_when_its_route_has_a_provider_without_a_query(
+    make_ledger: LedgerFactory, twilio: FakeTwilio
+) -> None:
+    """Route smpp then twilio: Twilio's list lacks it, but SMPP (no query by our id) may have
+    taken it, so nothing is resent and `unknown` stands."""
+    event, plan = event_of("b-route", "+14155550112"), make_plan(Channel.SMS)
+    item = await left_unknown(make_ledger, event, plan)
+    rep = await replica(make_ledger, twilio, Clock(LATER), route=("smpp", "twilio"))
+    try:
+        assert await rep.reconciler.reconcile(item) is None
+    finally:
+        await rep.aclose()
+    assert rep.reconciler.not_found == 1  # Twilio was asked
+    assert twilio.sent == []
+
+
+async def test_gateway_query_reconciles_found_as_sent_and_resends_the_never_taken_once(
+    make_ledger: LedgerFactory, twilio: FakeTwilio
+) -> None:
+    """Through an HTTP gateway with its status query on: the one it took becomes `sent` with
+    the gateway's msgid; the one it never took is resent once under the same id."""
+    fake = await FakeHttpGateway().start()
+    settings = Settings(
+        http_gateway_url=fake.url,
+        http_gateway_message_id_path="data.msgid",
+        http_gateway_query_url=fake.query_url,
+        http_gateway_query_status_path="data.status",
+        http_gateway_query_message_id_path="data.msgid",
+    )
+    taken, lost = event_of("b-gw1", "+8613900000001"), event_of("b-gw2", "+8613900000002")
+    plan = make_plan(Channel.SMS)
+    rep = await replica(
+        make_ledger, twilio, Clock(LATER), gateway=build_http_gateway_sender(settings)
+    )
+    try:
+        taken_item = await left_unknown(make_ledger, taken, plan, accepted_by=rep.sender)
+        lost_item = await left_unknown(make_ledger, lost, plan)
+        found = await rep.reconciler.reconcile(taken_item)
+        resent = await rep.reconciler.reconcile(lost_item)
+        again = await rep.reconciler.reconcile(lost_item)
+    finally:
+        await rep.aclose()
+        await fake.aclose()
+    assert found is not None
+    assert (found.status, found.rule, found.provider_message_id) == (
+        DeliveryStatus.SENT,
+        "reconciled:http_gateway_query",
+        "G1",
+    )
+    assert resent is not None
+    assert (resent.status, resent.provider_message_id) == (DeliveryStatus.SENT, "G2")
+    assert again is not None  # now the query finds the resend: the same `sent` result id
+    assert again.result_id == resent.result_id
+    assert taken_item.unknown.notification_id != lost_item.unknown.notification_id
+    sends = [r for r in fake.requests if r.method == "POST"]
+    assert [r.body["uid"] for r in sends] == [
+        taken_item.unknown.notification_id,
+        lost_item.unknown.notification_id,
+    ]
