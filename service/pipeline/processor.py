@@ -190,7 +190,7 @@ class NotificationProcessor:
             # Raises -> the event is retried (the offset waits): an escalation is never dropped.
             await self._escalate(escalation)
         metrics.UNREACHED_EVENTS.labels(stage=stage or "none").inc()
-        results.append(escalation_result(escalation))
+        results.append(escalation_result(escalation, schema_id=event.schema_id))
 
     async def handle_deferred(self, item: DeferredNotification) -> list[DeliveryResult]:
         """A deferred notification whose time came: through the guard again, then send.
@@ -373,6 +373,7 @@ class NotificationProcessor:
                 occurred_at=self._clock(),
                 first_attempt_at=outcome.first_attempt_at,
                 finished_at=outcome.finished_at,
+                schema_id=e.schema_id,
             )
             for e, a in sending
         ]
@@ -443,6 +444,7 @@ class NotificationProcessor:
             occurred_at=self._clock(),
             first_attempt_at=outcome.first_attempt_at,
             finished_at=outcome.finished_at,
+            schema_id=event.schema_id,
         )
 
     def _result(
@@ -467,6 +469,7 @@ class NotificationProcessor:
             reason=reason,
             rule=plan.rule,
             occurred_at=self._clock(),
+            schema_id=event.schema_id,
         )
 
     def _nothing_planned(self, event: LoanOverdueEvent, now: datetime) -> DeliveryResult:
@@ -482,6 +485,7 @@ class NotificationProcessor:
             reason="nothing_planned",
             rule="policy:no_stage_or_channel",
             occurred_at=now,
+            schema_id=event.schema_id,
         )
 
 
