@@ -223,18 +223,27 @@ async def _settle(bootstrap: str, topic: str, partitions: int, deadline: float) 
     return time.monotonic()
 
 
-def _restart_phases(path: Path, restarts: list[float], log: _Log) -> list[dict[str, float]]:
-    """Per restart: where its seconds to the first send went (see _service_main)."""
-    if not path.exists():
-        return []
-    runs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    out = []
+def _restart_phases(
+    path: Path, restarts: list[float], log: _Log
+) -> tuple[list[float | None], list[dict[str, float]]]:
+    """Per restart: seconds from spawn to the first send, and where they went (see
+    _service_main). The first send is the first request after the new process's imports:
+    it cannot send before, and a request the fakes log earlier was written by the killed
+    process and read late by the (loaded) fake server."""
+    runs = (
+        [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        if path.exists()
+        else []
+    )
+    firsts: list[float | None] = []
+    phases = []
     for t in restarts:
         run = next((r for r in runs if r["main"] >= t), None)
-        after = log.requests_since(t)
+        after = log.requests_since(run["imported"] if run is not None else t)
+        firsts.append(round(after[0] - t, 2) if after else None)
         if run is None or not after:
             continue
-        out.append(
+        phases.append(
             {
                 "spawn": round(run["main"] - t, 2),
                 "imports": round(run["imported"] - run["main"], 2),
@@ -242,7 +251,7 @@ def _restart_phases(path: Path, restarts: list[float], log: _Log) -> list[dict[s
                 "joined_to_first_send": round(after[0] - run["joined"], 2),
             }
         )
-    return out
+    return firsts, phases
 
 
 async def _attempt_times(url: str) -> list[tuple[str, datetime | None]]:
@@ -420,8 +429,10 @@ async def run_chaos(options: ChaosOptions, say: Any = None) -> dict[str, Any]:
                         process.kill()
             results = await _read_results(bootstrap, results_topic, options.partitions)
             unknown_rows = await _attempt_times(ledger_url)
-    report = _report(options, log, kills, restarts, results, unknown_rows)
-    report["restart_phases_s"] = _restart_phases(Path(phases), restarts, log)
+    report = _report(options, log, kills, results, unknown_rows)
+    firsts, restart_phases = _restart_phases(Path(phases), restarts, log)
+    report["restart_to_first_send_s"] = firsts
+    report["restart_phases_s"] = restart_phases
     report["seconds"] = round(finished - started, 1)
     report["reconciliation_settled_s"] = round(settled - finished, 1)
     return report
@@ -431,7 +442,6 @@ def _report(
     options: ChaosOptions,
     log: _Log,
     kills: list[dict[str, Any]],
-    restarts: list[float],
     results: list[dict[str, Any]],
     unknown_rows: Sequence[tuple[str, datetime | None]],
 ) -> dict[str, Any]:
@@ -468,10 +478,6 @@ def _report(
             continue
         index = max((i for i, k in enumerate(kills) if k["wall"] <= at), default=0)
         per_kill[index] += 1
-    restart_to_first: list[float | None] = []
-    for t in restarts:
-        after = log.requests_since(t)
-        restart_to_first.append(round(after[0] - t, 2) if after else None)
     return {
         "bench": "overdue-notifier chaos",
         "events": options.events,
@@ -494,7 +500,7 @@ def _report(
         "in_flight_per_kill": [k["in_flight"] for k in kills],
         "escalated_events": escalated,
         "never_reached_without_escalation": never_reached,
-        "restart_to_first_send_s": restart_to_first,
+        "restart_to_first_send_s": [],  # set by run_chaos (_restart_phases)
         "results_by_status": dict(Counter(r["status"] for r in results)),
         "results_by_reason": dict(Counter(f"{r['status']}:{r['reason']}" for r in results)),
     }
