@@ -34,6 +34,7 @@ from tests.fakes.http_gateway import FakeHttpGateway
 from tests.fakes.twilio import FakeTwilio
 from tests.ledger.conftest import LedgerFactory
 from tests.ledger.helpers import MORNING_NY, NIGHT_NY, make_event, make_plan
+from tests.ledger.test_lifecycle import lifecycle
 from tests.ledger.test_with_processor import Clock, Renderer
 
 LEASE_S = 60.0
@@ -221,24 +222,34 @@ async def test_listed_after_the_providers_delay_is_found_not_resent(
     assert found.provider_message_id == twilio.sent[0].response["sid"]
 
 
-async def test_no_resend_after_a_stop_reply_or_outside_the_window(
+async def test_no_resend_after_a_stop_reply_a_repayment_or_outside_the_window(
     make_ledger: LedgerFactory, twilio: FakeTwilio
 ) -> None:
-    """The resend is a claim like any other: a STOP recorded meanwhile, or a contact window
-    closed by the time the provider's delay has passed, and nothing is sent; `unknown` stands."""
+    """The resend is a claim like any other: a STOP recorded meanwhile, the loan repaid
+    meanwhile, or a contact window closed by the time the provider's delay has passed, and
+    nothing is sent; `unknown` stands."""
     stopped = event_of("b-stop", "+14155550108")
     night = event_of("b-night", "+14155550109")
+    paid = make_event(borrower_id="b-paid", loan_id="L-paid")
+    paid = paid.model_copy(
+        update={"borrower": paid.borrower.model_copy(update={"phone": "+14155550110"})}
+    )
     plan = make_plan(Channel.SMS)
     stop_item = await left_unknown(make_ledger, stopped, plan)
     night_item = await left_unknown(make_ledger, night, plan)
+    paid_item = await left_unknown(make_ledger, paid, plan)
     ledger = await make_ledger(lease_s=LEASE_S)
     await ledger.record_opt_out(
         stopped.borrower.borrower_id, Channel.SMS, source="provider:twilio", at=LATER
+    )
+    await ledger.apply_lifecycle(
+        lifecycle("loan.repaid", "L-paid", LATER, borrower="b-paid"), LATER
     )
     day = await replica(make_ledger, twilio, Clock(LATER))
     late = await replica(make_ledger, twilio, Clock(NIGHT_NY))
     try:
         assert await day.reconciler.reconcile(stop_item) is None
+        assert await day.reconciler.reconcile(paid_item) is None
         assert await late.reconciler.reconcile(night_item) is None
     finally:
         await day.aclose()
