@@ -42,6 +42,7 @@ __all__ = [
     "LoanOverdueEvent",
     "PushProvider",
     "PushToken",
+    "Reason",
     "Repayment",
     "RiskLevel",
     "TemplateRef",
@@ -85,6 +86,65 @@ class DeliveryStatus(enum.StrEnum):
     DELIVERED = "delivered"
     UNDELIVERED = "undelivered"
     UNKNOWN = "unknown"
+
+
+class Reason(enum.StrEnum):
+    """Why a notification ended as it did: the machine-readable `reason` of a delivery result.
+
+    The one list of every code the service publishes. Within v1 a value is never renamed or
+    given another meaning (consumers match on it); a new one is an additive change.
+    """
+
+    # How a dispatch ended (status sent, failed, unknown): service/channels/dispatch.py. The
+    # ambiguous_* ones are `unknown`: the provider may have sent it.
+    SENT = "sent"
+    PROVIDER_REJECTED = "provider_rejected"
+    OPTED_OUT_BY_PROVIDER = "opted_out_by_provider"
+    TOKEN_UNREGISTERED = "token_unregistered"  # noqa: S105 (a push token, not a secret)
+    PROVIDER_CONFIG_ERROR = "provider_config_error"
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    PROVIDER_THROTTLED = "provider_throttled"
+    NO_ROUTE = "no_route"
+    CIRCUIT_OPEN = "circuit_open"
+    RATE_LIMITED = "rate_limited"
+    AMBIGUOUS_TIMEOUT = "ambiguous_timeout"
+    AMBIGUOUS_CONNECTION_LOST = "ambiguous_connection_lost"
+    AMBIGUOUS_UNREADABLE_RESPONSE = "ambiguous_unreadable_response"
+    AMBIGUOUS_ADAPTER_ERROR = "ambiguous_adapter_error"
+    # failed before any provider was called: the template could not be rendered.
+    RENDER_FAILED = "render_failed"
+    # Compliance (service/compliance/decision.py): suppressed, or deferred until a time
+    # (preferred_time, quiet_hours, frequency_cap).
+    OPTED_OUT = "opted_out"
+    NO_CONTACT_ADDRESS = "no_contact_address"
+    TIMEZONE_UNKNOWN = "timezone_unknown"
+    CADENCE = "cadence"
+    PREFERRED_TIME = "preferred_time"
+    QUIET_HOURS = "quiet_hours"
+    NO_CONTACT_WINDOW = "no_contact_window"
+    FREQUENCY_CAP = "frequency_cap"
+    STALE = "stale"
+    # The ledger's own decisions: deferred into a digest slot or by the operator pause; unknown
+    # when a crash left a claim that may have been sent; failed when a deferred event no longer
+    # loads; suppressed when an event has nothing planned.
+    DIGEST_WINDOW = "digest_window"
+    PAUSED = "paused"
+    CLAIM_LEASE_EXPIRED = "claim_lease_expired"
+    DEFERRED_EVENT_UNREADABLE = "deferred_event_unreadable"
+    NOTHING_PLANNED = "nothing_planned"
+    # The loan's lifecycle (service/lifecycle.py): suppressed, cancelling what is pending; the
+    # last two only acknowledge the event that changed the loan's state.
+    REPAID = "repaid"
+    SUPERSEDED = "superseded"
+    PLAN_PAUSED = "plan_paused"
+    CONTACT_HOLD = "contact_hold"
+    STALE_EVENT = "stale_event"
+    PARTIALLY_REPAID = "partially_repaid"
+    CONTACT_HOLD_LIFTED = "contact_hold_lifted"
+    # Provider receipts; and the escalation of an event nobody was reached for (failed).
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    UNREACHED = "unreached"
 
 
 # --- Strict JSON scalars ------------------------------------------------------------------
@@ -409,7 +469,7 @@ class DeliveryResult(BaseModel):
     template: TemplateRef | None = None
     locale: str | None = None
     status: DeliveryStatus
-    reason: str = Field(description="Machine-readable code, e.g. sent, opted_out, quiet_hours")
+    reason: Reason = Field(description="Machine-readable code, e.g. sent, opted_out, quiet_hours")
     rule: str | None = Field(default=None, description="The policy or compliance rule that decided")
     attempts: int = 0
     provider_message_id: str | None = None

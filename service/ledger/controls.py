@@ -22,7 +22,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.events import DeliveryResult, DeliveryStatus, LoanOverdueEvent, result_id_for
+from service.events import DeliveryResult, DeliveryStatus, LoanOverdueEvent, Reason, result_id_for
 from service.ledger.api import Admission, AdmissionKind
 from service.ledger.audit import audit_values, contact_of
 from service.ledger.codec import event_to_json, plan_to_json
@@ -32,7 +32,7 @@ from service.ledger.schema import audit, controls, notifications
 __all__ = ["PAUSE", "PAUSED_REASON", "PAUSED_RULE", "ControlStore", "PauseStatus"]
 
 PAUSE = "pause"
-PAUSED_REASON = "paused"
+PAUSED_REASON = Reason.PAUSED
 PAUSED_RULE = "operator.pause"
 
 N = notifications.c

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.events import Channel, DeliveryResult, DeliveryStatus, TemplateRef
+from service.events import Channel, DeliveryResult, DeliveryStatus, Reason, TemplateRef
 from service.ledger.audit import ContactRef, audit_values, contact_hash
 from service.ledger.engine import translate_errors
 from service.ledger.schema import audit, notifications, opt_outs
@@ -132,7 +132,7 @@ def _sent_result(row: Any) -> DeliveryResult:
         provider=row["provider"],
         template=template,
         status=DeliveryStatus.SENT,
-        reason="sent",
+        reason=Reason.SENT,
         rule=row["rule"],
         attempts=row["attempts"],
         provider_message_id=row["provider_message_id"],

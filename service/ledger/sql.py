@@ -52,7 +52,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.compliance import Contact, Decision, Verdict, decide
 from service.compliance.candidate import candidate_for
-from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent, result_id_for
+from service.events import (
+    Channel,
+    DeliveryResult,
+    DeliveryStatus,
+    LoanOverdueEvent,
+    Reason,
+    result_id_for,
+)
 from service.ledger.api import Admission, AdmissionKind, DeferredNotification, DueDeferred
 from service.ledger.audit import AuditRow, audit_values, contact_of
 from service.ledger.codec import event_from_json, event_to_json, plan_from_json, plan_to_json
@@ -88,8 +95,6 @@ DECIDED = "decided"
 _COUNTS_AS_CONTACT = frozenset(
     {DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.UNKNOWN}
 )
-OPTED_OUT_BY_PROVIDER = "opted_out_by_provider"
-DIGEST_WINDOW = "digest_window"
 
 
 def digest_slot(now: datetime, window: timedelta) -> datetime:
@@ -99,10 +104,8 @@ def digest_slot(now: datetime, window: timedelta) -> datetime:
     return datetime.fromtimestamp((epoch // seconds + 1) * seconds, tz=UTC)
 
 
-LEASE_EXPIRED = "claim_lease_expired"
 # on_ambiguous per channel, decided by the composition root (service/app.py).
 ResendAmbiguous = Callable[[LoanOverdueEvent, Channel], bool]
-DEFERRED_UNREADABLE = "deferred_event_unreadable"
 
 log = logging.getLogger(__name__)
 
@@ -473,7 +476,7 @@ class SqlLedger:
                 "at": r.finished_at or r.occurred_at,
             }
             for r in results
-            if r.reason == OPTED_OUT_BY_PROVIDER and r.channel is not None
+            if r.reason == Reason.OPTED_OUT_BY_PROVIDER and r.channel is not None
         ]
         async with translate_errors("record"), self._engine.begin() as conn:
             await conn.execute(stmt, params)
@@ -619,7 +622,7 @@ class SqlLedger:
             borrower_id=row.borrower_id,
             channel=Channel(row.channel),
             status=DeliveryStatus.FAILED,
-            reason=DEFERRED_UNREADABLE,
+            reason=Reason.DEFERRED_EVENT_UNREADABLE,
             rule="ledger.stored_event",
             occurred_at=now,
             finished_at=now,
@@ -767,7 +770,7 @@ class SqlLedger:
     ) -> dict[str, Any]:
         contact = (
             contact_of(event, result.channel, self._key)
-            if result.reason != "no_contact_address"
+            if result.reason != Reason.NO_CONTACT_ADDRESS
             else None
         )
         return audit_values(
@@ -880,14 +883,17 @@ class _AdmitStep:
             block = self.loan.block(self.event, plan.stage, local_date, pending=False)
 
         if block is not None:
-            decision = Decision(Verdict.SUPPRESS, block.reason.value, block.rule)
+            decision = Decision(Verdict.SUPPRESS, block.reason, block.rule)
         else:
             decision = self._decide(plan, first_seen)
             window = self.ledger._rules.digest_window
             if row is None and window is not None and decision.verdict is Verdict.SEND:
                 # Gather: siblings due in the same slot go out as one digest (scheduler).
                 decision = Decision(
-                    Verdict.DEFER, DIGEST_WINDOW, "ledger.digest", due_at=digest_slot(now, window)
+                    Verdict.DEFER,
+                    Reason.DIGEST_WINDOW,
+                    "ledger.digest",
+                    due_at=digest_slot(now, window),
                 )
         values = self._row_values(
             plan, nid, decision, first_seen, defer_count, keep_event=row is not None
@@ -928,11 +934,11 @@ class _AdmitStep:
         event = self.event
         nid = f"{event.event_id}:none:no_plan"
         if block is not None:
-            reason, rule = block.reason.value, block.rule
+            reason, rule = block.reason, block.rule
         elif event.loan.amount_due == 0:
-            reason, rule = "nothing_planned", "policy:zero_balance"
+            reason, rule = Reason.NOTHING_PLANNED, "policy:zero_balance"
         else:
-            reason, rule = "nothing_planned", "policy:no_stage_or_channel"
+            reason, rule = Reason.NOTHING_PLANNED, "policy:no_stage_or_channel"
         result = DeliveryResult(
             result_id=result_id_for(nid, DeliveryStatus.SUPPRESSED),
             notification_id=nid,
@@ -958,11 +964,10 @@ class _AdmitStep:
 
     async def _lease_expired(self, plan: PlannedNotification, nid: str, row: Row[Any]) -> Admission:
         """A claim whose holder died: the provider may have been called, so report `unknown`."""
-        result = self._base_result(plan, nid).model_copy(
+        result = self._base_result(plan, nid, Reason.CLAIM_LEASE_EXPIRED).model_copy(
             update={
                 "result_id": result_id_for(nid, DeliveryStatus.UNKNOWN),
                 "status": DeliveryStatus.UNKNOWN,
-                "reason": LEASE_EXPIRED,
                 "rule": "ledger.claim_lease",
             }
         )
@@ -1004,7 +1009,7 @@ class _AdmitStep:
         )
         return decide(candidate, self.ledger._rules, self.contacts, self.now)
 
-    def _base_result(self, plan: PlannedNotification, nid: str) -> DeliveryResult:
+    def _base_result(self, plan: PlannedNotification, nid: str, reason: Reason) -> DeliveryResult:
         return DeliveryResult(
             result_id=result_id_for(nid, DeliveryStatus.SUPPRESSED),
             notification_id=nid,
@@ -1013,7 +1018,7 @@ class _AdmitStep:
             borrower_id=self.event.borrower.borrower_id,
             channel=plan.channel,
             status=DeliveryStatus.SUPPRESSED,
-            reason="",
+            reason=reason,
             rule=None,
             occurred_at=self.now,
             schema_id=self.event.schema_id,
@@ -1028,11 +1033,11 @@ class _AdmitStep:
         status = DeliveryStatus.DEFERRED if deferred else DeliveryStatus.SUPPRESSED
         # Each deferral of the same notification is a new decision with its own result id.
         sequence = defer_count if status is DeliveryStatus.DEFERRED else 0
-        return self._base_result(plan, nid).model_copy(
+        assert decision.reason is not None, "a defer or suppress decision always says why"
+        return self._base_result(plan, nid, decision.reason).model_copy(
             update={
                 "result_id": result_id_for(nid, status, sequence),
                 "status": status,
-                "reason": decision.reason,
                 "rule": decision.rule,
                 "not_before": decision.due_at,
             }

@@ -20,10 +20,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from service.events import DeliveryResult, DeliveryStatus, LoanOverdueEvent, result_id_for
+from service.events import DeliveryResult, DeliveryStatus, LoanOverdueEvent, Reason, result_id_for
 
 __all__ = [
-    "UNREACHED",
     "Escalate",
     "Escalation",
     "escalation_result",
@@ -33,9 +32,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-UNREACHED = "unreached"
 # Suppressions that mean "we could not reach them", not "a rule said don't".
-_UNREACHABLE_SUPPRESSIONS = frozenset({"no_contact_address"})
+_UNREACHABLE_SUPPRESSIONS = frozenset({Reason.NO_CONTACT_ADDRESS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +70,7 @@ def unreached_after(
     own = [
         r
         for r in results
-        if r.event_id == event.event_id and r.channel is not None and r.reason != UNREACHED
+        if r.event_id == event.event_id and r.channel is not None and r.reason != Reason.UNREACHED
     ]
     if not own or not all(_unreached(r) for r in own):
         return None
@@ -99,7 +97,7 @@ def escalation_result(escalation: Escalation, *, schema_id: int | None = None) -
         borrower_id=escalation.borrower_id,
         channel=None,
         status=DeliveryStatus.FAILED,
-        reason=UNREACHED,
+        reason=Reason.UNREACHED,
         rule="escalation:" + ",".join(sorted({reason for *_, reason in escalation.outcomes})),
         occurred_at=escalation.at,
         schema_id=schema_id,

@@ -21,6 +21,7 @@ from service.events import (
     DeliveryResult,
     DeliveryStatus,
     LoanOverdueEvent,
+    Reason,
     result_id_for,
 )
 from service.ledger.api import Admission, AdmissionKind, DeferredNotification, NotificationLedger
@@ -364,7 +365,7 @@ class NotificationProcessor:
                     a.plan,
                     a.notification_id,
                     DeliveryStatus.FAILED,
-                    "render_failed",
+                    Reason.RENDER_FAILED,
                     locale=locale,
                 )
                 for e, a in sending
@@ -376,12 +377,8 @@ class NotificationProcessor:
             tracing.annotate(
                 {"notifier.status": outcome.status, "notifier.reason": outcome.reason}, span
             )
-        reason = outcome.reason
-        if outcome.opt_out:
-            reason = "opted_out_by_provider"
-        elif outcome.dead_token:
-            reason = "token_unregistered"
         status = _STATUS[outcome.status]
+        reason = _outcome_reason(outcome, status)
         if status is DeliveryStatus.SENT:
             metrics.LAST_SEND.labels(channel=lead.plan.channel.value).set(time.time())
         return [
@@ -440,7 +437,7 @@ class NotificationProcessor:
                 "render failed", extra={"template": plan.template, "error": type(exc).__name__}
             )
             return self._result(
-                event, plan, nid, DeliveryStatus.FAILED, "render_failed", locale=locale
+                event, plan, nid, DeliveryStatus.FAILED, Reason.RENDER_FAILED, locale=locale
             )
         finally:
             metrics.RENDER_SECONDS.observe(time.perf_counter() - started)
@@ -453,12 +450,8 @@ class NotificationProcessor:
             tracing.annotate(
                 {"notifier.status": outcome.status, "notifier.reason": outcome.reason}, span
             )
-        reason = outcome.reason
-        if outcome.opt_out:
-            reason = "opted_out_by_provider"
-        elif outcome.dead_token:
-            reason = "token_unregistered"
         status = _STATUS[outcome.status]
+        reason = _outcome_reason(outcome, status)
         if status is DeliveryStatus.SENT:
             metrics.LAST_SEND.labels(channel=plan.channel.value).set(time.time())
         return DeliveryResult(
@@ -490,7 +483,7 @@ class NotificationProcessor:
         plan: PlannedNotification,
         nid: str,
         status: DeliveryStatus,
-        reason: str,
+        reason: Reason,
         *,
         locale: str,
     ) -> DeliveryResult:
@@ -519,11 +512,34 @@ class NotificationProcessor:
             borrower_id=event.borrower.borrower_id,
             channel=None,
             status=DeliveryStatus.SUPPRESSED,
-            reason="nothing_planned",
+            reason=Reason.NOTHING_PLANNED,
             rule="policy:no_stage_or_channel",
             occurred_at=now,
             schema_id=event.schema_id,
         )
+
+
+# What a result says when a dispatcher's reason code is not in the contract (a bug: the
+# contract test keeps dispatch.REASONS inside Reason): the send still gets its result.
+_FALLBACK_REASON = {
+    DeliveryStatus.SENT: Reason.SENT,
+    DeliveryStatus.FAILED: Reason.PROVIDER_REJECTED,
+    DeliveryStatus.UNKNOWN: Reason.AMBIGUOUS_ADAPTER_ERROR,
+}
+
+
+def _outcome_reason(outcome: DispatchOutcomeLike, status: DeliveryStatus) -> Reason:
+    """The result's reason for a dispatch outcome: its own code, or what a refusal meant."""
+    if outcome.opt_out:
+        return Reason.OPTED_OUT_BY_PROVIDER
+    if outcome.dead_token:
+        return Reason.TOKEN_UNREGISTERED
+    try:
+        return Reason(outcome.reason)
+    except ValueError:
+        # Never lose a send's result over a code: publish the nearest, say so loudly.
+        log.error("dispatch reason not in the contract", extra={"reason": outcome.reason[:64]})
+        return _FALLBACK_REASON[status]
 
 
 def _outbound(

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from service.events import DeliveryResult, DeliveryStatus, LoanOverdueEvent, result_id_for
+from service.events import DeliveryResult, DeliveryStatus, LoanOverdueEvent, Reason, result_id_for
 
 __all__ = ["AmbiguousSms", "Reconciler", "SmsFinder"]
 
@@ -130,7 +130,7 @@ class Reconciler:
             update={
                 "result_id": result_id_for(nid, DeliveryStatus.SENT),
                 "status": DeliveryStatus.SENT,
-                "reason": "sent",
+                "reason": Reason.SENT,
                 "rule": f"reconciled:{self._finder.provider}_list",
                 "provider": self._finder.provider,
                 "provider_message_id": sid,

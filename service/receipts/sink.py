@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from service.events import Channel, DeliveryResult, DeliveryStatus, result_id_for
+from service.events import Channel, DeliveryResult, DeliveryStatus, Reason, result_id_for
 from service.ledger.receipts import SentNotification
 from service.observability import metrics
 from service.receipts.model import ProviderReceipt
@@ -149,15 +149,14 @@ class LedgerReceiptSink:
 
 def receipt_result(sent: DeliveryResult, receipt: ProviderReceipt) -> DeliveryResult:
     """The delivered / undelivered result of a receipt for the notification `sent` was."""
-    status = (
-        DeliveryStatus.DELIVERED if receipt.status == "delivered" else DeliveryStatus.UNDELIVERED
-    )
+    delivered = receipt.status == "delivered"
+    status = DeliveryStatus.DELIVERED if delivered else DeliveryStatus.UNDELIVERED
     nid = sent.notification_id or ""
     return sent.model_copy(
         update={
             "result_id": result_id_for(nid, status, 0),
             "status": status,
-            "reason": status.value,
+            "reason": Reason.DELIVERED if delivered else Reason.UNDELIVERED,
             "rule": f"receipt:{receipt.provider}",
             "provider": receipt.provider,
             "provider_code": receipt.error_code,
