@@ -2,6 +2,12 @@
 
 Everything that crosses Kafka is defined here and nowhere else. Input events are forward
 compatible (unknown fields are ignored); results are strict, because we produce them.
+
+A result is made in one place: `DeliveryResult.for_notification` (a decision about a
+notification, answering an event or a `ResultSubject`) and `.followed_by` (a later result of
+the same notification: a receipt, a reconciled send), which set the ids, the deterministic
+result id, the time and the Schema Registry id the same way for every room. Its `reason` is a
+member of `Reason`, the one list of codes.
 """
 
 from __future__ import annotations
@@ -11,9 +17,10 @@ import functools
 import importlib.resources
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Protocol, Self
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -33,6 +40,7 @@ from pydantic_core import PydanticCustomError
 
 __all__ = [
     "INPUT_SCHEMA_MAJOR",
+    "AnsweredEvent",
     "Borrower",
     "Channel",
     "DeliveryResult",
@@ -44,6 +52,7 @@ __all__ = [
     "PushToken",
     "Reason",
     "Repayment",
+    "ResultSubject",
     "RiskLevel",
     "TemplateRef",
     "result_id_for",
@@ -450,6 +459,39 @@ class TemplateRef(BaseModel):
     version: str
 
 
+class _LoanId(Protocol):
+    @property
+    def loan_id(self) -> str: ...
+
+
+class _BorrowerId(Protocol):
+    @property
+    def borrower_id(self) -> str: ...
+
+
+class AnsweredEvent(Protocol):
+    """What a result needs of the event it answers: an overdue or a lifecycle event."""
+
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def loan(self) -> _LoanId: ...
+    @property
+    def borrower(self) -> _BorrowerId: ...
+    @property
+    def schema_id(self) -> int | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ResultSubject:
+    """What a result answers when no event is at hand: a stored row, an escalation."""
+
+    event_id: str
+    loan_id: str
+    borrower_id: str
+    schema_id: int | None = None
+
+
 class DeliveryResult(BaseModel):
     """One notification decision, or a later receipt for it. Kafka key: borrower id."""
 
@@ -490,6 +532,87 @@ class DeliveryResult(BaseModel):
         ),
     )
     schema_version: Literal["1"] = "1"
+
+    @classmethod
+    def for_notification(
+        cls,
+        about: AnsweredEvent | ResultSubject,
+        notification_id: str,
+        *,
+        status: DeliveryStatus,
+        reason: Reason,
+        at: datetime,
+        sequence: int = 0,
+        channel: Channel | None = None,
+        rule: str | None = None,
+        provider: str | None = None,
+        template: TemplateRef | None = None,
+        locale: str | None = None,
+        attempts: int = 0,
+        provider_message_id: str | None = None,
+        provider_code: str | None = None,
+        sms_parts: int | None = None,
+        not_before: datetime | None = None,
+        first_attempt_at: datetime | None = None,
+        finished_at: datetime | None = None,
+    ) -> DeliveryResult:
+        """The one way a result is made, so every decision sets the same things the same way.
+
+        The ids (event, loan, borrower) and the Schema Registry id come from what it answers;
+        `result_id` is `result_id_for(notification_id, status, sequence)` (`sequence`: which
+        deferral of the notification this is); `at` is the decision's time (`occurred_at`).
+        """
+        if isinstance(about, ResultSubject):
+            subject = about
+        else:
+            subject = ResultSubject(
+                about.event_id, about.loan.loan_id, about.borrower.borrower_id, about.schema_id
+            )
+        return cls(
+            result_id=result_id_for(notification_id, status, sequence),
+            notification_id=notification_id,
+            event_id=subject.event_id,
+            loan_id=subject.loan_id,
+            borrower_id=subject.borrower_id,
+            channel=channel,
+            provider=provider,
+            template=template,
+            locale=locale,
+            status=status,
+            reason=reason,
+            rule=rule,
+            attempts=attempts,
+            provider_message_id=provider_message_id,
+            provider_code=provider_code,
+            sms_parts=sms_parts,
+            not_before=not_before,
+            occurred_at=at,
+            first_attempt_at=first_attempt_at,
+            finished_at=finished_at,
+            schema_id=subject.schema_id,
+        )
+
+    def followed_by(
+        self,
+        *,
+        status: DeliveryStatus,
+        reason: Reason,
+        at: datetime,
+        sequence: int = 0,
+        **changes: Any,
+    ) -> DeliveryResult:
+        """A later result of the same notification (a receipt, a reconciled send, a claim
+        found expired): the same ids, template and schema id; its own status, reason, time and
+        result id. Validated like any result (`model_copy` would skip that)."""
+        data = {
+            **self.model_dump(),
+            "result_id": result_id_for(self.notification_id or "", status, sequence),
+            "status": status,
+            "reason": reason,
+            "occurred_at": at,
+            **changes,
+        }
+        return DeliveryResult.model_validate(data)
 
 
 _RESULT_NAMESPACE = uuid.UUID("6b1d5f0e-8f3c-4a59-9a43-5d1c3f2e7a10")

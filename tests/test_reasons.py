@@ -109,38 +109,43 @@ def test_every_code_the_dispatcher_can_return_is_a_reason() -> None:
     assert sorted(codes - set(ENUM)) == []
 
 
-def _free_string_reasons(path: Path, tree: ast.Module) -> list[str]:
-    """`reason=` / `"reason":` given a string literal where a result is built or copied."""
+_DECIDING_FIELDS = {"result_id", "status", "reason"}
+
+
+def _results_built_elsewhere(path: Path, tree: ast.Module) -> list[str]:
+    """Results made outside the builder: a `DeliveryResult(...)` call, or a `model_copy` (which
+    skips validation) that changes what a result decided; `reason=` given a string literal to
+    the builder."""
     found: list[str] = []
+    where = path.relative_to(REPO_ROOT)
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
         func = node.func
         name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
-        if name == "DeliveryResult":
+        if name == "DeliveryResult" and path != SERVICE / "events.py":
+            found.append(f"{where}:{node.lineno} DeliveryResult(...)")
+        if name in ("for_notification", "followed_by", "DeliveryResult"):
             for keyword in node.keywords:
                 if keyword.arg == "reason" and isinstance(keyword.value, ast.Constant):
-                    found.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}")
+                    found.append(f"{where}:{node.lineno} reason={keyword.value.value!r}")
         if name == "model_copy":
             for keyword in node.keywords:
                 if keyword.arg != "update" or not isinstance(keyword.value, ast.Dict):
                     continue
-                for key, value in zip(keyword.value.keys, keyword.value.values, strict=True):
-                    if (
-                        isinstance(key, ast.Constant)
-                        and key.value == "reason"
-                        and isinstance(value, ast.Constant)
-                    ):
-                        found.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}")
+                keys = {str(k.value) for k in keyword.value.keys if isinstance(k, ast.Constant)}
+                if keys & _DECIDING_FIELDS:
+                    found.append(f"{where}:{node.lineno} model_copy({sorted(keys)})")
     return found
 
 
-def test_no_result_is_built_or_copied_with_a_free_string_reason() -> None:
-    """Nowhere in service/ is a DeliveryResult built, or copied with `model_copy(update=...)`
-    (which skips validation), with a string literal as its reason: always a Reason member."""
+def test_results_are_built_in_one_place_and_never_from_a_free_string_reason() -> None:
+    """Nowhere in service/ but the builder itself (DeliveryResult.for_notification and
+    .followed_by in events.py) is a result constructed, or copied into a new decision with
+    `model_copy`; no builder call gives a string literal as the reason."""
     modules = _modules()
     assert any(p.name == "events.py" for p, _ in modules)
-    found = [hit for path, tree in modules for hit in _free_string_reasons(path, tree)]
+    found = [hit for path, tree in modules for hit in _results_built_elsewhere(path, tree)]
     assert found == []
 
 

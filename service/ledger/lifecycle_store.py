@@ -26,7 +26,7 @@ from service.events import (
     Loan,
     LoanOverdueEvent,
     Reason,
-    result_id_for,
+    ResultSubject,
 )
 from service.ledger.loans import Block, Hold, LoanState, blocking_reason
 from service.ledger.schema import holds, loan_events, loans, notifications
@@ -446,18 +446,8 @@ class LoanContext:
         if stale:
             rule = "lifecycle:older_than_newest"
         nid = f"{event.event_id}:lifecycle"
-        acknowledgement = DeliveryResult(
-            result_id=result_id_for(nid, DeliveryStatus.SUPPRESSED),
-            notification_id=nid,
-            event_id=event.event_id,
-            loan_id=loan_id,
-            borrower_id=borrower_id,
-            channel=None,
-            status=DeliveryStatus.SUPPRESSED,
-            reason=ack,
-            rule=rule,
-            occurred_at=now,
-            schema_id=event.schema_id,
+        acknowledgement = DeliveryResult.for_notification(
+            event, nid, status=DeliveryStatus.SUPPRESSED, reason=ack, at=now, rule=rule
         )
         results = [*cancelled, acknowledgement]
         writes.cancelled.extend(cancelled)
@@ -488,19 +478,16 @@ class LoanContext:
     def _cancel(
         self, item: _Pending, reason: Reason, rule: str, now: datetime, schema_id: int | None
     ) -> DeliveryResult:
-        # `schema_id`: of the event that cancels (the record this result answers).
-        return DeliveryResult(
-            result_id=result_id_for(item.notification_id, DeliveryStatus.SUPPRESSED),
-            notification_id=item.notification_id,
-            event_id=item.event_id,
-            loan_id=item.loan_id,
-            borrower_id=item.borrower_id,
-            channel=Channel(item.channel),
+        # The pending notification's ids; `schema_id`: of the event that cancels it (the
+        # record this result answers).
+        return DeliveryResult.for_notification(
+            ResultSubject(item.event_id, item.loan_id, item.borrower_id, schema_id),
+            item.notification_id,
             status=DeliveryStatus.SUPPRESSED,
             reason=reason,
+            at=now,
+            channel=Channel(item.channel),
             rule=rule,
-            occurred_at=now,
-            schema_id=schema_id,
         )
 
     def _put_loan(

@@ -58,7 +58,7 @@ from service.events import (
     DeliveryStatus,
     LoanOverdueEvent,
     Reason,
-    result_id_for,
+    ResultSubject,
 )
 from service.ledger.api import Admission, AdmissionKind, DeferredNotification, DueDeferred
 from service.ledger.audit import AuditRow, audit_values, contact_of
@@ -614,17 +614,14 @@ class SqlLedger:
         log.error(
             "deferred notification %s cannot be loaded (%s); decided failed", nid, where[:200]
         )
-        result = DeliveryResult(
-            result_id=result_id_for(nid, DeliveryStatus.FAILED),
-            notification_id=nid,
-            event_id=row.event_id,
-            loan_id=row.loan_id,
-            borrower_id=row.borrower_id,
-            channel=Channel(row.channel),
+        result = DeliveryResult.for_notification(
+            ResultSubject(row.event_id, row.loan_id, row.borrower_id),
+            nid,
             status=DeliveryStatus.FAILED,
             reason=Reason.DEFERRED_EVENT_UNREADABLE,
+            at=now,
+            channel=Channel(row.channel),
             rule="ledger.stored_event",
-            occurred_at=now,
             finished_at=now,
         )
         await conn.execute(
@@ -939,18 +936,8 @@ class _AdmitStep:
             reason, rule = Reason.NOTHING_PLANNED, "policy:zero_balance"
         else:
             reason, rule = Reason.NOTHING_PLANNED, "policy:no_stage_or_channel"
-        result = DeliveryResult(
-            result_id=result_id_for(nid, DeliveryStatus.SUPPRESSED),
-            notification_id=nid,
-            event_id=event.event_id,
-            loan_id=event.loan.loan_id,
-            borrower_id=event.borrower.borrower_id,
-            channel=None,
-            status=DeliveryStatus.SUPPRESSED,
-            reason=reason,
-            rule=rule,
-            occurred_at=self.now,
-            schema_id=event.schema_id,
+        result = DeliveryResult.for_notification(
+            event, nid, status=DeliveryStatus.SUPPRESSED, reason=reason, at=self.now, rule=rule
         )
         if not self.loan.redelivered(event.event_id):
             self.audits.append(audit_values(result, at=self.now, contact=None, policy_rule=rule))
@@ -964,12 +951,14 @@ class _AdmitStep:
 
     async def _lease_expired(self, plan: PlannedNotification, nid: str, row: Row[Any]) -> Admission:
         """A claim whose holder died: the provider may have been called, so report `unknown`."""
-        result = self._base_result(plan, nid, Reason.CLAIM_LEASE_EXPIRED).model_copy(
-            update={
-                "result_id": result_id_for(nid, DeliveryStatus.UNKNOWN),
-                "status": DeliveryStatus.UNKNOWN,
-                "rule": "ledger.claim_lease",
-            }
+        result = DeliveryResult.for_notification(
+            self.event,
+            nid,
+            status=DeliveryStatus.UNKNOWN,
+            reason=Reason.CLAIM_LEASE_EXPIRED,
+            at=self.now,
+            channel=plan.channel,
+            rule="ledger.claim_lease",
         )
         changed = await self.conn.execute(
             update(notifications)
@@ -1009,21 +998,6 @@ class _AdmitStep:
         )
         return decide(candidate, self.ledger._rules, self.contacts, self.now)
 
-    def _base_result(self, plan: PlannedNotification, nid: str, reason: Reason) -> DeliveryResult:
-        return DeliveryResult(
-            result_id=result_id_for(nid, DeliveryStatus.SUPPRESSED),
-            notification_id=nid,
-            event_id=self.event.event_id,
-            loan_id=self.event.loan.loan_id,
-            borrower_id=self.event.borrower.borrower_id,
-            channel=plan.channel,
-            status=DeliveryStatus.SUPPRESSED,
-            reason=reason,
-            rule=None,
-            occurred_at=self.now,
-            schema_id=self.event.schema_id,
-        )
-
     def _result_for(
         self, plan: PlannedNotification, nid: str, decision: Decision, defer_count: int
     ) -> DeliveryResult | None:
@@ -1034,13 +1008,16 @@ class _AdmitStep:
         # Each deferral of the same notification is a new decision with its own result id.
         sequence = defer_count if status is DeliveryStatus.DEFERRED else 0
         assert decision.reason is not None, "a defer or suppress decision always says why"
-        return self._base_result(plan, nid, decision.reason).model_copy(
-            update={
-                "result_id": result_id_for(nid, status, sequence),
-                "status": status,
-                "rule": decision.rule,
-                "not_before": decision.due_at,
-            }
+        return DeliveryResult.for_notification(
+            self.event,
+            nid,
+            status=status,
+            reason=decision.reason,
+            at=self.now,
+            sequence=sequence,
+            channel=plan.channel,
+            rule=decision.rule,
+            not_before=decision.due_at,
         )
 
     def _row_values(

@@ -20,7 +20,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from service.events import DeliveryResult, DeliveryStatus, LoanOverdueEvent, Reason, result_id_for
+from service.events import (
+    DeliveryResult,
+    DeliveryStatus,
+    LoanOverdueEvent,
+    Reason,
+    ResultSubject,
+)
 
 __all__ = [
     "Escalate",
@@ -88,19 +94,16 @@ def unreached_after(
 def escalation_result(escalation: Escalation, *, schema_id: int | None = None) -> DeliveryResult:
     """The published result that says: nobody was reached for this event (`schema_id`: the
     event's, as on its other results)."""
-    nid = escalation.escalation_id
-    return DeliveryResult(
-        result_id=result_id_for(nid, DeliveryStatus.FAILED),
-        notification_id=nid,
-        event_id=escalation.event_id,
-        loan_id=escalation.loan_id,
-        borrower_id=escalation.borrower_id,
-        channel=None,
+    subject = ResultSubject(
+        escalation.event_id, escalation.loan_id, escalation.borrower_id, schema_id
+    )
+    return DeliveryResult.for_notification(
+        subject,
+        escalation.escalation_id,
         status=DeliveryStatus.FAILED,
         reason=Reason.UNREACHED,
+        at=escalation.at,
         rule="escalation:" + ",".join(sorted({reason for *_, reason in escalation.outcomes})),
-        occurred_at=escalation.at,
-        schema_id=schema_id,
     )
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from service.events import DeliveryResult, DeliveryStatus, LoanOverdueEvent, Reason, result_id_for
+from service.events import DeliveryResult, DeliveryStatus, LoanOverdueEvent, Reason
 
 __all__ = ["AmbiguousSms", "Reconciler", "SmsFinder"]
 
@@ -125,18 +125,15 @@ class Reconciler:
         if sid is None:
             self.not_found += 1
             return None
-        nid = item.unknown.notification_id or ""
-        sent = item.unknown.model_copy(
-            update={
-                "result_id": result_id_for(nid, DeliveryStatus.SENT),
-                "status": DeliveryStatus.SENT,
-                "reason": Reason.SENT,
-                "rule": f"reconciled:{self._finder.provider}_list",
-                "provider": self._finder.provider,
-                "provider_message_id": sid,
-                "occurred_at": self._clock(),
-                "finished_at": self._clock(),
-            }
+        now = self._clock()
+        sent = item.unknown.followed_by(
+            status=DeliveryStatus.SENT,
+            reason=Reason.SENT,
+            at=now,
+            rule=f"reconciled:{self._finder.provider}_list",
+            provider=self._finder.provider,
+            provider_message_id=sid,
+            finished_at=now,
         )
         await self._ledger.record(item.event, [sent])
         await self._publish([sent])
