@@ -12,16 +12,16 @@ from __future__ import annotations
 import ast
 import json
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]  # (no stubs in the dev set; test only)
 import pydantic
 import pytest
 import yaml
 
+from service.channels.base import DispatchOutcome, OutboundMessage
 from service.channels.dispatch import REASONS
 from service.compliance import Candidate, Contact, decide
 from service.events import Channel, DeliveryResult, DeliveryStatus, Reason, result_id_for
@@ -216,48 +216,40 @@ def test_every_compliance_verdict_names_a_reason_member(
     assert decision.reason is expected
 
 
-@dataclass(frozen=True)
-class _Outcome:
-    status: Literal["sent", "failed", "unknown"]
-    reason: str
-    provider: str | None = "recorder"
-    provider_message_id: str | None = None
-    provider_code: str | None = None
-    attempts: int = 1
-    first_attempt_at: datetime | None = None
-    finished_at: datetime | None = None
-    opt_out: bool = False
-    dead_token: bool = False
-
-
 class _Scripted:
-    def __init__(self, outcome: _Outcome) -> None:
+    def __init__(self, outcome: DispatchOutcome) -> None:
         self.outcome = outcome
 
-    async def dispatch(self, message: object) -> _Outcome:
+    async def dispatch(self, message: OutboundMessage) -> DispatchOutcome:
         return self.outcome
 
 
-def _status_of(code: str) -> Literal["sent", "failed", "unknown"]:
-    if code == "sent":
-        return "sent"
-    return "unknown" if code.startswith("ambiguous_") else "failed"
+def _outcome(code: str, status: DeliveryStatus | None = None) -> DispatchOutcome:
+    if status is None:
+        status = (
+            DeliveryStatus.SENT
+            if code == "sent"
+            else DeliveryStatus.UNKNOWN
+            if code.startswith("ambiguous_")
+            else DeliveryStatus.FAILED
+        )
+    return DispatchOutcome(status, code, "recorder", attempts=1)
 
 
 _CASES = [
-    *((_Outcome(_status_of(code), code), Reason(code)) for code in REASONS),
-    # The refusal kinds the dispatcher reports by flag today: their own reasons.
-    (_Outcome("failed", "provider_rejected", opt_out=True), Reason.OPTED_OUT_BY_PROVIDER),
-    (_Outcome("failed", "provider_rejected", dead_token=True), Reason.TOKEN_UNREGISTERED),
+    *((_outcome(code), Reason(code)) for code in REASONS),
     # A code no contract lists (an adapter bug): the send keeps a result, with the nearest.
-    (_Outcome("failed", "invalid_number"), Reason.PROVIDER_REJECTED),
-    (_Outcome("unknown", "ambiguous_gremlins"), Reason.AMBIGUOUS_ADAPTER_ERROR),
+    (_outcome("invalid_number", DeliveryStatus.FAILED), Reason.PROVIDER_REJECTED),
+    (_outcome("ambiguous_gremlins", DeliveryStatus.UNKNOWN), Reason.AMBIGUOUS_ADAPTER_ERROR),
 ]
 
 
 @pytest.mark.parametrize(("outcome", "expected"), _CASES, ids=lambda c: getattr(c, "reason", c))
 async def test_every_dispatch_outcome_ends_in_a_published_reason_member(
-    outcome: _Outcome, expected: Reason, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    outcome: DispatchOutcome,
+    expected: Reason,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The real processor over a SQLite ledger turns each dispatch outcome into a result whose
     reason is a Reason member that the published schema accepts; a code outside the contract
@@ -294,5 +286,5 @@ async def test_every_dispatch_outcome_ends_in_a_published_reason_member(
     schema = json.loads((REPO_ROOT / "schemas" / "delivery-result.v1.json").read_text())
     for result in results:
         jsonschema.validate(json.loads(result.model_dump_json()), schema)
-    unlisted = outcome.reason not in ENUM and not (outcome.opt_out or outcome.dead_token)
+    unlisted = outcome.reason not in ENUM
     assert any("not in the contract" in r.getMessage() for r in caplog.records) is unlisted

@@ -13,9 +13,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from typing import Protocol
 
-from service.channels.base import OutboundMessage
+from service.channels.base import DispatchOutcome, OutboundMessage
 from service.events import (
     Channel,
     DeliveryResult,
@@ -39,29 +39,6 @@ __all__ = ["NotificationProcessor"]
 log = logging.getLogger(__name__)
 
 
-class DispatchOutcomeLike(Protocol):
-    @property
-    def status(self) -> Literal["sent", "failed", "unknown"]: ...
-    @property
-    def reason(self) -> str: ...
-    @property
-    def provider(self) -> str | None: ...
-    @property
-    def provider_message_id(self) -> str | None: ...
-    @property
-    def provider_code(self) -> str | None: ...
-    @property
-    def attempts(self) -> int: ...
-    @property
-    def first_attempt_at(self) -> datetime | None: ...
-    @property
-    def finished_at(self) -> datetime | None: ...
-    @property
-    def opt_out(self) -> bool: ...
-    @property
-    def dead_token(self) -> bool: ...
-
-
 class SendHold(Protocol):
     """The operator pause (service.pipeline.pause + service.ledger.controls)."""
 
@@ -74,7 +51,7 @@ class SendHold(Protocol):
 
 
 class Dispatch(Protocol):
-    async def dispatch(self, message: OutboundMessage) -> DispatchOutcomeLike: ...
+    async def dispatch(self, message: OutboundMessage) -> DispatchOutcome: ...
 
 
 class Render(Protocol):
@@ -95,12 +72,6 @@ AfterEvent = Callable[
     [LoanOverdueEvent, Sequence[PlannedNotification], Sequence[DeliveryResult]], Awaitable[None]
 ]
 LocaleResolver = Callable[[LoanOverdueEvent], str]
-
-_STATUS = {
-    "sent": DeliveryStatus.SENT,
-    "failed": DeliveryStatus.FAILED,
-    "unknown": DeliveryStatus.UNKNOWN,
-}
 
 
 class NotificationProcessor:
@@ -376,8 +347,8 @@ class NotificationProcessor:
             tracing.annotate(
                 {"notifier.status": outcome.status, "notifier.reason": outcome.reason}, span
             )
-        status = _STATUS[outcome.status]
-        reason = _outcome_reason(outcome, status)
+        # The dispatcher's reason is final: an opt-out or a dead token is its own reason there.
+        status, reason = outcome.status, _outcome_reason(outcome)
         if status is DeliveryStatus.SENT:
             metrics.LAST_SEND.labels(channel=lead.plan.channel.value).set(time.time())
         return [
@@ -438,8 +409,8 @@ class NotificationProcessor:
             tracing.annotate(
                 {"notifier.status": outcome.status, "notifier.reason": outcome.reason}, span
             )
-        status = _STATUS[outcome.status]
-        reason = _outcome_reason(outcome, status)
+        # The dispatcher's reason is final: an opt-out or a dead token is its own reason there.
+        status, reason = outcome.status, _outcome_reason(outcome)
         if status is DeliveryStatus.SENT:
             metrics.LAST_SEND.labels(channel=plan.channel.value).set(time.time())
         return _dispatched(
@@ -492,7 +463,7 @@ def _dispatched(
     nid: str,
     channel: Channel,
     rule: str | None,
-    outcome: DispatchOutcomeLike,
+    outcome: DispatchOutcome,
     rendered: RenderedMessage,
     *,
     status: DeliveryStatus,
@@ -529,18 +500,14 @@ _FALLBACK_REASON = {
 }
 
 
-def _outcome_reason(outcome: DispatchOutcomeLike, status: DeliveryStatus) -> Reason:
-    """The result's reason for a dispatch outcome: its own code, or what a refusal meant."""
-    if outcome.opt_out:
-        return Reason.OPTED_OUT_BY_PROVIDER
-    if outcome.dead_token:
-        return Reason.TOKEN_UNREGISTERED
+def _outcome_reason(outcome: DispatchOutcome) -> Reason:
+    """The result's reason for a dispatch outcome: its own code, always a member of Reason."""
     try:
         return Reason(outcome.reason)
     except ValueError:
         # Never lose a send's result over a code: publish the nearest, say so loudly.
         log.error("dispatch reason not in the contract", extra={"reason": outcome.reason[:64]})
-        return _FALLBACK_REASON[status]
+        return _FALLBACK_REASON[outcome.status]
 
 
 def _outbound(
