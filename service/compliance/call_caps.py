@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from service.compliance.decision import Decision, Verdict
+from service.events import Reason
 from service.policy.model import CallCaps
 
 __all__ = ["RULE_PER_DEBT", "RULE_UNANSWERED", "CallAttempt", "call_allowed_at", "cap_call"]
@@ -86,9 +87,9 @@ def cap_call(
         return decision  # deferred calls are capped when they come due; suppressed stay so
     fits, rule = call_allowed_at(caps, loan_id, calls, zone, now)
     if fits is None:
-        return Decision(Verdict.SUPPRESS, "frequency_cap", f"compliance.{rule}")
+        return Decision(Verdict.SUPPRESS, Reason.FREQUENCY_CAP, f"compliance.{rule}")
     if fits <= now:
         return decision
     if fits - origin > max_defer:
-        return Decision(Verdict.SUPPRESS, "stale", "compliance.max_defer")
-    return Decision(Verdict.DEFER, "frequency_cap", f"compliance.{rule}", due_at=fits)
+        return Decision(Verdict.SUPPRESS, Reason.STALE, "compliance.max_defer")
+    return Decision(Verdict.DEFER, Reason.FREQUENCY_CAP, f"compliance.{rule}", due_at=fits)
