@@ -17,6 +17,7 @@ __all__ = [
     "audit_values",
     "contact_hash",
     "contact_of",
+    "result_audit",
 ]
 
 
@@ -105,3 +106,24 @@ def audit_values(
         "first_attempt_at": result.first_attempt_at,
         "finished_at": result.finished_at,
     }
+
+
+def result_audit(
+    event: LoanOverdueEvent,
+    result: DeliveryResult,
+    key: bytes,
+    *,
+    policy_rule: str | None,
+    template_name: str | None = None,
+) -> dict[str, Any]:
+    """The audit row of a decision or outcome about one of `event`'s notifications."""
+    contact = (
+        contact_of(event, result.channel, key) if result.reason != "no_contact_address" else None
+    )
+    return audit_values(
+        result,
+        at=result.finished_at or result.occurred_at,
+        contact=contact,
+        policy_rule=policy_rule,
+        template_name=template_name,
+    )
