@@ -484,6 +484,22 @@ async def test_six_loans_of_one_borrower_due_on_one_day_go_as_one_sms_and_one_pu
     assert sorted(recorder.sent_channels) == ["push", "push", "sms", "sms"]
 
 
+async def test_the_ledger_does_not_open_without_the_policys_stage_function(ledger_url: str) -> None:
+    """Fail closed: a policy without a stage function (what `stage_for=None` used to allow,
+    skipping the restage of releases) is refused, and no engine is left open."""
+
+    class ContactOnly:
+        contact = ContactRules()
+
+    with pytest.raises(TypeError, match="stage_for"):
+        await SqlLedger.connect(
+            ledger_url,
+            policy=ContactOnly(),  # type: ignore[arg-type]  # (what the type forbids, at run time)
+            hash_key=HASH_KEY,
+            default_timezone=None,
+        )
+
+
 async def test_a_grace_reminder_deferred_into_day_four_is_superseded_with_the_policys_stages(
     make_ledger: LedgerFactory,
 ) -> None:
