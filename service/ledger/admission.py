@@ -348,6 +348,7 @@ def nothing_planned(
         reason=reason,
         rule=rule,
         occurred_at=now,
+        schema_id=event.schema_id,
     )
     audit = None if redelivered else audit_values(result, at=now, contact=None, policy_rule=rule)
     return Step(Admission(None, nid, AdmissionKind.SUPPRESS, result), audit=audit)
@@ -413,6 +414,7 @@ def _base_result(
         reason="",
         rule=None,
         occurred_at=now,
+        schema_id=event.schema_id,
     )
 
 

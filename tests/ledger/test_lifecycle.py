@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from service.channels.base import OutboundMessage
+from service.channels.base import DispatchOutcome, OutboundMessage
 from service.cli import db as db_cli
 from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent, TemplateRef
 from service.ledger.api import AdmissionKind
@@ -37,7 +37,7 @@ from tests.ledger.helpers import (
     make_plan,
     outcome,
 )
-from tests.ledger.test_with_processor import Clock, Outcome
+from tests.ledger.test_with_processor import Clock, sent_outcome
 
 
 class Recorder:
@@ -68,11 +68,11 @@ class Recorder:
             return RenderedMessage(plan.channel, ref, locale, sms=SmsContent("hi", "GSM-7", 1))
         return RenderedMessage(plan.channel, ref, locale, push=PushContent("t", "b"))
 
-    async def dispatch(self, message: OutboundMessage) -> Outcome:
+    async def dispatch(self, message: OutboundMessage) -> DispatchOutcome:
         loan, amount, dpd = self._rendered[message.notification_id]
         self.sent.append((loan, message.channel.value, amount, dpd))
         self.sent_channels.append(message.channel.value)
-        return Outcome()
+        return sent_outcome()
 
 
 def worker(
