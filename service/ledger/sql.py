@@ -71,7 +71,7 @@ from service.ledger.queries import admit_query, insert_ignore
 from service.ledger.receipts import ReceiptStore
 from service.ledger.schema import audit, notifications, opt_outs
 from service.lifecycle import LifecycleEvent
-from service.policy.model import ContactRules, PlannedNotification
+from service.policy.model import PlannedNotification
 
 __all__ = ["SqlLedger"]
 
@@ -161,11 +161,6 @@ class SqlLedger:
     def lease(self) -> timedelta:
         """How long a claim or a release holds before another worker may take it."""
         return self._rules.lease
-
-    @property
-    def rules(self) -> ContactRules:
-        """The contact rules admission enforces (the policy's `contact` section)."""
-        return self._rules.contact
 
     def receipts(self) -> ReceiptStore:
         """Lookups and writes of delivery receipts and STOP replies (service/ledger/receipts.py)."""
