@@ -172,8 +172,16 @@ class NotificationProcessor:
                     event.borrower.phone,
                     rendered.sms.text,
                     since=now - timedelta(days=1),
+                    plan=plan,
                 )
             )
+
+    async def send_again(
+        self, event: LoanOverdueEvent, plan: PlannedNotification, notification_id: str
+    ) -> DeliveryResult:
+        """Render and send one notification once more, as a claim is sent (the reconciler's
+        one resend, after the ledger granted it: service/ledger/resend.py). Not recorded here."""
+        return await self._send(event, Admission(plan, notification_id, AdmissionKind.SEND))
 
     async def _escalate_unreached(
         self,
