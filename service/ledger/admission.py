@@ -20,7 +20,11 @@ A notification row (idempotency key = event id + channel + step) is in one of th
 
 A claim is dead when its lease has run out, or when its holder is an earlier process of this
 member id (static membership: one live process per member id). "Attempting" is a claim with
-`attempt_at` set (migration 0005): the dispatcher sets it right before a request is written.
+`attempt_at` set (migration 0005): the dispatcher sets it right before a request is written,
+and only while the claim is still its own (SqlLedger.mark_attempts; ClaimLostError otherwise).
+Outside admit(), record() decides a claim (or replaces an `unknown`), the scheduler releases
+due rows (deferred.py), a lifecycle event cancels pending ones (lifecycle_store.py), and
+reconciliation takes the one resend of an `unknown` never accepted (resend.py).
 
 The answer is a `Step`: the admission, the row's change (an insert, or an update under the
 row's version: compare-and-set), the audit row, and the contact later plans of the same event
