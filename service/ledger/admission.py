@@ -42,7 +42,7 @@ from zoneinfo import ZoneInfo
 
 from service.compliance import Contact, Decision, Verdict, decide
 from service.compliance.candidate import candidate_for
-from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent, result_id_for
+from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent, Reason
 from service.ledger.api import Admission, AdmissionKind
 from service.ledger.audit import audit_values, result_audit
 from service.ledger.codec import event_to_json, plan_to_json
@@ -77,9 +77,6 @@ CLAIMED = "claimed"
 DEFERRED = "deferred"
 RELEASED = "released"
 DECIDED = "decided"
-
-LEASE_EXPIRED = "claim_lease_expired"
-DIGEST_WINDOW = "digest_window"
 
 StageFor = Callable[[int], Stage | None]
 # on_ambiguous per channel, decided by the composition root (service/app.py).
@@ -279,7 +276,7 @@ def admit_row(
         block = loan.block(event, plan.stage, today, pending=False)
 
     if block is not None:
-        decision = Decision(Verdict.SUPPRESS, block.reason.value, block.rule)
+        decision = Decision(Verdict.SUPPRESS, block.reason, block.rule)
     else:
         candidate = candidate_for(
             event,
@@ -293,7 +290,10 @@ def admit_row(
         if row is None and window is not None and decision.verdict is Verdict.SEND:
             # Gather: siblings due in the same slot go out as one digest (scheduler).
             decision = Decision(
-                Verdict.DEFER, DIGEST_WINDOW, "ledger.digest", due_at=digest_slot(now, window)
+                Verdict.DEFER,
+                Reason.DIGEST_WINDOW,
+                "ledger.digest",
+                due_at=digest_slot(now, window),
             )
     result = _result_for(event, plan, nid, decision, defer_count, now)
     values = _row_values(
@@ -336,23 +336,13 @@ def nothing_planned(
     """The one result of an event with nothing planned, with its audit row (once)."""
     nid = f"{event.event_id}:none:no_plan"
     if block is not None:
-        reason, rule = block.reason.value, block.rule
+        reason, rule = block.reason, block.rule
     elif event.loan.amount_due == 0:
-        reason, rule = "nothing_planned", "policy:zero_balance"
+        reason, rule = Reason.NOTHING_PLANNED, "policy:zero_balance"
     else:
-        reason, rule = "nothing_planned", "policy:no_stage_or_channel"
-    result = DeliveryResult(
-        result_id=result_id_for(nid, DeliveryStatus.SUPPRESSED),
-        notification_id=nid,
-        event_id=event.event_id,
-        loan_id=event.loan.loan_id,
-        borrower_id=event.borrower.borrower_id,
-        channel=None,
-        status=DeliveryStatus.SUPPRESSED,
-        reason=reason,
-        rule=rule,
-        occurred_at=now,
-        schema_id=event.schema_id,
+        reason, rule = Reason.NOTHING_PLANNED, "policy:no_stage_or_channel"
+    result = DeliveryResult.for_notification(
+        event, nid, status=DeliveryStatus.SUPPRESSED, reason=reason, at=now, rule=rule
     )
     audit = None if redelivered else audit_values(result, at=now, contact=None, policy_rule=rule)
     return Step(Admission(None, nid, AdmissionKind.SUPPRESS, result), audit=audit)
@@ -378,13 +368,14 @@ def _lease_expired(
 ) -> Step:
     """A claim whose holder died mid-attempt: the provider may have been called: `unknown`."""
     event = circumstances.event
-    result = _base_result(event, plan, nid, now).model_copy(
-        update={
-            "result_id": result_id_for(nid, DeliveryStatus.UNKNOWN),
-            "status": DeliveryStatus.UNKNOWN,
-            "reason": LEASE_EXPIRED,
-            "rule": "ledger.claim_lease",
-        }
+    result = DeliveryResult.for_notification(
+        event,
+        nid,
+        status=DeliveryStatus.UNKNOWN,
+        reason=Reason.CLAIM_LEASE_EXPIRED,
+        at=now,
+        channel=plan.channel,
+        rule="ledger.claim_lease",
     )
     values = {
         "state": DECIDED,
@@ -404,24 +395,6 @@ def _lease_expired(
     )
 
 
-def _base_result(
-    event: LoanOverdueEvent, plan: PlannedNotification, nid: str, now: datetime
-) -> DeliveryResult:
-    return DeliveryResult(
-        result_id=result_id_for(nid, DeliveryStatus.SUPPRESSED),
-        notification_id=nid,
-        event_id=event.event_id,
-        loan_id=event.loan.loan_id,
-        borrower_id=event.borrower.borrower_id,
-        channel=plan.channel,
-        status=DeliveryStatus.SUPPRESSED,
-        reason="",
-        rule=None,
-        occurred_at=now,
-        schema_id=event.schema_id,
-    )
-
-
 def _result_for(
     event: LoanOverdueEvent,
     plan: PlannedNotification,
@@ -436,14 +409,17 @@ def _result_for(
     status = DeliveryStatus.DEFERRED if deferred else DeliveryStatus.SUPPRESSED
     # Each deferral of the same notification is a new decision with its own result id.
     sequence = defer_count if status is DeliveryStatus.DEFERRED else 0
-    return _base_result(event, plan, nid, now).model_copy(
-        update={
-            "result_id": result_id_for(nid, status, sequence),
-            "status": status,
-            "reason": decision.reason,
-            "rule": decision.rule,
-            "not_before": decision.due_at,
-        }
+    assert decision.reason is not None, "a defer or suppress decision always says why"
+    return DeliveryResult.for_notification(
+        event,
+        nid,
+        status=status,
+        reason=decision.reason,
+        at=now,
+        sequence=sequence,
+        channel=plan.channel,
+        rule=decision.rule,
+        not_before=decision.due_at,
     )
 
 

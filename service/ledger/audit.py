@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from service.events import Channel, DeliveryResult, LoanOverdueEvent
+from service.events import Channel, DeliveryResult, LoanOverdueEvent, Reason
 from service.observability.masking import mask_phone, mask_token
 
 __all__ = [
@@ -121,7 +121,9 @@ def result_audit(
 ) -> dict[str, Any]:
     """The audit row of a decision or outcome about one of `event`'s notifications."""
     contact = (
-        contact_of(event, result.channel, key) if result.reason != "no_contact_address" else None
+        contact_of(event, result.channel, key)
+        if result.reason != Reason.NO_CONTACT_ADDRESS
+        else None
     )
     return audit_values(
         result,

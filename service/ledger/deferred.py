@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import and_, case, func, insert, null, or_, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from service.events import Channel, DeliveryResult, DeliveryStatus, result_id_for
+from service.events import Channel, DeliveryResult, DeliveryStatus, Reason, ResultSubject
 from service.ledger.admission import CLAIMED, DECIDED, DEFERRED, RELEASED
 from service.ledger.api import DeferredNotification, DueDeferred
 from service.ledger.audit import audit_values
@@ -24,10 +24,9 @@ from service.ledger.codec import event_from_json, plan_from_json
 from service.ledger.engine import translate_errors
 from service.ledger.schema import UtcDateTime, audit, notifications
 
-__all__ = ["DEFERRED_UNREADABLE", "DeferredQueue"]
+__all__ = ["DeferredQueue"]
 
 N = notifications.c
-DEFERRED_UNREADABLE = "deferred_event_unreadable"
 
 log = logging.getLogger(__name__)
 
@@ -134,17 +133,14 @@ async def _fail_unreadable(
         else type(exc).__name__
     )
     log.error("deferred notification %s cannot be loaded (%s); decided failed", nid, where[:200])
-    result = DeliveryResult(
-        result_id=result_id_for(nid, DeliveryStatus.FAILED),
-        notification_id=nid,
-        event_id=row.event_id,
-        loan_id=row.loan_id,
-        borrower_id=row.borrower_id,
-        channel=Channel(row.channel),
+    result = DeliveryResult.for_notification(
+        ResultSubject(row.event_id, row.loan_id, row.borrower_id),
+        nid,
         status=DeliveryStatus.FAILED,
-        reason=DEFERRED_UNREADABLE,
+        reason=Reason.DEFERRED_EVENT_UNREADABLE,
+        at=now,
+        channel=Channel(row.channel),
         rule="ledger.stored_event",
-        occurred_at=now,
         finished_at=now,
     )
     await conn.execute(

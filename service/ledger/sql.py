@@ -44,7 +44,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.compliance import Contact
-from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent
+from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent, Reason
 from service.ledger.admission import (
     CLAIMED,
     DECIDED,
@@ -83,7 +83,6 @@ N = notifications.c
 _COUNTS_AS_CONTACT = frozenset(
     {DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.UNKNOWN}
 )
-OPTED_OUT_BY_PROVIDER = "opted_out_by_provider"
 
 
 def _aware(now: datetime) -> datetime:
@@ -441,7 +440,7 @@ class SqlLedger:
                 "at": r.finished_at or r.occurred_at,
             }
             for r in results
-            if r.reason == OPTED_OUT_BY_PROVIDER and r.channel is not None
+            if r.reason == Reason.OPTED_OUT_BY_PROVIDER and r.channel is not None
         ]
         async with translate_errors("record"), self._engine.begin() as conn:
             await conn.execute(stmt, params)
