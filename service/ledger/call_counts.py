@@ -1,8 +1,9 @@
 """The call caps at admission: the borrower's recent calls, counted as docs/voice.md says.
 
-`admit_call` is the one seam the admission step calls for a planned call, inside the admitting
-transaction and under the borrower's lock (so two replicas never both take the last slot):
-it loads the borrower's calls of the last 8 days and applies the pure caps
+`calls_for` is the one read the admission makes for an event that plans a call, inside the
+admitting transaction and under the borrower's lock (so two replicas never both take the last
+slot): the borrower's calls of the last 8 days, handed to the pure `admit_row`
+(service/ledger/admission.py, `Circumstances.calls`), which applies the caps
 (service/compliance/call_caps.py) on top of the compliance verdict.
 
 How a call counts:
@@ -18,18 +19,18 @@ uncapped.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.compliance.call_caps import CallAttempt, cap_call
-from service.compliance.decision import Decision, Verdict
+from service.compliance.call_caps import CallAttempt
 from service.events import Channel, DeliveryStatus, LoanOverdueEvent
 from service.ledger.schema import audit, notifications
-from service.policy.model import ContactRules, PlannedNotification
+from service.policy.model import PlannedNotification
 
-__all__ = ["admit_call", "recent_calls"]
+__all__ = ["calls_for", "recent_calls"]
 
 N = notifications.c
 A = audit.c
@@ -38,10 +39,10 @@ _LOOKBACK = timedelta(days=8)
 
 
 async def recent_calls(
-    conn: AsyncConnection, borrower_id: str, since: datetime, *, exclude: str | None = None
+    conn: AsyncConnection, borrower_id: str, since: datetime, *, exclude: Collection[str] = ()
 ) -> list[CallAttempt]:
     """The borrower's calls claimed at or after `since` (all loans), with whether a person
-    answered each; `exclude` leaves out the notification being decided."""
+    answered each; `exclude` leaves out the notifications being decided."""
     answered = (
         exists()
         .where(
@@ -56,38 +57,24 @@ async def recent_calls(
         N.channel == Channel.VOICE.value,
         N.contact_at >= since,
     )
-    if exclude is not None:
-        query = query.where(N.notification_id != exclude)
+    if exclude:
+        query = query.where(N.notification_id.not_in(list(exclude)))
     rows = (await conn.execute(query)).all()
     return [CallAttempt(r.contact_at, r.loan_id, bool(r.answered)) for r in rows]
 
 
-async def admit_call(
+async def calls_for(
     conn: AsyncConnection,
     event: LoanOverdueEvent,
-    plan: PlannedNotification,
-    notification_id: str,
-    decision: Decision,
-    *,
-    rules: ContactRules,
-    default_zone: str | None,
+    plans: Sequence[PlannedNotification],
+    notification_ids: Collection[str],
     now: datetime,
-    first_seen: datetime,
-) -> Decision:
-    """`decision` for a planned call, with the call caps applied (only a SEND can change)."""
-    zone = event.borrower.timezone or default_zone
-    if decision.verdict is not Verdict.SEND or zone is None:
-        return decision
+) -> tuple[CallAttempt, ...] | None:
+    """The calls the caps count for this event's planned calls (the admission's
+    `Circumstances.calls`); None when it plans none (nothing is read)."""
+    if not any(plan.channel is Channel.VOICE for plan in plans):
+        return None
     calls = await recent_calls(
-        conn, event.borrower.borrower_id, now - _LOOKBACK, exclude=notification_id
+        conn, event.borrower.borrower_id, now - _LOOKBACK, exclude=notification_ids
     )
-    return cap_call(
-        rules.call_caps,
-        decision,
-        loan_id=event.loan.loan_id,
-        calls=calls,
-        zone=zone,
-        now=now,
-        origin=max(first_seen, plan.not_before or first_seen),
-        max_defer=rules.max_defer,
-    )
+    return tuple(calls)
