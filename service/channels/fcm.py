@@ -81,7 +81,7 @@ class FcmSender:
             self._tokens.invalidate(access_token)
             response, access_token = await self._post(body)
         if response.status_code == 200:
-            name = _json(response).get("name")
+            name = response.json_object().get("name")
             if isinstance(name, str) and name:
                 return name
             raise AmbiguousProviderError(
@@ -148,17 +148,9 @@ def _request_body(message: OutboundMessage, now: datetime) -> dict[str, Any]:
     }
 
 
-def _json(response: HttpResponse) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
 def _error_code(response: HttpResponse) -> str | None:
     """FcmError.errorCode when present (the specific reason), else the google.rpc status."""
-    error = _json(response).get("error")
+    error = response.json_object().get("error")
     if not isinstance(error, dict):
         return None
     details = error.get("details")

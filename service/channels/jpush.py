@@ -118,7 +118,7 @@ class JPushSender:
         payload = self._payload(message, self._clock())
         response = await self._client.post(self._url, json=payload)
         if response.status_code == 200:
-            msg_id = _json(response).get("msg_id")
+            msg_id = response.json_object().get("msg_id")
             if msg_id is None:
                 raise PermanentProviderError(
                     "200 without msg_id", provider=self.provider, code="no_msg_id"
@@ -128,7 +128,7 @@ class JPushSender:
 
     def _error(self, response: HttpResponse) -> ProviderError:
         status = response.status_code
-        error = _json(response).get("error")
+        error = response.json_object().get("error")
         code = error.get("code") if isinstance(error, dict) else None
         code_text = str(code) if code is not None else str(status)
         message = f"JPush answered {status} code {code_text}"
@@ -142,14 +142,6 @@ class JPushSender:
         if code in _ALERT_CODES or status == 401:
             return ProviderMisconfigured(message, provider=self.provider, code=code_text)
         return PermanentProviderError(message, provider=self.provider, code=code_text)
-
-
-def _json(response: HttpResponse) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def build_jpush_sender(settings: Settings) -> JPushSender:

@@ -65,6 +65,14 @@ class HttpResponse:
         """The body parsed as JSON; ValueError when it is not JSON."""
         return orjson.loads(self.content)
 
+    def json_object(self) -> dict[str, Any]:
+        """The body's JSON object, or {} for anything else (an HTML error page, a list)."""
+        try:
+            body = self.json()
+        except ValueError:
+            return {}
+        return body if isinstance(body, dict) else {}
+
 
 class HttpClient:
     """Requests to one provider over kept-alive connections, failures as provider errors.

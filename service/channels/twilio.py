@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from service.channels.base import OutboundMessage
 from service.channels.errors import (
@@ -81,7 +80,7 @@ class TwilioSender:
             form["StatusCallback"] = self._status_callback
         response = await self._client.post(self._url, form=form)
         if response.status_code in (200, 201):
-            sid = twilio_json(response).get("sid")
+            sid = response.json_object().get("sid")
             if isinstance(sid, str) and sid:
                 return sid
             # Accepted, but we cannot tell which message it is: never resend blindly.
@@ -131,7 +130,7 @@ class TwilioSender:
             response = await self._client.request("GET", url, params=params)
             if response.status_code != 200:
                 raise self._classify(response)
-            page = twilio_json(response)
+            page = response.json_object()
             for message in page.get("messages") or []:
                 text = message.get("body") if isinstance(message, dict) else None
                 sid = message.get("sid") if isinstance(message, dict) else None
@@ -165,7 +164,7 @@ def classify_twilio_error(
     API's own codes for a number that can never be reached this way.
     """
     status = response.status_code
-    body = twilio_json(response)
+    body = response.json_object()
     raw_code = body.get("code")
     code_num = raw_code if isinstance(raw_code, int) else None
     code = str(code_num) if code_num is not None else f"http_{status}"
@@ -189,12 +188,3 @@ def classify_twilio_error(
         return RecipientRefused(recipient_refused, provider=provider, code=code)
     # Any other 4xx is a request Twilio will refuse again, unchanged.
     return PermanentProviderError(f"request refused ({status})", provider=provider, code=code)
-
-
-def twilio_json(response: HttpResponse) -> dict[str, Any]:
-    """The answer's JSON object, or {} for anything else (an HTML error page, a list)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}

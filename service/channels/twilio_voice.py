@@ -38,7 +38,7 @@ from service.channels.errors import (
     ProviderError,
 )
 from service.channels.rest import HttpClient, HttpResponse, basic_auth, utc_now
-from service.channels.twilio import classify_twilio_error, twilio_json
+from service.channels.twilio import classify_twilio_error
 from service.events import Channel
 from service.receipts.model import ProviderReceipt
 
@@ -142,7 +142,7 @@ class TwilioVoiceSender:
         response = await self._client.post(self._calls_url, form=form)
         if response.status_code not in (200, 201):
             raise self._classify(response)
-        sid = twilio_json(response).get("sid")
+        sid = response.json_object().get("sid")
         if not isinstance(sid, str) or not sid:
             raise AmbiguousProviderError(
                 "accepted without a call sid", provider=PROVIDER, code="unreadable_response"
@@ -162,7 +162,7 @@ class TwilioVoiceSender:
             async with asyncio.timeout(self._detect_timeout_s):
                 while True:
                     await asyncio.sleep(self._poll_s)
-                    call = twilio_json(await self._client.request("GET", url))
+                    call = (await self._client.request("GET", url)).json_object()
                     answered_by = call.get("answered_by")
                     if call.get("status") in ("completed", *_UNANSWERED):
                         return
