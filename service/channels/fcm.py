@@ -13,7 +13,6 @@ Errors: {"error": {"code", "message", "status", "details": [{"@type": ".../FcmEr
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,7 +27,8 @@ from service.channels.errors import (
 )
 from service.channels.google_oauth import AccessTokenSource, ServiceAccount
 from service.channels.push_options import collapse_id, expiry_of, ttl_seconds
-from service.channels.rest import HttpClient, HttpResponse, parse_retry_after, utc_now
+from service.channels.rest import HttpClient, HttpResponse, parse_retry_after
+from service.clock import Clock, utc_now
 from service.events import Channel
 
 __all__ = ["FcmSender"]
@@ -54,7 +54,7 @@ class FcmSender:
         account: ServiceAccount,
         token_url: str | None = None,
         timeout_s: float = 10.0,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
         max_connections: int = 100,
     ) -> None:
         self._url = f"{base_url.rstrip('/')}/v1/projects/{project_id}/messages:send"

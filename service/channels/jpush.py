@@ -8,7 +8,6 @@ id is gone; 1004 / 1008 (authentication, bad appKey) are our misconfiguration.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +21,8 @@ from service.channels.errors import (
     TransientProviderError,
 )
 from service.channels.push_options import collapse_id, expiry_of, ttl_seconds
-from service.channels.rest import HttpClient, HttpResponse, basic_auth, retry_after, utc_now
+from service.channels.rest import HttpClient, HttpResponse, basic_auth, retry_after
+from service.clock import Clock, utc_now
 from service.config import Settings
 from service.events import Channel
 from service.rendering.model import PushContent
@@ -72,7 +72,7 @@ def jpush_notification(push: PushContent, platform: tuple[str, ...]) -> dict[str
 class JPushSender:
     """`Sender` for devices registered with JPush."""
 
-    def __init__(self, config: JPushConfig, *, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, config: JPushConfig, *, clock: Clock = utc_now) -> None:
         self._config = config
         self._clock = clock
         self._url = f"{config.base_url.rstrip('/')}/v3/push"

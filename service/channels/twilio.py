@@ -9,7 +9,6 @@ Errors: JSON {"code", "message", "more_info", "status"}; see `_classify`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from service.channels.base import OutboundMessage
@@ -22,7 +21,8 @@ from service.channels.errors import (
     RecipientRefused,
     TransientProviderError,
 )
-from service.channels.rest import HttpClient, HttpResponse, basic_auth, parse_retry_after, utc_now
+from service.channels.rest import HttpClient, HttpResponse, basic_auth, parse_retry_after
+from service.clock import Clock, utc_now
 from service.events import Channel
 
 __all__ = ["TwilioSender"]
@@ -47,7 +47,7 @@ class TwilioSender:
         from_: str,
         status_callback: str | None = None,
         timeout_s: float = 10.0,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
         max_connections: int = 100,
     ) -> None:
         self._base_url = base_url.rstrip("/")
@@ -153,7 +153,7 @@ def classify_twilio_error(
     response: HttpResponse,
     *,
     provider: str,
-    clock: Callable[[], datetime],
+    clock: Clock,
     recipient_codes: frozenset[int],
     recipient_refused: str,
     opt_out_code: int | None = None,
