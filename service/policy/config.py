@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from service.errors import ConfigError
 from service.events import Channel, RiskLevel
 from service.policy.model import CallCaps, ContactRules, ContactWindow, FrequencyCaps, Stage
+from service.validation import validation_errors
 
 __all__ = [
     "ChannelRule",
@@ -267,15 +268,10 @@ class Policy(_Strict):
                         yield name, ch.channel
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "(top level)"
-
-
 def _describe(source: str, exc: ValidationError) -> str:
     lines = [f"policy {source} is invalid:"]
-    for err in exc.errors(include_url=False):
-        msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"  {_location(err['loc'])}: {msg}")
+    for location, msg in validation_errors(exc, root="(top level)"):
+        lines.append(f"  {location}: {msg.removeprefix('Value error, ')}")
     return "\n".join(lines)
 
 
