@@ -30,6 +30,7 @@ __all__ = [
     "RiskRule",
     "StageRule",
     "load_policy",
+    "template_name",
 ]
 
 DEFAULT_POLICY_RESOURCE = "default_policy.yaml"
@@ -212,6 +213,12 @@ class LintRules(_Strict):
         return self
 
 
+def template_name(stage: Stage, rule: StageRule, risk: RiskRule, channel: ChannelRule) -> str:
+    """The template a channel rule sends: its own, else its risk rule's, else its stage rule's,
+    else the stage's name."""
+    return channel.template or risk.template or rule.template or stage.value
+
+
 class Policy(_Strict):
     """The whole policy file. `stages` keep the file's order; their day ranges never overlap."""
 
@@ -262,7 +269,7 @@ class Policy(_Strict):
         for stage, rule in self.stages.items():
             for risk in rule.risk.values():
                 for ch in risk.channels:
-                    name = ch.template or risk.template or rule.template or stage.value
+                    name = template_name(stage, rule, risk, ch)
                     if (name, ch.channel) not in seen:
                         seen.add((name, ch.channel))
                         yield name, ch.channel
