@@ -80,12 +80,6 @@ async def running_app(
         await task
 
 
-async def wait_until(predicate: Callable[[], bool], app: NotifierApp, timeout: float = 30) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.05)
-
-
 def processed(app: NotifierApp) -> int:
     if app.engine is None:
         return 0

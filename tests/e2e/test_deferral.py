@@ -12,10 +12,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.embedded_broker import EmbeddedBroker
 from service.ledger.schema import notifications
-from tests.e2e.conftest import processed, results_of, running_app, service_settings, wait_until
+from tests.e2e.conftest import processed, results_of, running_app, service_settings
 from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka_tools import produce_events
+from tests.waiting import eventually
 
 
 def backlog() -> float | None:
@@ -44,7 +45,7 @@ async def test_a_night_time_event_is_deferred_then_sent_when_the_window_opens(
         event = event_dict(borrower_id="b-night", days_past_due=45, risk_level="medium")
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [event])
         async with running_app(settings, clock=clock) as app:
-            await wait_until(lambda: processed(app) == 1, app)
+            await eventually(lambda: processed(app) == 1)
             deferred = await results_of(settings, expect=1)
             assert twilio.sent == []
             assert [r["status"] for r in deferred] == ["deferred"]
@@ -52,11 +53,11 @@ async def test_a_night_time_event_is_deferred_then_sent_when_the_window_opens(
             due = datetime.fromisoformat(deferred[0]["not_before"])
             assert due == datetime(2026, 11, 20, 13, 0, tzinfo=UTC)  # 08:00 in New York
 
-            await wait_until(lambda: backlog() == 1, app)
+            await eventually(lambda: backlog() == 1)
 
             clock.now = due + timedelta(minutes=1)
-            await wait_until(lambda: len(twilio.sent) == 1, app)
-            await wait_until(lambda: backlog() == 0, app)
+            await eventually(lambda: len(twilio.sent) == 1)
+            await eventually(lambda: backlog() == 0)
         results = await results_of(settings, expect=2)
 
     assert [r.form["To"] for r in twilio.sent] == ["+14155550123"]
@@ -89,17 +90,17 @@ async def test_a_borrower_with_a_preferred_time_is_deferred_then_sent_at_that_ti
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [event])
         failed_before = scheduler_passes("failed")
         async with running_app(settings, clock=clock) as app:
-            await wait_until(lambda: processed(app) == 1, app)
+            await eventually(lambda: processed(app) == 1)
             deferred = await results_of(settings, expect=1)
             assert twilio.sent == []
             assert {r["status"] for r in deferred} == {"deferred"}
             due = {datetime.fromisoformat(r["not_before"]) for r in deferred}
             assert due == {datetime(2026, 11, 21, 0, 15, tzinfo=UTC)}  # 19:15 in New York
-            await wait_until(lambda: backlog() == len(deferred), app)
+            await eventually(lambda: backlog() == len(deferred))
 
             clock.now = datetime(2026, 11, 21, 0, 16, tzinfo=UTC)
-            await wait_until(lambda: backlog() == 0, app)
-            await wait_until(lambda: len(twilio.sent) == 1, app)
+            await eventually(lambda: backlog() == 0)
+            await eventually(lambda: len(twilio.sent) == 1)
         results = await results_of(settings, expect=2 * len(deferred))
 
     assert scheduler_passes("failed") == failed_before
@@ -153,14 +154,14 @@ async def test_a_deferred_row_that_cannot_be_loaded_fails_alone_and_the_rest_is_
         failed_passes = scheduler_passes("failed")
         unreadable = REGISTRY.get_sample_value("notifier_deferred_unreadable_total") or 0
         async with running_app(settings, clock=clock) as app:
-            await wait_until(lambda: processed(app) == 2, app)
+            await eventually(lambda: processed(app) == 2)
             deferred = await results_of(settings, expect=2)
             assert {r["status"] for r in deferred} == {"deferred"}
             await _corrupt_stored_event(settings.database_url, "b-broken")
 
             clock.now = datetime(2026, 11, 20, 13, 1, tzinfo=UTC)  # 08:01 in New York
-            await wait_until(lambda: backlog() == 0, app)
-            await wait_until(lambda: len(twilio.sent) == 1, app)
+            await eventually(lambda: backlog() == 0)
+            await eventually(lambda: len(twilio.sent) == 1)
         results = await results_of(settings, expect=4)
 
     later = {r["borrower_id"]: r for r in results if r["status"] != "deferred"}

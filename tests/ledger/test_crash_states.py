@@ -29,6 +29,7 @@ from tests.fakes.twilio import FakeTwilio
 from tests.ledger.conftest import LedgerFactory
 from tests.ledger.helpers import MORNING_NY, make_event, make_plan
 from tests.ledger.test_with_processor import Clock, Renderer
+from tests.waiting import eventually
 
 LEASE_S = 60.0
 
@@ -114,12 +115,6 @@ def sms_to(twilio: FakeTwilio, phone: str) -> int:
     return sum(1 for r in twilio.requests if r.form.get("To") == phone and r.status != 503)
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(10):
-        while not condition():
-            await asyncio.sleep(0.01)
-
-
 def event_of(borrower: str, phone: str) -> LoanOverdueEvent:
     event = make_event(borrower_id=borrower)
     borrower_data = event.borrower.model_copy(update={"phone": phone})
@@ -152,7 +147,7 @@ async def test_crash_while_claimed_sends_once_after_restart(
     twilio.hang_next()  # the first borrower's request holds the one slot
     on_wire, waiting = event_of("b-wire", "+14155550101"), event_of("b-wait", "+14155550102")
     first = asyncio.create_task(worker.processor.handle(on_wire))
-    await until(lambda: twilio.request_count == 1)
+    await eventually(lambda: twilio.request_count == 1, interval=0.01)
     second = asyncio.create_task(worker.processor.handle(waiting))
     await asyncio.sleep(0.2)  # claimed, queued behind the slot
     await crash(worker, first, second)
@@ -173,7 +168,7 @@ async def test_crash_while_attempting_is_unknown_and_escalated(
     twilio.hang_next()
     event = event_of("b-wire", "+14155550101")
     task = asyncio.create_task(worker.processor.handle(event))
-    await until(lambda: twilio.request_count == 1)
+    await eventually(lambda: twilio.request_count == 1, interval=0.01)
     await crash(worker, task)
 
     results = await after_restart(start_worker, clock, event)
@@ -216,7 +211,7 @@ async def test_crash_while_the_retry_is_on_the_wire_is_unknown_and_escalated(
     twilio.hang_next()
     event = event_of("b-retry", "+14155550104")
     task = asyncio.create_task(worker.processor.handle(event))
-    await until(lambda: twilio.request_count == 2)
+    await eventually(lambda: twilio.request_count == 2, interval=0.01)
     await crash(worker, task)
 
     results = await after_restart(start_worker, clock, event)
