@@ -27,6 +27,7 @@ from service.cli import main
 from service.config import Settings
 from service.embedded_broker import EmbeddedBroker
 from service.observability.masking import mask_id
+from tests.clocks import StepClock
 from tests.e2e.conftest import processed, running_app, service_settings
 from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
@@ -117,14 +118,6 @@ def _repaid(s: Scenario, day: int) -> dict[str, Any]:
     }
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def _expected(
     scenarios: list[Scenario], contacts: dict[str, list[datetime]], at: datetime
 ) -> dict[str, tuple[str, str]]:
@@ -189,7 +182,7 @@ async def test_report_coverage_over_two_weeks_matches_an_independent_count(
     by_phone = {s.phone: s.loan_id for s in scenarios if s.phone}
     by_token = {s.token: s.loan_id for s in scenarios if s.token}
     contacts: dict[str, list[datetime]] = {}
-    clock = Clock(DAY0)
+    clock = StepClock(DAY0)
     async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
         twilio.landlines.add("+8613800000006")
         settings = await service_settings(

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.embedded_broker import EmbeddedBroker
 from service.ledger.schema import notifications
+from tests.clocks import StepClock
 from tests.e2e.conftest import processed, results_of, running_app, service_settings
 from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
@@ -23,21 +24,13 @@ def backlog() -> float | None:
     return REGISTRY.get_sample_value("notifier_deferred_backlog")
 
 
-class SettableClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 async def test_a_night_time_event_is_deferred_then_sent_when_the_window_opens(
     kafka_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     """At 22:30 in New York nothing is sent and a `deferred` result says when; once the clock
     passes 08:00 local the scheduler sends it and publishes `sent` for the same notification."""
     # 03:30 UTC = 22:30 the evening before in New York (EST).
-    clock = SettableClock(datetime(2026, 11, 20, 3, 30, tzinfo=UTC))
+    clock = StepClock(datetime(2026, 11, 20, 3, 30, tzinfo=UTC))
     async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
         settings = await service_settings(
             kafka_broker.bootstrap_servers, tmp_path, twilio, fcm, scheduler_interval_s=0.1
@@ -79,7 +72,7 @@ async def test_a_borrower_with_a_preferred_time_is_deferred_then_sent_at_that_ti
     once the clock passes 19:15 local, the scheduler (through the ledger's stored copy of the
     event) sends every planned reminder and publishes `sent` for each, with no failed pass."""
     # 15:00 UTC = 10:00 in New York (EST): inside the window, before the preferred time.
-    clock = SettableClock(datetime(2026, 11, 20, 15, 0, tzinfo=UTC))
+    clock = StepClock(datetime(2026, 11, 20, 15, 0, tzinfo=UTC))
     async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
         settings = await service_settings(
             kafka_broker.bootstrap_servers, tmp_path, twilio, fcm, scheduler_interval_s=0.1
@@ -141,7 +134,7 @@ async def test_a_deferred_row_that_cannot_be_loaded_fails_alone_and_the_rest_is_
     """When the window opens, a deferred row whose stored event no longer loads gets one
     published `failed` result (deferred_event_unreadable), the other borrower's deferred
     reminder in the same pass is sent, and no scheduler pass fails."""
-    clock = SettableClock(datetime(2026, 11, 20, 3, 30, tzinfo=UTC))  # 22:30 in New York
+    clock = StepClock(datetime(2026, 11, 20, 3, 30, tzinfo=UTC))  # 22:30 in New York
     async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
         settings = await service_settings(
             kafka_broker.bootstrap_servers, tmp_path, twilio, fcm, scheduler_interval_s=0.1

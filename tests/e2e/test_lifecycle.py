@@ -10,9 +10,10 @@ from pathlib import Path
 
 from service.app import NotifierApp
 from service.embedded_broker import EmbeddedBroker
+from tests.clocks import StepClock
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import processed, results_of, running_app, service_settings
-from tests.e2e.test_deferral import SettableClock, backlog
+from tests.e2e.test_deferral import backlog
 from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka_tools import produce_events
@@ -26,7 +27,7 @@ async def test_repaid_at_22_local_after_a_quiet_hours_deferral_nothing_is_sent_a
     """An overdue event at 21:59 in New York is deferred; the loan is repaid at 22:00; when
     the clock passes 08:00 nothing is sent and each deferred notification has exactly one
     suppressed/repaid result, the repayment one acknowledgement."""
-    clock = SettableClock(datetime(2026, 11, 20, 2, 59, tzinfo=UTC))  # 21:59 in New York
+    clock = StepClock(datetime(2026, 11, 20, 2, 59, tzinfo=UTC))  # 21:59 in New York
     async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
         settings = await service_settings(
             kafka_broker.bootstrap_servers, tmp_path, twilio, fcm, scheduler_interval_s=0.1
@@ -82,7 +83,7 @@ async def test_two_replicas_after_a_rebalance_one_repaid_result_per_cancelled_no
     the repayments arrive on whichever now owns them; at 08:00 nothing is sent and each
     deferred notification has exactly one suppressed/repaid result on the topic."""
     count = 8
-    clock = SettableClock(datetime(2026, 11, 20, 2, 59, tzinfo=UTC))  # 21:59 in New York
+    clock = StepClock(datetime(2026, 11, 20, 2, 59, tzinfo=UTC))  # 21:59 in New York
     async with (
         fresh_postgres_database(postgres_url) as database_url,
         FakeTwilio() as twilio,
@@ -150,7 +151,7 @@ async def test_six_loans_of_one_borrower_on_one_day_one_sms_and_one_push(
     assert "digest_window" in policy
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(policy, encoding="utf-8")
-    clock = SettableClock(datetime(2026, 11, 20, 15, 1, tzinfo=UTC))  # 10:01 in New York
+    clock = StepClock(datetime(2026, 11, 20, 15, 1, tzinfo=UTC))  # 10:01 in New York
     async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
         settings = await service_settings(
             kafka_broker.bootstrap_servers,

@@ -15,6 +15,7 @@ from service.embedded_broker import EmbeddedBroker
 from service.events import RiskLevel
 from service.handoff import CollectorTask, HandoffReason, task_id_for
 from service.policy.model import Stage
+from tests.clocks import StepClock
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import processed, results_of, running_app, service_settings
 from tests.factories import event_dict
@@ -23,14 +24,6 @@ from tests.kafka_tools import create_topics, produce_events, read_topic, unique
 from tests.waiting import eventually
 
 MORNING_IN_SHANGHAI = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)  # 10:00 local
-
-
-class SettableClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 async def _settings(
@@ -75,7 +68,7 @@ async def test_no_phone_and_no_token_gives_one_collector_task_per_loan_and_day_a
     that day, keyed by borrower id, even when the event is replayed, a second event of the loan
     arrives and a second instance (another consumer group, same ledger) re-reads the topic;
     the next local day gives one new task with a new id."""
-    clock = SettableClock(MORNING_IN_SHANGHAI)
+    clock = StepClock(MORNING_IN_SHANGHAI)
     before = _published("no_contact_address")
     async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
         settings = await _settings(kafka_broker.bootstrap_servers, tmp_path, twilio, fcm)

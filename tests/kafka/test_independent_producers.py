@@ -33,7 +33,8 @@ from service.config import Settings
 from service.embedded_broker import EmbeddedBroker
 from service.pipeline import dlq
 from service.pipeline.publisher import HEADER_SCHEMA_ID
-from tests.e2e.conftest import fixed_clock, processed, service_settings
+from tests.clocks import fixed_clock
+from tests.e2e.conftest import MORNING_IN_SHANGHAI, processed, service_settings
 from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka.helpers import read_records
@@ -184,7 +185,7 @@ class _Producers:
 
 @contextlib.asynccontextmanager
 async def _service(settings: Settings) -> AsyncIterator[tuple[NotifierApp, asyncio.Task[None]]]:
-    app = NotifierApp(settings, clock=fixed_clock(), out=io.StringIO())
+    app = NotifierApp(settings, clock=fixed_clock(MORNING_IN_SHANGHAI), out=io.StringIO())
     task = asyncio.create_task(app.run())
     try:
         yield app, task

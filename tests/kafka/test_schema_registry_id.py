@@ -28,9 +28,10 @@ from service.ledger.audit import AuditRow
 from service.ledger.sql import SqlLedger
 from service.pipeline.publisher import HEADER_SCHEMA_ID
 from service.policy.model import ContactRules
+from tests.clocks import StepClock
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import processed, running_app, service_settings
-from tests.e2e.test_deferral import SettableClock, backlog
+from tests.e2e.test_deferral import backlog
 from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka_tools import read_topic, unique
@@ -97,7 +98,7 @@ async def test_a_json_serializer_record_has_its_schema_id_on_every_result_and_au
     result (sent now; deferred at night and sent by the scheduler hours later; cancelled by a
     framed repayment, which carries the repayment schema's id) and on every audit row; a plain
     JSON event's results and audit rows have schema_id null."""
-    clock = SettableClock(NIGHT_IN_NEW_YORK)
+    clock = StepClock(NIGHT_IN_NEW_YORK)
     registry = SchemaRegistryClient.new_client({"url": f"mock://{unique('registry')}"})
     async with (
         _database(database, tmp_path, postgres_url) as database_url,
