@@ -15,18 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from service.embedded_broker import EmbeddedBroker
-from tests.e2e.conftest import (
-    fixed_clock,
-    processed,
-    results_of,
-    running_app,
-    service_settings,
-    wait_until,
-)
+from tests.clocks import fixed_clock
+from tests.e2e.conftest import processed, results_of, running_app, service_settings
 from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.fakes.twilio_voice import FakeTwilioVoice
 from tests.kafka_tools import produce_events
+from tests.waiting import eventually
 
 # 17:00 in Shanghai, 09:00 in London: inside both borrowers' contact windows.
 AFTERNOON_IN_SHANGHAI = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -91,8 +86,8 @@ async def test_calls_in_both_locales_end_with_the_outcome_their_callbacks_report
                 events.append(call_event(locale, zone, phone, outcome))
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, events)
         async with running_app(settings, clock=fixed_clock(AFTERNOON_IN_SHANGHAI)) as app:
-            await wait_until(lambda: processed(app) == len(events), app)
-            await wait_until(lambda: len(voice.calls) == len(events), app)
+            await eventually(lambda: processed(app) == len(events))
+            await eventually(lambda: len(voice.calls) == len(events))
             async with asyncio.timeout(60):
                 for call in voice.calls.values():
                     await call.done.wait()

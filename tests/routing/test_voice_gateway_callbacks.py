@@ -14,12 +14,13 @@ from typing import Any
 import httpx
 
 from service.embedded_broker import EmbeddedBroker
-from tests.e2e.conftest import processed, results_of, running_app, service_settings, wait_until
+from tests.e2e.conftest import processed, results_of, running_app, service_settings
 from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.fakes.http_gateway import FakeHttpGateway
 from tests.kafka_tools import produce_events
 from tests.routing.test_receipts_e2e import free_port
+from tests.waiting import eventually
 
 SECRET = "voice-callback-secret"
 
@@ -72,7 +73,7 @@ async def test_gateway_calls_end_with_the_outcome_of_their_signed_callbacks(
             bootstrap = settings.kafka_bootstrap_servers
             await produce_events(bootstrap, settings.input_topic, events)
             async with running_app(settings) as app, httpx.AsyncClient() as http:
-                await wait_until(lambda: processed(app) == len(events), app)
+                await eventually(lambda: processed(app) == len(events))
                 url = f"http://127.0.0.1:{app.receipts_http_port}/receipts/voice-gateway"
                 calls = await results_of(settings, expect=2 * len(events))
                 sent = {
