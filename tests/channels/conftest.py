@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -15,6 +16,7 @@ from service.channels.twilio import TwilioSender
 from service.events import Channel, PushProvider, TemplateRef
 from service.rendering.model import PushContent, RenderedMessage, SmsContent
 from tests.clocks import StepClock
+from tests.conftest import Closing
 from tests.fakes import FakeFcm, FakeTwilio
 
 PHONE = "+8613812345678"
@@ -105,3 +107,48 @@ def fcm_sender(
         timeout_s=timeout_s,
         clock=clock or StepClock(),
     )
+
+
+class TwilioSenderFactory(Protocol):
+    def __call__(
+        self, *, timeout_s: float = 5.0, auth_token: str | None = None, from_: str = "+15005550006"
+    ) -> TwilioSender: ...
+
+
+class FcmSenderFactory(Protocol):
+    def __call__(
+        self,
+        *,
+        clock: StepClock | None = None,
+        timeout_s: float = 5.0,
+        token_url: str | None = None,
+    ) -> FcmSender: ...
+
+
+@pytest.fixture
+def make_twilio_sender(fake_twilio: FakeTwilio, closing: Closing) -> TwilioSenderFactory:
+    """Builds TwilioSenders against `fake_twilio`; every one is closed when the test ends."""
+
+    def make(
+        *, timeout_s: float = 5.0, auth_token: str | None = None, from_: str = "+15005550006"
+    ) -> TwilioSender:
+        return closing(
+            twilio_sender(fake_twilio, timeout_s=timeout_s, auth_token=auth_token, from_=from_)
+        )
+
+    return make
+
+
+@pytest.fixture
+def make_fcm_sender(fake_fcm: FakeFcm, closing: Closing) -> FcmSenderFactory:
+    """Builds FcmSenders against `fake_fcm`; every one is closed when the test ends."""
+
+    def make(
+        *,
+        clock: StepClock | None = None,
+        timeout_s: float = 5.0,
+        token_url: str | None = None,
+    ) -> FcmSender:
+        return closing(fcm_sender(fake_fcm, clock=clock, timeout_s=timeout_s, token_url=token_url))
+
+    return make
