@@ -52,7 +52,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.compliance import Contact, Decision, Verdict, decide
 from service.compliance.candidate import candidate_for
-from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent, result_id_for
+from service.events import (
+    Channel,
+    DeliveryResult,
+    DeliveryStatus,
+    LoanOverdueEvent,
+    Reason,
+    ResultSubject,
+)
 from service.ledger.api import Admission, AdmissionKind, DeferredNotification, DueDeferred
 from service.ledger.audit import AuditRow, audit_values, contact_of
 from service.ledger.codec import event_from_json, event_to_json, plan_from_json, plan_to_json
@@ -89,8 +96,6 @@ DECIDED = "decided"
 _COUNTS_AS_CONTACT = frozenset(
     {DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.UNKNOWN}
 )
-OPTED_OUT_BY_PROVIDER = "opted_out_by_provider"
-DIGEST_WINDOW = "digest_window"
 
 
 def digest_slot(now: datetime, window: timedelta) -> datetime:
@@ -100,10 +105,8 @@ def digest_slot(now: datetime, window: timedelta) -> datetime:
     return datetime.fromtimestamp((epoch // seconds + 1) * seconds, tz=UTC)
 
 
-LEASE_EXPIRED = "claim_lease_expired"
 # on_ambiguous per channel, decided by the composition root (service/app.py).
 ResendAmbiguous = Callable[[LoanOverdueEvent, Channel], bool]
-DEFERRED_UNREADABLE = "deferred_event_unreadable"
 
 log = logging.getLogger(__name__)
 
@@ -474,7 +477,7 @@ class SqlLedger:
                 "at": r.finished_at or r.occurred_at,
             }
             for r in results
-            if r.reason == OPTED_OUT_BY_PROVIDER and r.channel is not None
+            if r.reason == Reason.OPTED_OUT_BY_PROVIDER and r.channel is not None
         ]
         async with translate_errors("record"), self._engine.begin() as conn:
             await conn.execute(stmt, params)
@@ -653,17 +656,14 @@ class SqlLedger:
         log.error(
             "deferred notification %s cannot be loaded (%s); decided failed", nid, where[:200]
         )
-        result = DeliveryResult(
-            result_id=result_id_for(nid, DeliveryStatus.FAILED),
-            notification_id=nid,
-            event_id=row.event_id,
-            loan_id=row.loan_id,
-            borrower_id=row.borrower_id,
-            channel=Channel(row.channel),
+        result = DeliveryResult.for_notification(
+            ResultSubject(row.event_id, row.loan_id, row.borrower_id),
+            nid,
             status=DeliveryStatus.FAILED,
-            reason=DEFERRED_UNREADABLE,
+            reason=Reason.DEFERRED_EVENT_UNREADABLE,
+            at=now,
+            channel=Channel(row.channel),
             rule="ledger.stored_event",
-            occurred_at=now,
             finished_at=now,
         )
         await conn.execute(
@@ -809,7 +809,7 @@ class SqlLedger:
     ) -> dict[str, Any]:
         contact = (
             contact_of(event, result.channel, self._key)
-            if result.reason != "no_contact_address"
+            if result.reason != Reason.NO_CONTACT_ADDRESS
             else None
         )
         return audit_values(
@@ -922,14 +922,17 @@ class _AdmitStep:
             block = self.loan.block(self.event, plan.stage, local_date, pending=False)
 
         if block is not None:
-            decision = Decision(Verdict.SUPPRESS, block.reason.value, block.rule)
+            decision = Decision(Verdict.SUPPRESS, block.reason, block.rule)
         else:
             decision = self._decide(plan, first_seen)
             window = self.ledger._rules.digest_window
             if row is None and window is not None and decision.verdict is Verdict.SEND:
                 # Gather: siblings due in the same slot go out as one digest (scheduler).
                 decision = Decision(
-                    Verdict.DEFER, DIGEST_WINDOW, "ledger.digest", due_at=digest_slot(now, window)
+                    Verdict.DEFER,
+                    Reason.DIGEST_WINDOW,
+                    "ledger.digest",
+                    due_at=digest_slot(now, window),
                 )
         values = self._row_values(
             plan, nid, decision, first_seen, defer_count, keep_event=row is not None
@@ -970,23 +973,13 @@ class _AdmitStep:
         event = self.event
         nid = f"{event.event_id}:none:no_plan"
         if block is not None:
-            reason, rule = block.reason.value, block.rule
+            reason, rule = block.reason, block.rule
         elif event.loan.amount_due == 0:
-            reason, rule = "nothing_planned", "policy:zero_balance"
+            reason, rule = Reason.NOTHING_PLANNED, "policy:zero_balance"
         else:
-            reason, rule = "nothing_planned", "policy:no_stage_or_channel"
-        result = DeliveryResult(
-            result_id=result_id_for(nid, DeliveryStatus.SUPPRESSED),
-            notification_id=nid,
-            event_id=event.event_id,
-            loan_id=event.loan.loan_id,
-            borrower_id=event.borrower.borrower_id,
-            channel=None,
-            status=DeliveryStatus.SUPPRESSED,
-            reason=reason,
-            rule=rule,
-            occurred_at=self.now,
-            schema_id=event.schema_id,
+            reason, rule = Reason.NOTHING_PLANNED, "policy:no_stage_or_channel"
+        result = DeliveryResult.for_notification(
+            event, nid, status=DeliveryStatus.SUPPRESSED, reason=reason, at=self.now, rule=rule
         )
         if not self.loan.redelivered(event.event_id):
             self.audits.append(audit_values(result, at=self.now, contact=None, policy_rule=rule))
@@ -1000,13 +993,14 @@ class _AdmitStep:
 
     async def _lease_expired(self, plan: PlannedNotification, nid: str, row: Row[Any]) -> Admission:
         """A claim whose holder died: the provider may have been called, so report `unknown`."""
-        result = self._base_result(plan, nid).model_copy(
-            update={
-                "result_id": result_id_for(nid, DeliveryStatus.UNKNOWN),
-                "status": DeliveryStatus.UNKNOWN,
-                "reason": LEASE_EXPIRED,
-                "rule": "ledger.claim_lease",
-            }
+        result = DeliveryResult.for_notification(
+            self.event,
+            nid,
+            status=DeliveryStatus.UNKNOWN,
+            reason=Reason.CLAIM_LEASE_EXPIRED,
+            at=self.now,
+            channel=plan.channel,
+            rule="ledger.claim_lease",
         )
         changed = await self.conn.execute(
             update(notifications)
@@ -1046,21 +1040,6 @@ class _AdmitStep:
         )
         return decide(candidate, self.ledger._rules, self.contacts, self.now)
 
-    def _base_result(self, plan: PlannedNotification, nid: str) -> DeliveryResult:
-        return DeliveryResult(
-            result_id=result_id_for(nid, DeliveryStatus.SUPPRESSED),
-            notification_id=nid,
-            event_id=self.event.event_id,
-            loan_id=self.event.loan.loan_id,
-            borrower_id=self.event.borrower.borrower_id,
-            channel=plan.channel,
-            status=DeliveryStatus.SUPPRESSED,
-            reason="",
-            rule=None,
-            occurred_at=self.now,
-            schema_id=self.event.schema_id,
-        )
-
     def _result_for(
         self, plan: PlannedNotification, nid: str, decision: Decision, defer_count: int
     ) -> DeliveryResult | None:
@@ -1070,14 +1049,17 @@ class _AdmitStep:
         status = DeliveryStatus.DEFERRED if deferred else DeliveryStatus.SUPPRESSED
         # Each deferral of the same notification is a new decision with its own result id.
         sequence = defer_count if status is DeliveryStatus.DEFERRED else 0
-        return self._base_result(plan, nid).model_copy(
-            update={
-                "result_id": result_id_for(nid, status, sequence),
-                "status": status,
-                "reason": decision.reason,
-                "rule": decision.rule,
-                "not_before": decision.due_at,
-            }
+        assert decision.reason is not None, "a defer or suppress decision always says why"
+        return DeliveryResult.for_notification(
+            self.event,
+            nid,
+            status=status,
+            reason=decision.reason,
+            at=self.now,
+            sequence=sequence,
+            channel=plan.channel,
+            rule=decision.rule,
+            not_before=decision.due_at,
         )
 
     def _row_values(
