@@ -23,6 +23,7 @@ committed, and every replica sweeps the due rows in the background:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,7 +40,7 @@ from service.ledger.engine import translate_errors
 from service.ledger.schema import UtcDateTime, metadata
 from service.policy.model import PlannedNotification
 
-__all__ = ["MAX_ATTEMPTS", "QueuedSms", "ReconcileQueue", "reconcile_queue"]
+__all__ = ["MAX_ATTEMPTS", "Enqueued", "QueuedSms", "ReconcileQueue", "reconcile_queue"]
 
 MAX_ATTEMPTS = 5
 
@@ -63,6 +64,18 @@ reconcile_queue = Table(
 )
 
 Q = reconcile_queue.c
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """One item to queue."""
+
+    event: LoanOverdueEvent
+    unknown: DeliveryResult
+    plan: PlannedNotification | None
+    body: str
+    since: datetime
+    due_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,25 +109,31 @@ class ReconcileQueue:
         since: datetime,
         due_at: datetime,
         now: datetime,
-    ) -> bool:
-        """Queue one ambiguous SMS; False if its notification id is already queued (or done)."""
-        values = {
-            "notification_id": unknown.notification_id,
-            "due_at": due_at,
-            "since": since,
-            "created_at": now,
-            "attempts": 0,
-            "event_json": event_to_json(event),
-            "plan_json": plan_to_json(plan) if plan is not None else None,
-            "unknown_json": unknown.model_dump_json(),
-            "body": body,
-        }
+    ) -> None:
+        """Queue one ambiguous SMS (nothing if its notification id is already queued or done)."""
+        await self.add_many([Enqueued(event, unknown, plan, body, since, due_at)], now)
+
+    async def add_many(self, items: Sequence[Enqueued], now: datetime) -> None:
+        """add() of several items in one transaction (the reconciler groups concurrent calls)."""
+        if not items:
+            return
+        values = [
+            {
+                "notification_id": i.unknown.notification_id,
+                "due_at": i.due_at,
+                "since": i.since,
+                "created_at": now,
+                "attempts": 0,
+                "event_json": event_to_json(i.event),
+                "plan_json": plan_to_json(i.plan) if i.plan is not None else None,
+                "unknown_json": i.unknown.model_dump_json(),
+                "body": i.body,
+            }
+            for i in items
+        ]
         dialect = postgresql if self._postgres else sqlite
         async with translate_errors("queue reconciliation"), self._engine.begin() as conn:
-            inserted = await conn.execute(
-                dialect.insert(reconcile_queue).values(values).on_conflict_do_nothing()
-            )
-        return bool(inserted.rowcount == 1)
+            await conn.execute(dialect.insert(reconcile_queue).on_conflict_do_nothing(), values)
 
     async def claim_due(self, now: datetime, limit: int) -> list[QueuedSms]:
         """Up to `limit` due rows not done and not leased, leased to this caller."""

@@ -44,6 +44,7 @@ from service.events import (
     LoanOverdueEvent,
     Reason,
 )
+from service.ledger.reconcile_queue import Enqueued
 from service.policy.model import PlannedNotification, Stage
 
 if TYPE_CHECKING:
@@ -130,6 +131,8 @@ class Reconciler:
         self._sweep_s = sweep_s
         self._sweep_batch = sweep_batch
         self._drain_s = drain_s
+        self._adds: list[tuple[AmbiguousSms, asyncio.Future[None]]] = []
+        self._adding: asyncio.Task[None] | None = None
         self.found = 0
         self.not_found = 0
         self.resent = 0
@@ -149,20 +152,42 @@ class Reconciler:
 
     async def enqueue(self, item: AmbiguousSms) -> bool:
         """Queue `item`: in the ledger when there is a store (its errors propagate: the caller
-        retries the event, whose redelivery queues it again), else in memory (`submit`)."""
+        retries the event, whose redelivery queues it again), else in memory (`submit`).
+
+        Concurrent calls share one insert (a restart replays hundreds of ambiguous sends at
+        once; one write transaction each would queue behind each other on SQLite's single
+        writer): no timer, a lone call goes at once."""
         if self._store is None:
             return self.submit(item)
-        now = self._clock()
-        await self._store.add(
-            item.event,
-            item.unknown,
-            item.plan,
-            item.body,
-            since=item.since,
-            due_at=now + timedelta(seconds=self._delay_s),
-            now=now,
-        )
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._adds.append((item, done))
+        if self._adding is None:
+            self._adding = asyncio.create_task(self._flush_adds(), name="reconcile-enqueue")
+        await done
         return True
+
+    async def _flush_adds(self) -> None:
+        assert self._store is not None
+        try:
+            while self._adds:
+                batch, self._adds = self._adds, []
+                now = self._clock()
+                due = now + timedelta(seconds=self._delay_s)
+                rows = [
+                    Enqueued(i.event, i.unknown, i.plan, i.body, i.since, due) for i, _ in batch
+                ]
+                try:
+                    await self._store.add_many(rows, now)
+                except Exception as exc:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                    continue
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+        finally:
+            self._adding = None
 
     async def run(self, stop: asyncio.Event) -> None:
         tasks = [asyncio.create_task(self._work(), name="reconcile") for _ in range(self._workers)]
