@@ -9,21 +9,13 @@ from pathlib import Path
 from service.events import DeliveryResult, LoanOverdueEvent
 from service.ledger.api import Admission
 from service.ledger.controls import ControlStore, PauseStatus
+from service.ledger.database import open_database
 from service.ledger.errors import LedgerUnavailableError
 from service.ledger.migrations import upgrade
-from service.ledger.sql import SqlLedger
 from service.pipeline.pause import PauseGate
-from service.policy.model import ContactRules
+from tests.clocks import MonotonicClock
 
 NOW = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 class Unreadable:
@@ -51,13 +43,11 @@ async def test_gate_follows_the_stored_pause_and_fails_closed_when_unreadable(
     has been unreadable for longer than three poll intervals (at least 10 s)."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'ledger.sqlite3'}"
     await upgrade(url)
-    ledger = await SqlLedger.connect(
-        url, hash_key=b"k", rules=ContactRules(), default_timezone=None
-    )
+    engine = await open_database(url)
     try:
-        store = ControlStore(ledger.engine, hash_key=b"k")
+        store = ControlStore(engine, hash_key=b"k")
         source = Unreadable(store)
-        clock = Clock()
+        clock = MonotonicClock(0.0)
         gate = PauseGate(source, poll_s=2.0, monotonic=clock)
         assert gate.paused  # never read yet: fail closed
         await gate.refresh()
@@ -73,13 +63,13 @@ async def test_gate_follows_the_stored_pause_and_fails_closed_when_unreadable(
         assert not gate.paused
 
         source.down = True
-        clock.t += 9.0
+        clock.now += 9.0
         assert not gate.paused  # a blip shorter than the staleness bound changes nothing
-        clock.t += 2.0
+        clock.now += 2.0
         assert gate.paused
         assert gate.describe()["control_readable"] is False
         source.down = False
         await gate.refresh()
         assert not gate.paused
     finally:
-        await ledger.aclose()
+        await engine.dispose()
