@@ -32,11 +32,12 @@ from service.ledger.sql import SqlLedger
 from service.pipeline.processor import NotificationProcessor
 from service.pipeline.reconcile import Reconciler, resend_under_claim
 from service.policy.model import PlannedNotification
+from tests.clocks import StepClock
 from tests.fakes.twilio import FakeTwilio
 from tests.ledger.conftest import LedgerFactory
 from tests.ledger.helpers import MORNING_NY, make_plan
 from tests.ledger.test_reconcile_resend import LATER, LEASE_S, event_of, sms_to, twilio
-from tests.ledger.test_with_processor import Clock, Renderer
+from tests.ledger.test_with_processor import Renderer
 
 __all__ = ["twilio"]  # the fixture, imported for these tests
 
@@ -62,7 +63,7 @@ class Process:
 
 
 async def process(
-    make_ledger: LedgerFactory, fake: FakeTwilio, clock: Clock, plan: PlannedNotification
+    make_ledger: LedgerFactory, fake: FakeTwilio, clock: StepClock, plan: PlannedNotification
 ) -> Process:
     sql: SqlLedger = await make_ledger(lease_s=LEASE_S)
     ledger = BatchingLedger(sql)
@@ -125,7 +126,7 @@ async def died_before_reconciling(
     accepted: bool,
 ) -> str:
     """Steps 1 and 2 of the module docstring; the notification id left `unknown`."""
-    a = await process(make_ledger, fake, Clock(MORNING_NY), plan)
+    a = await process(make_ledger, fake, StepClock(MORNING_NY), plan)
     try:
         [claim] = await a.ledger.admit(event, [plan], MORNING_NY)
         await a.ledger.attempt_started(claim.notification_id, MORNING_NY)
@@ -136,7 +137,7 @@ async def died_before_reconciling(
             await a.sender.send(message)
     finally:
         await a.aclose()  # (killed: nothing is recorded)
-    b = await process(make_ledger, fake, Clock(LATER), plan)
+    b = await process(make_ledger, fake, StepClock(LATER), plan)
     try:
         # (its `unknown`, and the escalation of an event that reached nobody)
         [result] = [r for r in await b.processor.handle(event) if r.channel is Channel.SMS]
@@ -167,7 +168,7 @@ async def test_accepted_send_is_found_by_the_next_process(
     Twilio's list and publishes `sent` with Twilio's sid; no second SMS; asked once."""
     event, plan = event_of("b-found", "+14155550121"), make_plan(Channel.SMS)
     nid = await died_before_reconciling(make_ledger, twilio, event, plan, accepted=True)
-    c = await process(make_ledger, twilio, Clock(RESTART), plan)
+    c = await process(make_ledger, twilio, StepClock(RESTART), plan)
     try:
         await run_until_published(c)
         assert await c.reconciler.sweep_once() == 0  # asked once: done
@@ -194,12 +195,12 @@ async def test_not_listed_is_resent_once_when_two_replicas_sweep_at_once(
     event, plan = event_of("b-resent", "+14155550122"), make_plan(Channel.SMS)
     nid = await died_before_reconciling(make_ledger, twilio, event, plan, accepted=False)
     assert sms_to(twilio, "+14155550122") == 0
-    c = await process(make_ledger, twilio, Clock(RESTART), plan)
-    d = await process(make_ledger, twilio, Clock(RESTART), plan)
+    c = await process(make_ledger, twilio, StepClock(RESTART), plan)
+    d = await process(make_ledger, twilio, StepClock(RESTART), plan)
     try:
         taken = await asyncio.gather(c.reconciler.sweep_once(), d.reconciler.sweep_once())
         # A later sweep (every lease long run out) asks nothing again.
-        later = await process(make_ledger, twilio, Clock(RESTART + timedelta(hours=1)), plan)
+        later = await process(make_ledger, twilio, StepClock(RESTART + timedelta(hours=1)), plan)
         try:
             assert await later.reconciler.sweep_once() == 0
         finally:
@@ -224,13 +225,13 @@ async def test_a_redelivery_queues_nothing_new_and_the_row_keeps_no_payload(
     its outcome and loses the phone number, text and event."""
     event, plan = event_of("b-again", "+14155550123"), make_plan(Channel.SMS)
     nid = await died_before_reconciling(make_ledger, twilio, event, plan, accepted=True)
-    b2 = await process(make_ledger, twilio, Clock(LATER + timedelta(seconds=5)), plan)
+    b2 = await process(make_ledger, twilio, StepClock(LATER + timedelta(seconds=5)), plan)
     try:
         [replayed] = [r for r in await b2.processor.handle(event) if r.channel is Channel.SMS]
     finally:
         await b2.aclose()
     assert replayed.status is DeliveryStatus.UNKNOWN
-    c = await process(make_ledger, twilio, Clock(RESTART + timedelta(seconds=5)), plan)
+    c = await process(make_ledger, twilio, StepClock(RESTART + timedelta(seconds=5)), plan)
     try:
         assert await c.reconciler.sweep_once() == 1
     finally:
