@@ -41,6 +41,7 @@ from service.config import Settings
 from service.events import Channel, PushProvider, TemplateRef
 from service.rendering.model import RenderedMessage, VoiceContent
 from tests.channels.conftest import PHONE, SMS_TEXT, TOKEN, push_message, sms_message
+from tests.channels.helpers import RecordingSink
 from tests.clocks import MonotonicClock, StepClock
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.fakes.apns import ApnsAnswer, FakeApns
@@ -49,7 +50,6 @@ from tests.fakes.jpush import FakeJPush, JPushAnswer
 from tests.fakes.smpp import FakeSmsc
 from tests.fakes.twilio import FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN
 from tests.fakes.twilio_voice import FakeTwilioVoice
-from tests.providers.conftest import RecordingSink
 
 # Short enough to keep the hang cases quick, long enough for a loaded 2-core machine.
 TIMEOUT_S = 0.5

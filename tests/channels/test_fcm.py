@@ -45,7 +45,7 @@ async def test_send_posts_v1_message_with_bearer_token(
         "notification_id": "evt-1:push:early_overdue",
         "deep_link": "jiebei://repay/JB****0123",
     }
-    # Expiry and collapse id: tests/providers/test_push_expiry.py.
+    # Expiry and collapse id: tests/channels/test_push_expiry.py.
     assert message["android"]["priority"] == "HIGH"
     assert message["apns"]["headers"]["apns-priority"] == "10"
     [claims] = fake_fcm.assertions

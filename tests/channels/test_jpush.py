@@ -17,9 +17,9 @@ from service.channels.errors import (
 from service.channels.jpush import JPushConfig, JPushSender, build_jpush_sender
 from service.config import Settings
 from service.events import PushProvider
+from tests.channels.helpers import DEVICE_TOKEN, push_message
 from tests.conftest import Closing
 from tests.fakes.jpush import FakeJPush, JPushAnswer
-from tests.providers.conftest import DEVICE_TOKEN, push_message
 
 MESSAGE = push_message(PushProvider.JPUSH)
 

@@ -24,11 +24,11 @@ from service.channels.errors import (
 from service.channels.push_options import collapse_id
 from service.config import Settings
 from service.events import PushProvider
+from tests.channels.helpers import DEVICE_TOKEN, push_message
 from tests.clocks import MonotonicClock
 from tests.conftest import Closing
 from tests.fakes.apns import ApnsAnswer, FakeApns
 from tests.fakes.apns import invalid_headers as invalid_apns_headers
-from tests.providers.conftest import DEVICE_TOKEN, push_message
 
 KEY_ID = "ABC123DEFG"
 TEAM_ID = "TEAM123456"
