@@ -29,6 +29,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
 import aiohttp
 import orjson
@@ -83,7 +84,11 @@ async def run_lean(
     )
     fcm_url = f"{s.fcm_base_url.rstrip('/')}/v1/projects/{s.fcm_project_id}/messages:send"
     secret = s.twilio_auth_token.get_secret_value()
-    twilio_auth = {"Authorization": basic_auth(s.twilio_account_sid, secret)}
+    twilio_form = {
+        "Authorization": basic_auth(s.twilio_account_sid, secret),
+        # Encoded by hand: aiohttp makes a FormData (and a multipart writer) of a dict.
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
     assert s.fcm_service_account_file is not None
     token_client = HttpClient(s.send_timeout_s, provider="fcm")
     tokens = AccessTokenSource(
@@ -116,8 +121,8 @@ async def run_lean(
 
         async def sms(nid: str, to: str, rendered: RenderedMessage) -> tuple[str | None, str]:
             assert rendered.sms is not None
-            form = {"To": to, "Body": rendered.sms.text, "From": s.twilio_from}
-            async with session.post(twilio_url, data=form, headers=twilio_auth) as response:
+            form = urlencode({"To": to, "Body": rendered.sms.text, "From": s.twilio_from}).encode()
+            async with session.post(twilio_url, data=form, headers=twilio_form) as response:
                 body = await response.read()
                 if response.status in (200, 201):
                     return str(orjson.loads(body)["sid"]), "sent"
