@@ -320,15 +320,6 @@ class Dispatcher:
                         await self._attempt_ended(journal, message.notification_id)
                     raise
 
-        retrying = AsyncRetrying(
-            stop=self._stop,
-            wait=self._wait,
-            retry=self._retry_transient,
-            sleep=self._sleep,
-            before_sleep=lambda state: self._before_retry(state, ctx),
-            reraise=True,
-        )
-
         def outcome(
             status: DispatchStatus,
             reason: str,
@@ -353,7 +344,7 @@ class Dispatcher:
 
         try:
             try:
-                message_id: str = await retrying(attempt)
+                message_id = await self._with_retries(attempt, ctx)
             except AmbiguousProviderError as exc:
                 if not resends_ambiguous(
                     self._on_ambiguous, message.channel, message.push_provider
@@ -407,6 +398,40 @@ class Dispatcher:
             # Never fail over: this provider may have accepted it.
             return outcome("unknown", reason, code=exc.code), False
         return outcome("sent", "sent", message_id=message_id), False
+
+    async def _with_retries(
+        self, attempt: Callable[[], Awaitable[str]], ctx: Mapping[str, object]
+    ) -> str:
+        """`attempt()`, retried on transient errors as tenacity decides (stop, wait, log).
+
+        The first attempt is made outside tenacity: nearly every send succeeds at once, and an
+        `AsyncRetrying` (with its strategies wrapped, its state and its loop) cost more CPU
+        than the successful attempt itself. After a first transient failure tenacity takes
+        over from that failure, exactly as if it had made the first attempt: it is handed the
+        failure as attempt 1 (waits, logs and counts as before), then calls `attempt` again.
+        """
+        try:
+            return await attempt()
+        except TransientProviderError as exc:
+            if self._max_attempts == 1:
+                raise
+            first: list[BaseException] = [exc]
+
+        async def from_the_first_failure() -> str:
+            if first:
+                raise first.pop()
+            return await attempt()
+
+        retrying = AsyncRetrying(
+            stop=self._stop,
+            wait=self._wait,
+            retry=self._retry_transient,
+            sleep=self._sleep,
+            before_sleep=lambda state: self._before_retry(state, ctx),
+            reraise=True,
+        )
+        message_id: str = await retrying(from_the_first_failure)
+        return message_id
 
     async def _attempt(
         self, sender: Sender, message: OutboundMessage, circuit: CircuitBreaker | None
