@@ -444,26 +444,36 @@ class Dispatcher:
                 message_id = await sender.send(message)
         except TimeoutError:
             healthy = False
-            metrics.PROVIDER_ATTEMPTS.labels(provider=provider, outcome="ambiguous").inc()
+            metrics.labelled(
+                metrics.PROVIDER_ATTEMPTS, provider=provider, outcome="ambiguous"
+            ).inc()
             raise AmbiguousProviderError(
                 "attempt timed out", provider=provider, code="timeout"
             ) from None
         except TransientProviderError:
             healthy = False
-            metrics.PROVIDER_ATTEMPTS.labels(provider=provider, outcome="transient").inc()
+            metrics.labelled(
+                metrics.PROVIDER_ATTEMPTS, provider=provider, outcome="transient"
+            ).inc()
             raise
         except PermanentProviderError as exc:
             healthy = not exc.alert
-            metrics.PROVIDER_ATTEMPTS.labels(provider=provider, outcome="permanent").inc()
+            metrics.labelled(
+                metrics.PROVIDER_ATTEMPTS, provider=provider, outcome="permanent"
+            ).inc()
             raise
         except AmbiguousProviderError:
             healthy = False
-            metrics.PROVIDER_ATTEMPTS.labels(provider=provider, outcome="ambiguous").inc()
+            metrics.labelled(
+                metrics.PROVIDER_ATTEMPTS, provider=provider, outcome="ambiguous"
+            ).inc()
             raise
         except Exception as exc:
             # A bug in an adapter may strike after the request left: treat as ambiguous.
             healthy = False
-            metrics.PROVIDER_ATTEMPTS.labels(provider=provider, outcome="ambiguous").inc()
+            metrics.labelled(
+                metrics.PROVIDER_ATTEMPTS, provider=provider, outcome="ambiguous"
+            ).inc()
             log.error(
                 "adapter failed unexpectedly",
                 extra={"provider": provider, "error": type(exc).__name__},
@@ -474,7 +484,7 @@ class Dispatcher:
         else:
             healthy = True
         finally:
-            metrics.PROVIDER_LATENCY.labels(provider=provider).observe(
+            metrics.labelled(metrics.PROVIDER_LATENCY, provider=provider).observe(
                 time.perf_counter() - started
             )
             if circuit is not None:
@@ -484,7 +494,7 @@ class Dispatcher:
                     circuit.success()
                 else:
                     circuit.failure()
-        metrics.PROVIDER_ATTEMPTS.labels(provider=provider, outcome="ok").inc()
+        metrics.labelled(metrics.PROVIDER_ATTEMPTS, provider=provider, outcome="ok").inc()
         return message_id
 
     async def _attempt_ended(self, journal: AttemptJournal, notification_id: str) -> None:

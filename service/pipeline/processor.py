@@ -459,7 +459,7 @@ class NotificationProcessor:
             reason = "token_unregistered"
         status = _STATUS[outcome.status]
         if status is DeliveryStatus.SENT:
-            metrics.LAST_SEND.labels(channel=plan.channel.value).set(time.time())
+            metrics.labelled(metrics.LAST_SEND, channel=plan.channel.value).set(time.time())
         return DeliveryResult(
             result_id=result_id_for(nid, status),
             notification_id=nid,
