@@ -146,6 +146,12 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,
+            # Compiled once here, never read again: with jinja's default auto_reload every
+            # `{% include %}` stat()ed its partial on each render (IO on the hot path, and a
+            # file edited while running would be rendered under the version hashed at start),
+            # and an unbounded cache keeps every template of the directory without LRU upkeep.
+            auto_reload=False,
+            cache_size=-1,
         )
         env.filters.update(FILTERS)
         env.globals.update(brand=brand, customer_service=customer_service)
