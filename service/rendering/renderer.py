@@ -315,6 +315,11 @@ def _compile(env: SandboxedEnvironment, templates_dir: Path, rel: str) -> _Compi
                 f"template {rel} uses unknown variables: {', '.join(sorted(unknown))}"
             )
         template = env.get_template(rel)
+        # Jinja hands each template a ChainMap of its globals over the environment's, and
+        # every render copies it key by key into a new context (~2.5% of the service's CPU in
+        # the bench profile). The globals are all set before compiling and never change: one
+        # plain dict of the same names and values.
+        template.globals = dict(template.globals)
     except TemplateConfigError:
         raise
     except TemplateError as exc:
