@@ -27,10 +27,11 @@ from sqlalchemy.engine import make_url
 from service import __version__
 from service.channels.dispatch import Dispatcher, resends_ambiguous
 from service.channels.factory import build_dispatcher, route_plan
+from service.channels.http_gateway import HttpGatewaySender
 from service.channels.twilio import TwilioSender
 from service.config import Settings
 from service.coverage import CoverageMonitor
-from service.events import Channel, LoanOverdueEvent
+from service.events import Channel, DeliveryResult, LoanOverdueEvent
 from service.handoff import CollectorTasks, EventEscalation, TaskStore, initialise_task_series
 from service.kafka_preflight import check_tls
 from service.ledger.api import NotificationLedger
@@ -49,7 +50,7 @@ from service.pipeline.processor import NotificationProcessor
 from service.pipeline.publisher import ResultPublisher
 from service.pipeline.push_expiry import push_expiry_for
 from service.pipeline.readiness import GroupMembership, producer_connected
-from service.pipeline.reconcile import Reconciler
+from service.pipeline.reconcile import Reconciler, SmsFinder, resend_under_claim
 from service.pipeline.scheduler import DeferredScheduler
 from service.policy import Policy, load_policy, plan_notifications
 from service.policy.model import PlannedNotification
@@ -187,16 +188,38 @@ class NotifierApp:
             self.collector_tasks = collector_tasks
             initialise_task_series()
             escalation = EventEscalation(collector_tasks, policy, default_timezone=default_zone)
-            # Ambiguous SMS through Twilio: asked of its list API in the background (issue 15).
+            # Ambiguous SMS: asked of the providers that can say (Twilio's list API, an HTTP
+            # gateway's status query when configured) in the background (issue 15).
             reconciler = None
+            finders: dict[str, SmsFinder] = {}
             twilio = dispatcher.sender_named("twilio")
             if isinstance(twilio, TwilioSender):
+                finders[twilio.provider] = twilio
+            gateway = dispatcher.sender_named("http_gateway")
+            if isinstance(gateway, HttpGatewaySender) and gateway.can_query:
+                finders[gateway.provider] = gateway
+            if finders:
+
+                async def send_again(
+                    event: LoanOverdueEvent, plan: PlannedNotification, nid: str
+                ) -> DeliveryResult:
+                    return await processor.send_again(event, plan, nid)
+
                 reconciler = Reconciler(
-                    twilio,
+                    finders,
                     ledger,
                     publisher.publish_results,
                     clock=self.clock,
                     delay_s=s.reconcile_delay_s,
+                    # Not found after the delay, on every provider of its route: sent once
+                    # more under the same id.
+                    resend=resend_under_claim(
+                        take=sql_ledger.take_resend,
+                        send=send_again,
+                        records=ledger,
+                        clock=self.clock,
+                    ),
+                    providers_for=dispatcher.sms_providers_for,
                 )
                 reconcile_task = asyncio.create_task(reconciler.run(self._stop), name="reconcile")
                 stack.push_async_callback(_cancel, reconcile_task)
@@ -380,9 +403,13 @@ async def _connect_ledger(
             lease_s=s.ledger_lease_s,
             timeout_s=s.ledger_timeout_s,
             resend_ambiguous=partial(_resend_after_crash, dict(s.on_ambiguous)),
-            # A restarted static member takes over its dead predecessor's claims at once.
+            # Who holds a claim: checked at each attempt's start. A restarted static member
+            # takes over its dead predecessor's claims at once (same member id, new boot id);
+            # without a member id the process's own id matches no predecessor.
             owner=(
-                (s.kafka_group_instance_id, uuid.uuid4().hex) if s.kafka_group_instance_id else None
+                s.kafka_group_instance_id
+                or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+                uuid.uuid4().hex,
             ),
             # A released notification is re-staged for the day it goes out (lifecycle).
             stage_for=policy.stage_for,

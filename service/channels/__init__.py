@@ -4,13 +4,17 @@
 senders (`ConsoleSender`, `TwilioSender`, `FcmSender`) are exported for tests and extra routes.
 """
 
-from service.channels.base import OutboundMessage, Sender
+from service.channels.base import DispatchOutcome, OutboundMessage, Sender
 from service.channels.console import ConsoleSender
-from service.channels.dispatch import REASONS, Dispatcher, DispatchOutcome
+from service.channels.dispatch import REASONS, Dispatcher
 from service.channels.errors import (
     AmbiguousProviderError,
     PermanentProviderError,
     ProviderError,
+    ProviderMisconfigured,
+    RecipientOptedOut,
+    RecipientRefused,
+    TokenUnregistered,
     TransientProviderError,
 )
 from service.channels.factory import build_dispatcher
@@ -27,7 +31,11 @@ __all__ = [
     "OutboundMessage",
     "PermanentProviderError",
     "ProviderError",
+    "ProviderMisconfigured",
+    "RecipientOptedOut",
+    "RecipientRefused",
     "Sender",
+    "TokenUnregistered",
     "TransientProviderError",
     "TwilioSender",
     "build_dispatcher",

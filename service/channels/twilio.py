@@ -18,6 +18,9 @@ from service.channels.errors import (
     AmbiguousProviderError,
     PermanentProviderError,
     ProviderError,
+    ProviderMisconfigured,
+    RecipientOptedOut,
+    RecipientRefused,
     TransientProviderError,
 )
 from service.channels.rest import HttpClient, HttpResponse, basic_auth, parse_retry_after, utc_now
@@ -98,7 +101,14 @@ class TwilioSender:
         )
 
     async def find_sent(
-        self, to: str, body: str, since: datetime, *, max_pages: int = 10, page_size: int = 100
+        self,
+        to: str,
+        body: str,
+        since: datetime,
+        *,
+        notification_id: str = "",
+        max_pages: int = 10,
+        page_size: int = 100,
     ) -> str | None:
         """The sid of a message Twilio accepted for `to` with exactly `body` since `since`'s
         day, or None: the list API (GET Messages.json?To=...&DateSent>=YYYY-MM-DD, the query
@@ -107,8 +117,9 @@ class TwilioSender:
         For reconciling an ambiguous send. Matched by a digest of the body (the text itself is
         compared, never logged). Twilio lists a message only some time after accepting it, so a
         None right after the send proves nothing: ask after the provider's delay. Provider
-        trouble raises its ProviderError.
+        trouble raises its ProviderError. (`notification_id`: Twilio knows nothing of ours.)
         """
+        del notification_id
         wanted = hashlib.sha256(body.encode()).digest()
         params: dict[str, str] | None = {
             "To": to,
@@ -169,16 +180,13 @@ def classify_twilio_error(
             f"server error {status}", provider=provider, code=code, retry_after=retry_after
         )
     if status in (401, 403):
-        return PermanentProviderError(
-            f"credentials refused ({status})", provider=provider, code=code, alert=True
+        return ProviderMisconfigured(
+            f"credentials refused ({status})", provider=provider, code=code
         )
+    if opt_out_code is not None and code_num == opt_out_code:
+        return RecipientOptedOut(recipient_refused, provider=provider, code=code)
     if code_num in recipient_codes:
-        return PermanentProviderError(
-            recipient_refused,
-            provider=provider,
-            code=code,
-            opt_out=opt_out_code is not None and code_num == opt_out_code,
-        )
+        return RecipientRefused(recipient_refused, provider=provider, code=code)
     # Any other 4xx is a request Twilio will refuse again, unchanged.
     return PermanentProviderError(f"request refused ({status})", provider=provider, code=code)
 

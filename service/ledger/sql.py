@@ -57,11 +57,12 @@ from service.ledger.api import Admission, AdmissionKind, DeferredNotification, D
 from service.ledger.audit import AuditRow, audit_values, contact_of
 from service.ledger.codec import event_from_json, event_to_json, plan_from_json, plan_to_json
 from service.ledger.engine import build_engine, lock_key, translate_errors
-from service.ledger.errors import LedgerError, SchemaOutOfDateError
+from service.ledger.errors import ClaimLostError, LedgerError, SchemaOutOfDateError
 from service.ledger.lifecycle_store import LoanContext, LoanWrites, StageFor
 from service.ledger.loans import Block, Hold, LoanEventRow
 from service.ledger.migrations import current_revision, head_revision
 from service.ledger.receipts import ReceiptStore
+from service.ledger.resend import take_resend_in
 from service.ledger.schema import (
     UtcDateTime,
     audit,
@@ -72,7 +73,7 @@ from service.ledger.schema import (
     opt_outs,
 )
 from service.lifecycle import HoldScope, LifecycleEvent
-from service.policy.model import ContactRules, PlannedNotification
+from service.policy.model import ContactRules, PlannedNotification, Stage
 
 __all__ = ["SqlLedger"]
 
@@ -485,36 +486,77 @@ class SqlLedger:
 
     async def mark_attempts(
         self, started: Sequence[str], ended: Sequence[str], now: datetime
-    ) -> None:
-        """Note, in one transaction, that attempts of these claims begin / certainly ended.
+    ) -> set[str]:
+        """Note, in one transaction, that attempts of these claims begin / certainly ended;
+        the ids in `started` whose claim is no longer this worker's (nothing may be sent).
 
         `started`: an attempt's request is about to be written to a provider (the dispatcher
         calls this right before it); the claim's lease is renewed from now, so it measures
-        the attempt, not the time spent queued for a slot or a token. `ended`: the attempt
-        was refused without being accepted (a transient error), so until the next attempt
-        starts nothing of this claim is on the wire. Only claims change.
+        the attempt, not the time spent queued for a slot or a token. A claim is still ours
+        if it is claimed by this process (`claimed_by`; without an owner id, claimed at all),
+        or it is the one resend reconciliation took (decided `unknown`, resends 1, ours).
+        `ended`: the attempt was refused without being accepted (a transient error), so until
+        the next attempt starts nothing of this claim is on the wire. Only claims change.
         """
         now = _aware(now)
+        lost: set[str] = set()
+        owner = N.claimed_by.is_(None) if self._owner is None else N.claimed_by == self._owner
+        ours = or_(
+            N.state == CLAIMED if self._owner is None else and_(N.state == CLAIMED, owner),
+            and_(N.state == DECIDED, N.status == "unknown", N.resends == 1, owner),
+        )
         async with translate_errors("mark_attempts"), self._engine.begin() as conn:
             if started:
-                await conn.execute(
+                marked = await conn.execute(
                     update(notifications)
-                    .where(N.notification_id.in_(list(started)), N.state == CLAIMED)
+                    .where(N.notification_id.in_(list(started)), ours)
                     .values(attempt_at=now, lease_until=now + self._lease)
+                    .returning(N.notification_id)
                 )
+                lost = set(started) - set(marked.scalars().all())
             if ended:
                 await conn.execute(
                     update(notifications)
                     .where(N.notification_id.in_(list(ended)), N.state == CLAIMED)
                     .values(attempt_at=None)
                 )
+        return lost
 
     async def attempt_started(self, notification_id: str, now: datetime) -> None:
-        """mark_attempts() of one claim (BatchingLedger groups them into one transaction)."""
-        await self.mark_attempts([notification_id], [], now)
+        """mark_attempts() of one claim (BatchingLedger groups them into one transaction);
+        ClaimLostError if the claim is no longer ours."""
+        if await self.mark_attempts([notification_id], [], now):
+            raise ClaimLostError("the claim is no longer this worker's")
 
     async def attempt_ended(self, notification_id: str, now: datetime) -> None:
         await self.mark_attempts([], [notification_id], now)
+
+    async def take_resend(
+        self,
+        event: LoanOverdueEvent,
+        notification_id: str,
+        channel: Channel,
+        stage: Stage | None,
+        now: datetime,
+    ) -> str | None:
+        """The one resend of an `unknown` the provider never accepted (service/ledger/resend.py):
+        None if this caller may send it now, else the reason it may not."""
+        now = _aware(now)
+        zone = event.borrower.timezone or self._default_zone
+        async with translate_errors("take_resend"), self._engine.begin() as conn:
+            return await take_resend_in(
+                conn,
+                event=event,
+                notification_id=notification_id,
+                channel=channel,
+                stage=stage,
+                rules=self._rules,
+                zone=zone,
+                local_date=self._local_date(event, now),
+                now=now,
+                lock=lock_key(event.borrower.borrower_id) if self._postgres else None,
+                owner=self._owner,
+            )
 
     # --- deferred ---------------------------------------------------------------------------
 
@@ -944,6 +986,7 @@ class _AdmitStep:
             reason=reason,
             rule=rule,
             occurred_at=self.now,
+            schema_id=event.schema_id,
         )
         if not self.loan.redelivered(event.event_id):
             self.audits.append(audit_values(result, at=self.now, contact=None, policy_rule=rule))
@@ -1015,6 +1058,7 @@ class _AdmitStep:
             reason="",
             rule=None,
             occurred_at=self.now,
+            schema_id=self.event.schema_id,
         )
 
     def _result_for(

@@ -9,17 +9,20 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from service.config import Settings
+from service.errors import ConfigError
 from service.kafka_config import client_options
 from service.pipeline import record_batches
 
 __all__ = ["MissingCodecError", "build_consumer", "build_producer", "check_codecs", "ensure_topics"]
 
 
-class MissingCodecError(ValueError):
+class MissingCodecError(ConfigError):
     """A Kafka codec the service must read is not installed (an image built without cramjam).
 
-    A ValueError so that `run` reports it as the start-up error it is (one line, exit 2).
+    A ConfigError so that `run` reports it as the start-up error it is (one line, exit 2).
     """
+
+    fix = "install the service with its dependencies (aiokafka[lz4,snappy,zstd], i.e. cramjam)"
 
 
 def check_codecs() -> None:

@@ -13,9 +13,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from typing import Protocol
 
-from service.channels.base import OutboundMessage
+from service.channels.base import DispatchOutcome, OutboundMessage
 from service.events import (
     Channel,
     DeliveryResult,
@@ -39,29 +39,6 @@ __all__ = ["NotificationProcessor"]
 log = logging.getLogger(__name__)
 
 
-class DispatchOutcomeLike(Protocol):
-    @property
-    def status(self) -> Literal["sent", "failed", "unknown"]: ...
-    @property
-    def reason(self) -> str: ...
-    @property
-    def provider(self) -> str | None: ...
-    @property
-    def provider_message_id(self) -> str | None: ...
-    @property
-    def provider_code(self) -> str | None: ...
-    @property
-    def attempts(self) -> int: ...
-    @property
-    def first_attempt_at(self) -> datetime | None: ...
-    @property
-    def finished_at(self) -> datetime | None: ...
-    @property
-    def opt_out(self) -> bool: ...
-    @property
-    def dead_token(self) -> bool: ...
-
-
 class SendHold(Protocol):
     """The operator pause (service.pipeline.pause + service.ledger.controls)."""
 
@@ -74,7 +51,7 @@ class SendHold(Protocol):
 
 
 class Dispatch(Protocol):
-    async def dispatch(self, message: OutboundMessage) -> DispatchOutcomeLike: ...
+    async def dispatch(self, message: OutboundMessage) -> DispatchOutcome: ...
 
 
 class Render(Protocol):
@@ -95,12 +72,6 @@ AfterEvent = Callable[
     [LoanOverdueEvent, Sequence[PlannedNotification], Sequence[DeliveryResult]], Awaitable[None]
 ]
 LocaleResolver = Callable[[LoanOverdueEvent], str]
-
-_STATUS = {
-    "sent": DeliveryStatus.SENT,
-    "failed": DeliveryStatus.FAILED,
-    "unknown": DeliveryStatus.UNKNOWN,
-}
 
 
 class NotificationProcessor:
@@ -201,8 +172,16 @@ class NotificationProcessor:
                     event.borrower.phone,
                     rendered.sms.text,
                     since=now - timedelta(days=1),
+                    plan=plan,
                 )
             )
+
+    async def send_again(
+        self, event: LoanOverdueEvent, plan: PlannedNotification, notification_id: str
+    ) -> DeliveryResult:
+        """Render and send one notification once more, as a claim is sent (the reconciler's
+        one resend, after the ledger granted it: service/ledger/resend.py). Not recorded here."""
+        return await self._send(event, Admission(plan, notification_id, AdmissionKind.SEND))
 
     async def _escalate_unreached(
         self,
@@ -219,7 +198,7 @@ class NotificationProcessor:
             # Raises -> the event is retried (the offset waits): an escalation is never dropped.
             await self._escalate(escalation)
         metrics.UNREACHED_EVENTS.labels(stage=stage or "none").inc()
-        results.append(escalation_result(escalation))
+        results.append(escalation_result(escalation, schema_id=event.schema_id))
 
     async def handle_deferred(self, item: DeferredNotification) -> list[DeliveryResult]:
         """A deferred notification whose time came: through the guard again, then send.
@@ -376,12 +355,8 @@ class NotificationProcessor:
             tracing.annotate(
                 {"notifier.status": outcome.status, "notifier.reason": outcome.reason}, span
             )
-        reason = outcome.reason
-        if outcome.opt_out:
-            reason = "opted_out_by_provider"
-        elif outcome.dead_token:
-            reason = "token_unregistered"
-        status = _STATUS[outcome.status]
+        # The dispatcher's reason is final: an opt-out or a dead token is its own reason there.
+        reason, status = outcome.reason, outcome.status
         if status is DeliveryStatus.SENT:
             metrics.LAST_SEND.labels(channel=lead.plan.channel.value).set(time.time())
         return [
@@ -406,6 +381,7 @@ class NotificationProcessor:
                 occurred_at=self._clock(),
                 first_attempt_at=outcome.first_attempt_at,
                 finished_at=outcome.finished_at,
+                schema_id=e.schema_id,
             )
             for e, a in sending
         ]
@@ -452,12 +428,8 @@ class NotificationProcessor:
             tracing.annotate(
                 {"notifier.status": outcome.status, "notifier.reason": outcome.reason}, span
             )
-        reason = outcome.reason
-        if outcome.opt_out:
-            reason = "opted_out_by_provider"
-        elif outcome.dead_token:
-            reason = "token_unregistered"
-        status = _STATUS[outcome.status]
+        # The dispatcher's reason is final: an opt-out or a dead token is its own reason there.
+        reason, status = outcome.reason, outcome.status
         if status is DeliveryStatus.SENT:
             metrics.labelled(metrics.LAST_SEND, channel=plan.channel.value).set(time.time())
         return DeliveryResult(
@@ -480,6 +452,7 @@ class NotificationProcessor:
             occurred_at=self._clock(),
             first_attempt_at=outcome.first_attempt_at,
             finished_at=outcome.finished_at,
+            schema_id=event.schema_id,
         )
 
     def _result(
@@ -504,6 +477,7 @@ class NotificationProcessor:
             reason=reason,
             rule=plan.rule,
             occurred_at=self._clock(),
+            schema_id=event.schema_id,
         )
 
     def _nothing_planned(self, event: LoanOverdueEvent, now: datetime) -> DeliveryResult:
@@ -519,6 +493,7 @@ class NotificationProcessor:
             reason="nothing_planned",
             rule="policy:no_stage_or_channel",
             occurred_at=now,
+            schema_id=event.schema_id,
         )
 
 

@@ -15,7 +15,11 @@ import pytest
 
 from bench.fake_providers import FakeProviders
 from service.channels.base import OutboundMessage
-from service.channels.errors import PermanentProviderError, TransientProviderError
+from service.channels.errors import (
+    ProviderMisconfigured,
+    RecipientRefused,
+    TransientProviderError,
+)
 from service.channels.fcm import FcmSender
 from service.channels.google_oauth import load_service_account
 from service.channels.rest import basic_auth
@@ -84,24 +88,22 @@ async def test_the_senders_get_a_message_sid_and_a_message_name(tmp_path: Path) 
 
 
 async def test_refusals_come_back_as_the_providers_errors(tmp_path: Path) -> None:
-    """A number without "+" is Twilio's 21211 (permanent, about the recipient), wrong Basic
-    credentials are 20003 (permanent, an alert), and no reconciliation match is found in the
+    """A number without "+" is Twilio's 21211 (refused for the recipient), wrong Basic
+    credentials are 20003 (our misconfiguration), and no reconciliation match is found in the
     list (this fake keeps no messages)."""
     async with FakeProviders(tmp_path) as fakes:
         good, wrong = _twilio(fakes), _twilio(fakes, token="not-the-token")
         try:
-            with pytest.raises(PermanentProviderError) as invalid:
+            with pytest.raises(RecipientRefused) as invalid:
                 await good.send(_sms(to="8613800000001"))
-            with pytest.raises(PermanentProviderError) as refused:
+            with pytest.raises(ProviderMisconfigured) as refused:
                 await wrong.send(_sms())
             found = await good.find_sent("+8613800000001", "x", datetime.now(UTC))
         finally:
             await good.aclose()
             await wrong.aclose()
     assert invalid.value.code == "21211"
-    assert not invalid.value.alert
     assert refused.value.code == "20003"
-    assert refused.value.alert
     assert found is None
 
 
