@@ -245,7 +245,7 @@ async def _naive(job: ChildJob, conn: Connection) -> dict[str, Any]:
     ledger = await SqlLedger.connect(
         s.database_url,
         hash_key=s.hash_key.get_secret_value().encode(),
-        rules=policy.contact,
+        policy=policy,
         default_timezone=zone,
     )
     done = 0

@@ -64,6 +64,7 @@ async def run_lean(
         DeliveryResult,
         DeliveryStatus,
         LoanOverdueEvent,
+        Reason,
         result_id_for,
     )
     from service.pipeline.kafka_clients import build_consumer, build_producer
@@ -119,18 +120,18 @@ async def run_lean(
         await consumer.start()
         stack.push_async_callback(consumer.stop)
 
-        async def sms(nid: str, to: str, rendered: RenderedMessage) -> tuple[str | None, str]:
+        async def sms(nid: str, to: str, rendered: RenderedMessage) -> tuple[str | None, int]:
             assert rendered.sms is not None
             form = urlencode({"To": to, "Body": rendered.sms.text, "From": s.twilio_from}).encode()
             async with session.post(twilio_url, data=form, headers=twilio_form) as response:
                 body = await response.read()
                 if response.status in (200, 201):
-                    return str(orjson.loads(body)["sid"]), "sent"
-                return None, f"http_{response.status}"
+                    return str(orjson.loads(body)["sid"]), response.status
+                return None, response.status
 
         async def push(
             nid: str, token: str, rendered: RenderedMessage, now: datetime
-        ) -> tuple[str | None, str]:
+        ) -> tuple[str | None, int]:
             content = rendered.push
             assert content is not None
             data = {**content.data, "notification_id": nid}
@@ -165,22 +166,33 @@ async def run_lean(
             async with session.post(fcm_url, data=orjson.dumps(body), headers=headers) as response:
                 answer = await response.read()
                 if response.status == 200:
-                    return str(orjson.loads(answer)["name"]), "sent"
-                return None, f"http_{response.status}"
+                    return str(orjson.loads(answer)["name"]), response.status
+                return None, response.status
 
         def result(
             event: LoanOverdueEvent,
             plan: PlannedNotification,
             rendered: RenderedMessage,
-            answer: tuple[str | None, str] | BaseException,
+            answer: tuple[str | None, int] | BaseException,
             started: datetime,
         ) -> DeliveryResult:
             nid = plan.notification_id(event.event_id)
+            message_id: str | None = None
+            code: str | None = None
+            # No retries: a refusal ends the notification at its first answer.
             if isinstance(answer, BaseException):
-                message_id, reason = None, f"error_{type(answer).__name__}"
+                status = DeliveryStatus.UNKNOWN
+                reason = (
+                    Reason.AMBIGUOUS_TIMEOUT
+                    if isinstance(answer, TimeoutError)
+                    else Reason.AMBIGUOUS_CONNECTION_LOST
+                )
+            elif answer[0] is not None:
+                message_id, status, reason = answer[0], DeliveryStatus.SENT, Reason.SENT
             else:
-                message_id, reason = answer
-            status = DeliveryStatus.SENT if message_id else DeliveryStatus.FAILED
+                code, status = f"http_{answer[1]}", DeliveryStatus.FAILED
+                transient = answer[1] >= 500 or answer[1] == 429
+                reason = Reason.RETRIES_EXHAUSTED if transient else Reason.PROVIDER_REJECTED
             now = clock()
             return DeliveryResult(
                 result_id=result_id_for(nid, status),
@@ -197,6 +209,7 @@ async def run_lean(
                 rule=plan.rule,
                 attempts=1,
                 provider_message_id=message_id,
+                provider_code=code,
                 sms_parts=rendered.sms.parts if rendered.sms else None,
                 occurred_at=now,
                 first_attempt_at=started,

@@ -36,7 +36,7 @@ from service.events import (
     DeliveryResult,
     DeliveryStatus,
     LoanOverdueEvent,
-    result_id_for,
+    Reason,
 )
 from service.policy.model import PlannedNotification, Stage
 
@@ -189,17 +189,15 @@ class Reconciler:
             return resent
         provider, sid = found
         how = "list" if provider == "twilio" else "query"
-        sent = item.unknown.model_copy(
-            update={
-                "result_id": result_id_for(nid, DeliveryStatus.SENT),
-                "status": DeliveryStatus.SENT,
-                "reason": "sent",
-                "rule": f"reconciled:{provider}_{how}",
-                "provider": provider,
-                "provider_message_id": sid,
-                "occurred_at": self._clock(),
-                "finished_at": self._clock(),
-            }
+        now = self._clock()
+        sent = item.unknown.followed_by(
+            status=DeliveryStatus.SENT,
+            reason=Reason.SENT,
+            at=now,
+            rule=f"reconciled:{provider}_{how}",
+            provider=provider,
+            provider_message_id=sid,
+            finished_at=now,
         )
         await self._ledger.record(item.event, [sent])
         await self._publish([sent])

@@ -286,12 +286,11 @@ async def _run(
     sql_ledger = await SqlLedger.connect(
         s.database_url,
         hash_key=s.hash_key.get_secret_value().encode(),
-        rules=policy.contact,
-        default_timezone=default_zone,
-        lease_s=s.ledger_lease_s,
         # As app.py connects it: a released notification is re-staged for the local day it
         # goes out, and superseded when the policy would call that day another stage.
-        stage_for=policy.stage_for,
+        policy=policy,
+        default_timezone=default_zone,
+        lease_s=s.ledger_lease_s,
     )
     ledger: NotificationLedger = sql_ledger
     if s.ledger_batch_max > 1:
