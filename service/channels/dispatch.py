@@ -238,11 +238,6 @@ class Dispatcher:
                     return sender
         return None
 
-    def route_for(self, message: OutboundMessage) -> Sender | None:
-        """The first-choice sender for `message`."""
-        senders = self.routes_for(message)
-        return senders[0] if senders else None
-
     async def dispatch(self, message: OutboundMessage) -> DispatchOutcome:
         senders = self.routes_for(message)
         ctx: dict[str, object] = {

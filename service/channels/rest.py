@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -27,6 +27,7 @@ import httpx
 import orjson
 
 from service.channels.errors import AmbiguousProviderError, ProviderError, TransientProviderError
+from service.clock import Clock, utc_now
 from service.observability import tracing
 
 __all__ = [
@@ -37,17 +38,12 @@ __all__ = [
     "parse_retry_after",
     "quiet_http_client_logs",
     "retry_after",
-    "utc_now",
 ]
 
 # Connecting must not eat the whole attempt budget: a connect timeout is safely retryable,
 # a read timeout is not.
 _CONNECT_TIMEOUT_S = 5.0
 _FORM = "application/x-www-form-urlencoded"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def basic_auth(user: str, password: str) -> str:
@@ -66,6 +62,14 @@ class HttpResponse:
     def json(self) -> Any:
         """The body parsed as JSON; ValueError when it is not JSON."""
         return orjson.loads(self.content)
+
+    def json_object(self) -> dict[str, Any]:
+        """The body's JSON object, or {} for anything else (an HTML error page, a list)."""
+        try:
+            body = self.json()
+        except ValueError:
+            return {}
+        return body if isinstance(body, dict) else {}
 
 
 class HttpClient:
@@ -173,7 +177,7 @@ class HttpClient:
             self._session = None
 
 
-def parse_retry_after(value: str | None, now: Callable[[], datetime]) -> float | None:
+def parse_retry_after(value: str | None, now: Clock) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), or None."""
     if value is None or not value.strip():
         return None
@@ -195,7 +199,7 @@ def retry_after(
     response: HttpResponse | httpx.Response,
     *,
     header: str = "Retry-After",
-    now: Callable[[], datetime] = utc_now,
+    now: Clock = utc_now,
 ) -> float | None:
     """Seconds to wait that `response` asks for in `header`, or None."""
     return parse_retry_after(response.headers.get(header), now)

@@ -23,13 +23,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
+from service.clock import Clock
 from service.events import DeliveryResult
 from service.observability import metrics, tracing
 from service.pipeline.decode import UndecodableEvent, decode_payload, unframe
@@ -87,7 +87,7 @@ class ConsumerEngine:
         handler: EventHandler,
         config: EngineConfig,
         *,
-        clock: Callable[[], datetime],
+        clock: Clock,
         on_tick: Callable[[], None] = lambda: None,
     ) -> None:
         self._consumer = consumer

@@ -14,7 +14,8 @@ from service.channels.http_gateway import build_http_gateway_sender
 from service.channels.smpp.pdu import CommandStatus
 from service.channels.twilio import TwilioSender
 from service.config import Settings
-from tests.channels.conftest import RecordingSleep, StepClock, sms_message
+from tests.channels.conftest import RecordingSleep, sms_message
+from tests.clocks import StepClock
 from tests.fakes import FakeTwilio
 from tests.fakes.http_gateway import FakeHttpGateway, GatewayAnswer
 from tests.fakes.smpp import FakeSmsc
