@@ -423,7 +423,7 @@ class NotificationProcessor:
         # The dispatcher's reason is final: an opt-out or a dead token is its own reason there.
         status, reason = outcome.status, _outcome_reason(outcome)
         if status is DeliveryStatus.SENT:
-            metrics.LAST_SEND.labels(channel=plan.channel.value).set(time.time())
+            metrics.labelled(metrics.LAST_SEND, channel=plan.channel.value).set(time.time())
         return _dispatched(
             event,
             nid,
