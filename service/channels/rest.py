@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import httpx
@@ -42,6 +43,7 @@ __all__ = [
 # Connecting must not eat the whole attempt budget: a connect timeout is safely retryable,
 # a read timeout is not.
 _CONNECT_TIMEOUT_S = 5.0
+_FORM = "application/x-www-form-urlencoded"
 
 
 def basic_auth(user: str, password: str) -> str:
@@ -138,7 +140,13 @@ class HttpClient:
 
         `form` is sent urlencoded, `json` as application/json (orjson), `params` in the query.
         """
-        data: Any = form
+        data: bytes | None = None
+        if form is not None:
+            # Encoded here, byte for byte as aiohttp's FormData would (urlencode, UTF-8): a dict
+            # handed to aiohttp becomes a FormData, which builds a multipart writer (a uuid4
+            # boundary, os.urandom) for every request, urlencoded or not: ~70 us per SMS.
+            data = urlencode(form).encode()
+            headers = {**(headers or {}), "Content-Type": _FORM}
         if json is not None:
             data = orjson.dumps(json)
             headers = {**(headers or {}), "Content-Type": "application/json"}

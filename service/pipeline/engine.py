@@ -285,7 +285,7 @@ class ConsumerEngine:
 
     def _count(self, outcome: str) -> None:
         self.stats[outcome] += 1
-        metrics.EVENTS_CONSUMED.labels(outcome=outcome).inc()
+        metrics.labelled(metrics.EVENTS_CONSUMED, outcome=outcome).inc()
 
     async def _until_done(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Retry infrastructure failures with backoff, pausing consumption while they last."""

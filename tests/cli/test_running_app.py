@@ -446,7 +446,7 @@ NOT_IN_THE_TABLE = {
     "http_gateway_receipt_error_path": "read by the receipt webhook",
     "http_gateway_inbound_phone_path": "read by the receipt webhook",
     "http_gateway_inbound_text_path": "read by the receipt webhook",
-    # tests/routing/test_voice_gateway_callbacks.py: the callbacks through the app's webhook.
+    # tests/receipts/test_voice_gateway_callbacks.py: the callbacks through the app's webhook.
     "voice_gateway_callback_secret": "read by the receipt webhook, not by a sender",
     "voice_gateway_callback_signature_header": "read by the receipt webhook",
     "voice_gateway_callback_call_id_path": "read by the receipt webhook",

@@ -22,7 +22,7 @@ from tests.e2e.test_service import shanghai_event
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka_tools import produce_events
 from tests.ledger.conftest import fresh_postgres_database
-from tests.routing.test_receipts_e2e import free_port
+from tests.receipts.test_receipts_e2e import free_port
 from tests.waiting import eventually
 
 

@@ -15,9 +15,7 @@ from service.channels.errors import PermanentProviderError
 from service.channels.smpp import SmppConfig, SmppSender
 from service.events import PushProvider
 from service.observability import tracing
-from tests.fakes.apns import ApnsAnswer, FakeApns
-from tests.fakes.smpp import FakeSmsc
-from tests.providers.conftest import (
+from tests.channels.helpers import (
     DEVICE_TOKEN,
     PHONE,
     RecordingSink,
@@ -25,6 +23,8 @@ from tests.providers.conftest import (
     push_message,
     sms_message,
 )
+from tests.fakes.apns import ApnsAnswer, FakeApns
+from tests.fakes.smpp import FakeSmsc
 
 # Three UCS-2 parts (67 characters each at most).
 LONG_TEXT = "您的借款已逾期请尽快还款以免影响信用记录。" * 8

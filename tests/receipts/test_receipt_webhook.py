@@ -15,7 +15,7 @@ from twilio.request_validator import HMAC_SHA1, HMAC_SHA256, RequestValidator
 
 from service.config import Settings
 from service.receipts.webhook import build_receipt_routes, twilio_signature
-from tests.providers.conftest import FIXED_NOW, PHONE, RecordingSink, fixed_clock
+from tests.channels.helpers import FIXED_NOW, PHONE, RecordingSink, fixed_clock
 
 TOKEN = "twilio-auth-token"
 SHARED_KEY = "webhooks-sharedkey-secret"

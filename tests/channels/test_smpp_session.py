@@ -15,8 +15,8 @@ from service.channels.errors import (
 )
 from service.channels.smpp import SmppConfig, SmppSender
 from service.channels.smpp.pdu import CommandStatus, TlvTag
+from tests.channels.helpers import FIXED_NOW, PHONE, RecordingSink, fixed_clock, sms_message
 from tests.fakes.smpp import FakeSmsc
-from tests.providers.conftest import FIXED_NOW, PHONE, RecordingSink, fixed_clock, sms_message
 from tests.waiting import eventually
 
 SenderFactory = Callable[..., Awaitable[SmppSender]]

@@ -13,9 +13,8 @@ from service.channels.factory import build_dispatcher
 from service.channels.ratelimit import TokenBucket
 from service.config import Settings
 from service.events import Channel
-from tests.channels.conftest import RecordingSleep, sms_message
+from tests.channels.conftest import ManualMonotonic, RecordingSleep, sms_message
 from tests.clocks import StepClock
-from tests.routing.conftest import ManualMonotonic
 
 
 def test_bucket_spaces_reservations_at_the_rate() -> None:

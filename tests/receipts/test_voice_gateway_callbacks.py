@@ -19,7 +19,7 @@ from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.fakes.http_gateway import FakeHttpGateway
 from tests.kafka_tools import produce_events
-from tests.routing.test_receipts_e2e import free_port
+from tests.receipts.test_receipts_e2e import free_port
 from tests.waiting import eventually
 
 SECRET = "voice-callback-secret"

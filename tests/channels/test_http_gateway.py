@@ -17,8 +17,8 @@ from service.channels.errors import (
 )
 from service.channels.http_gateway import HttpGatewaySender, build_http_gateway_sender
 from service.config import Settings
+from tests.channels.helpers import PHONE, sms_message
 from tests.fakes.http_gateway import FakeHttpGateway, GatewayAnswer
-from tests.providers.conftest import PHONE, sms_message
 
 TEXT = "【借呗】您的借款今日到期, 请及时还款。"
 Factory = Callable[..., HttpGatewaySender]

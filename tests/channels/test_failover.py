@@ -14,13 +14,12 @@ from service.channels.http_gateway import build_http_gateway_sender
 from service.channels.smpp.pdu import CommandStatus
 from service.channels.twilio import TwilioSender
 from service.config import Settings
-from tests.channels.conftest import RecordingSleep, sms_message
+from tests.channels.conftest import RecordingSleep, provider_settings, sms_message
+from tests.channels.helpers import RecordingSink
 from tests.clocks import StepClock
 from tests.fakes import FakeTwilio
 from tests.fakes.http_gateway import FakeHttpGateway, GatewayAnswer
 from tests.fakes.smpp import FakeSmsc
-from tests.providers.conftest import RecordingSink
-from tests.routing.conftest import provider_settings
 
 US_PHONE = "+14155550123"
 

@@ -15,8 +15,8 @@ import pytest
 from service.channels.errors import PermanentProviderError
 from service.channels.http_gateway import HttpGatewaySender, build_http_gateway_sender
 from service.config import Settings
+from tests.channels.helpers import PHONE, sms_message
 from tests.fakes.http_gateway import FakeHttpGateway
-from tests.providers.conftest import PHONE, sms_message
 
 SINCE = datetime(2026, 11, 30, tzinfo=UTC)
 Factory = Callable[..., HttpGatewaySender]

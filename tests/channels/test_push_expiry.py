@@ -24,12 +24,13 @@ from service.policy import load_policy
 from service.policy.config import PolicyError, parse_policy
 from service.policy.expiry import push_expires_at
 from service.policy.model import ContactWindow
+from tests.channels.helpers import FIXED_NOW, fixed_clock, push_message
+from tests.conftest import Closing
 from tests.e2e.conftest import MORNING_IN_SHANGHAI, processed, running_app, service_settings
 from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.fakes.jpush import FakeJPush
 from tests.kafka_tools import produce_events
-from tests.providers.conftest import FIXED_NOW, fixed_clock, push_message
 from tests.waiting import eventually
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -92,20 +93,17 @@ def fcm_sender(fake: FakeFcm) -> FcmSender:
     )
 
 
-async def test_fcm_push_carries_ttl_and_collapse_ids(tmp_path: Path) -> None:
+async def test_fcm_push_carries_ttl_and_collapse_ids(tmp_path: Path, closing: Closing) -> None:
     """android.ttl counts down to the expiry, apns-expiration is its UNIX time, and
     collapse_key, notification tag and apns-collapse-id are one id derived from the
     notification id: the same for a repeated send, different for another notification."""
     message = with_expiry(push_message(PushProvider.FCM), FIXED_NOW + timedelta(hours=2))
     other = push_message(PushProvider.FCM, nid="evt-2:push:0")
     async with FakeFcm(tmp_path) as fake:
-        sender = fcm_sender(fake)
-        try:
-            await sender.send(message)
-            await sender.send(message)
-            await sender.send(other)
-        finally:
-            await sender.aclose()
+        sender = closing(fcm_sender(fake))
+        await sender.send(message)
+        await sender.send(message)
+        await sender.send(other)
     first, again, third = fake.delivered
     android, headers = first["android"], first["apns"]["headers"]
     assert android["ttl"] == "7200s"
@@ -118,18 +116,17 @@ async def test_fcm_push_carries_ttl_and_collapse_ids(tmp_path: Path) -> None:
     assert third["android"]["collapse_key"] != cid
 
 
-async def test_fcm_ttl_never_exceeds_four_weeks_or_goes_negative(tmp_path: Path) -> None:
+async def test_fcm_ttl_never_exceeds_four_weeks_or_goes_negative(
+    tmp_path: Path, closing: Closing
+) -> None:
     """An expiry beyond FCM's 4 weeks is capped (the fake, like FCM, refuses more); one already
     passed is 0s (deliver now or never)."""
     far = with_expiry(push_message(PushProvider.FCM), FIXED_NOW + timedelta(days=60))
     past = with_expiry(push_message(PushProvider.FCM), FIXED_NOW - timedelta(minutes=1))
     async with FakeFcm(tmp_path) as fake:
-        sender = fcm_sender(fake)
-        try:
-            await sender.send(far)
-            await sender.send(past)
-        finally:
-            await sender.aclose()
+        sender = closing(fcm_sender(fake))
+        await sender.send(far)
+        await sender.send(past)
     assert [m["android"]["ttl"] for m in fake.delivered] == ["2419200s", "0s"]
 
 
@@ -158,19 +155,18 @@ async def test_jpush_push_carries_time_to_live_and_apns_collapse_id() -> None:
     "options",
     [{"time_to_live": 864_001}, {"time_to_live": "3600"}, {"apns_collapse_id": "x" * 65}],
 )
-async def test_fake_jpush_refuses_what_jpush_refuses(options: dict[str, Any]) -> None:
+async def test_fake_jpush_refuses_what_jpush_refuses(
+    options: dict[str, Any], closing: Closing
+) -> None:
     """The fake answers 1003 to a time_to_live beyond 10 days or not an integer, and to an
     apns_collapse_id over 64 bytes, as JPush does."""
-    fake = await FakeJPush(app_key="k", master_secret="s").start()
-    try:
-        async with httpx.AsyncClient() as http:
-            response = await http.post(
-                f"{fake.base_url}/v3/push",
-                json={"platform": ["android"], "options": options},
-                auth=("k", "s"),
-            )
-    finally:
-        await fake.aclose()
+    fake = closing(await FakeJPush(app_key="k", master_secret="s").start())
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            f"{fake.base_url}/v3/push",
+            json={"platform": ["android"], "options": options},
+            auth=("k", "s"),
+        )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == 1003
 

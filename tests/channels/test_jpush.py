@@ -17,8 +17,9 @@ from service.channels.errors import (
 from service.channels.jpush import JPushConfig, JPushSender, build_jpush_sender
 from service.config import Settings
 from service.events import PushProvider
+from tests.channels.helpers import DEVICE_TOKEN, push_message
+from tests.conftest import Closing
 from tests.fakes.jpush import FakeJPush, JPushAnswer
-from tests.providers.conftest import DEVICE_TOKEN, push_message
 
 MESSAGE = push_message(PushProvider.JPUSH)
 
@@ -57,14 +58,11 @@ async def test_push_addresses_one_registration_id(sender: JPushSender, jpush: Fa
     assert push["options"]["time_to_live"] == 3600
 
 
-async def test_wrong_secret_alerts(jpush: FakeJPush) -> None:
+async def test_wrong_secret_alerts(jpush: FakeJPush, closing: Closing) -> None:
     """A 401 with code 1004 fails permanently and raises an alert."""
-    adapter = JPushSender(JPushConfig(jpush.base_url, "appkey123", "wrong"))
-    try:
-        with pytest.raises(ProviderMisconfigured) as caught:
-            await adapter.send(MESSAGE)
-    finally:
-        await adapter.aclose()
+    adapter = closing(JPushSender(JPushConfig(jpush.base_url, "appkey123", "wrong")))
+    with pytest.raises(ProviderMisconfigured) as caught:
+        await adapter.send(MESSAGE)
     assert caught.value.code == "1004"
 
 

@@ -1,4 +1,5 @@
-"""Shared pieces of the provider tests: a recording receipt sink, a fixed clock, messages."""
+"""Shared pieces of the provider adapter and receipt tests (formerly tests/providers/conftest.py):
+a recording receipt sink, a fixed clock, messages."""
 
 from __future__ import annotations
 

@@ -24,10 +24,11 @@ from service.channels.errors import (
 from service.channels.push_options import collapse_id
 from service.config import Settings
 from service.events import PushProvider
+from tests.channels.helpers import DEVICE_TOKEN, push_message
 from tests.clocks import MonotonicClock
+from tests.conftest import Closing
 from tests.fakes.apns import ApnsAnswer, FakeApns
 from tests.fakes.apns import invalid_headers as invalid_apns_headers
-from tests.providers.conftest import DEVICE_TOKEN, push_message
 
 KEY_ID = "ABC123DEFG"
 TEAM_ID = "TEAM123456"
@@ -154,7 +155,7 @@ async def test_busy_answers_are_transient(
     assert caught.value.retry_after == 7.0
 
 
-async def test_bad_key_alerts(apns: FakeApns, clock: MonotonicClock) -> None:
+async def test_bad_key_alerts(apns: FakeApns, clock: MonotonicClock, closing: Closing) -> None:
     """A JWT signed with the wrong key is refused as InvalidProviderToken: ProviderMisconfigured."""
     other = (
         ec.generate_private_key(ec.SECP256R1())
@@ -165,12 +166,11 @@ async def test_bad_key_alerts(apns: FakeApns, clock: MonotonicClock) -> None:
         )
         .decode()
     )
-    adapter = ApnsSender(ApnsConfig(apns.base_url, other, KEY_ID, TEAM_ID, TOPIC), clock=clock)
-    try:
-        with pytest.raises(ProviderMisconfigured) as caught:
-            await adapter.send(MESSAGE)
-    finally:
-        await adapter.aclose()
+    adapter = closing(
+        ApnsSender(ApnsConfig(apns.base_url, other, KEY_ID, TEAM_ID, TOPIC), clock=clock)
+    )
+    with pytest.raises(ProviderMisconfigured) as caught:
+        await adapter.send(MESSAGE)
     assert caught.value.code == "InvalidProviderToken"
 
 
@@ -193,20 +193,17 @@ async def test_dropped_connection_is_ambiguous_and_next_send_reconnects(
 
 
 async def test_unreachable_apns_is_transient(
-    key_pair: tuple[str, str], clock: MonotonicClock
+    key_pair: tuple[str, str], clock: MonotonicClock, closing: Closing
 ) -> None:
     """A refused connection means nothing was sent: transient."""
     config = ApnsConfig("http://127.0.0.1:9", key_pair[0], KEY_ID, TEAM_ID, TOPIC)
-    adapter = ApnsSender(config, clock=clock)
-    try:
-        with pytest.raises(TransientProviderError):
-            await adapter.send(MESSAGE)
-    finally:
-        await adapter.aclose()
+    adapter = closing(ApnsSender(config, clock=clock))
+    with pytest.raises(TransientProviderError):
+        await adapter.send(MESSAGE)
 
 
 async def test_builder_reads_the_key_file(
-    tmp_path: Path, key_pair: tuple[str, str], apns: FakeApns
+    tmp_path: Path, key_pair: tuple[str, str], apns: FakeApns, closing: Closing
 ) -> None:
     """build_apns_sender loads the .p8 key named in the settings and sends with it."""
     key_file = tmp_path / "AuthKey.p8"
@@ -218,11 +215,8 @@ async def test_builder_reads_the_key_file(
         apns_team_id=TEAM_ID,
         apns_topic=TOPIC,
     )
-    adapter = build_apns_sender(settings)
-    try:
-        assert await adapter.send(MESSAGE)
-    finally:
-        await adapter.aclose()
+    adapter = closing(build_apns_sender(settings))
+    assert await adapter.send(MESSAGE)
 
 
 async def test_no_token_in_logs_or_errors(
