@@ -439,6 +439,111 @@ class Settings(BaseSettings):
     http_gateway_inbound_text_path: str = Field(
         "content", description="Dotted path of the text in an inbound reply."
     )
+    # --- automated calls (voice; docs/voice.md) ---
+    voice_provider: str = Field(
+        "console",
+        description="Voice (automated call) providers in failover order, comma-separated, "
+        "among console, twilio_voice, voice_gateway. Calls are planned only where the policy "
+        "lists the voice channel.",
+    )
+    twilio_voice_base_url: str = Field(
+        "https://api.twilio.com",
+        description="Twilio Voice API base URL (account and token: NOTIFIER_TWILIO_ACCOUNT_SID, "
+        "NOTIFIER_TWILIO_AUTH_TOKEN, which also sign the call callbacks).",
+    )
+    twilio_voice_from: str = Field("", description="Caller id of automated calls (E.164).")
+    twilio_voice_status_callback: str | None = Field(
+        None,
+        description="StatusCallback URL of calls; default: NOTIFIER_RECEIPTS_PUBLIC_URL + "
+        "/receipts/twilio/voice-status.",
+    )
+    twilio_voice_machine_detection: bool = Field(
+        True,
+        description="Answering machine detection: the call starts with the limited-content "
+        "message and says the script only to a person (off: the script plays at once).",
+    )
+    twilio_voice_detection_pause_s: int = Field(
+        4, ge=0, le=30, description="Silence before the limited-content message plays."
+    )
+    twilio_voice_detection_timeout_s: float = Field(
+        30.0, gt=0, description="How long a call's answered_by is polled before giving up."
+    )
+    voice_gateway_url: str = Field("", description="HTTP voice gateway: URL of the call API.")
+    voice_gateway_method: Literal["POST", "PUT", "GET"] = Field(
+        "POST", description="HTTP method of the voice gateway's call API."
+    )
+    voice_gateway_body_format: Literal["json", "form"] = Field(
+        "json", description="Body encoding of the voice gateway's call API."
+    )
+    voice_gateway_body_template: str = Field(
+        '{"account": "{account}", "password": "{password}", "mobile": "{phone_national}", '
+        '"content": "{script}", "voicemail": "{limited_script}", "uid": "{notification_id}"}',
+        description="JSON object; string values may hold the SMS gateway's placeholders "
+        "(without {text}) and {script}, {limited_script}, {language}; {script} is required.",
+    )
+    voice_gateway_account: str = Field("", description="Value of {account} in the body.")
+    voice_gateway_password: SecretStr = Field(
+        SecretStr(""), description="Value of {password} in the body."
+    )
+    voice_gateway_sender: str = Field("", description="Value of {sender} (caller id).")
+    voice_gateway_country_code: str = Field(
+        "86", description="Country code stripped for {phone_national}."
+    )
+    voice_gateway_auth_header: str = Field(
+        "Authorization", description="Name of the header carrying the credential, if any."
+    )
+    voice_gateway_auth_value: SecretStr = Field(
+        SecretStr(""), description="Value of the auth header; empty: none."
+    )
+    voice_gateway_call_id_path: str = Field(
+        "callid", description="Dotted path of the call id in the JSON answer."
+    )
+    voice_gateway_code_path: str = Field(
+        "code", description="Dotted path of the result code in the JSON answer; empty: none."
+    )
+    voice_gateway_success_codes: list[str] = Field(
+        ["0"], description="Result codes that mean the call was accepted."
+    )
+    voice_gateway_transient_codes: list[str] = Field(
+        [], description="Result codes worth retrying (throttled, busy)."
+    )
+    voice_gateway_permanent_codes: list[str] = Field(
+        [], description="Result codes that fail the call."
+    )
+    voice_gateway_alert_codes: list[str] = Field(
+        [], description="Result codes meaning our account is misconfigured (page someone)."
+    )
+    voice_gateway_unknown_code: Literal["transient", "permanent"] = Field(
+        "permanent", description="How a result code in none of the lists is treated."
+    )
+    voice_gateway_callback_secret: SecretStr = Field(
+        SecretStr(""),
+        description="HMAC-SHA256 key of the voice gateway's outcome callbacks "
+        "(POST /receipts/voice-gateway); empty: refuse them all.",
+    )
+    voice_gateway_callback_signature_header: str = Field(
+        "X-Signature", description="Header holding the hex HMAC-SHA256 of the callback body."
+    )
+    voice_gateway_callback_call_id_path: str = Field(
+        "callid", description="Dotted path of the call id in one outcome callback."
+    )
+    voice_gateway_callback_status_path: str = Field(
+        "status", description="Dotted path of the call outcome in one callback."
+    )
+    voice_gateway_callback_answered_by_path: str = Field(
+        "", description="Dotted path of the answering party (person / machine); empty: none."
+    )
+    voice_gateway_callback_answered: list[str] = Field(
+        ["answered"], description="Outcome values meaning a person answered (delivered)."
+    )
+    voice_gateway_callback_pending: list[str] = Field(
+        ["ringing", "calling"], description="Outcome values that are not final (ignored)."
+    )
+    voice_gateway_callback_machine: list[str] = Field(
+        ["voicemail", "machine"],
+        description="Outcome or answering-party values meaning a machine answered "
+        "(undelivered / machine); any other final value: undelivered with it as the code.",
+    )
     opt_out_keywords: list[str] = Field(
         [],
         description="Inbound replies (whole text; case, width, spaces and punctuation ignored) "

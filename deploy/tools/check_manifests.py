@@ -263,6 +263,14 @@ def check_operator_values(docs: list[Doc], f: Findings, *, allow_placeholders: b
         }
         for var in ("NOTIFIER_TWILIO_ACCOUNT_SID", "NOTIFIER_TWILIO_AUTH_TOKEN"):
             f.check(var in env or var in settings, f"twilio: {var} not provided")
+    voice = [p.strip() for p in settings.get("NOTIFIER_VOICE_PROVIDER", "console").split(",")]
+    # Calls through the console are printed, never placed: a deployment must name a provider.
+    f.check(voice != ["console"], "NOTIFIER_VOICE_PROVIDER is console: calls would not be placed")
+    if "twilio_voice" in voice:
+        f.check(
+            bool(settings.get("NOTIFIER_TWILIO_VOICE_FROM")),
+            "twilio_voice: NOTIFIER_TWILIO_VOICE_FROM unset",
+        )
 
 
 def check_migrations(dep: Doc | None, f: Findings) -> None:

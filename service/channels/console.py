@@ -30,7 +30,7 @@ class ConsoleSender:
     async def send(self, message: OutboundMessage) -> str:
         message_id = f"console-{uuid.uuid4().hex[:16]}"
         recipient = message.recipient
-        to = mask_phone(recipient) if message.channel is Channel.SMS else mask_token(recipient)
+        to = mask_token(recipient) if message.channel is Channel.PUSH else mask_phone(recipient)
         content = message.content
         template = f"{content.template.name}@{content.template.version} {content.locale}"
         if message.channel is Channel.SMS and content.sms is not None:
@@ -44,6 +44,9 @@ class ConsoleSender:
             text = f"{push.title} | {push.body}"
             if push.deep_link:
                 text += f" -> {push.deep_link}"
+        elif content.voice is not None:
+            head = f"CALL to {to}"
+            text = f"{content.voice.script} | machine: {content.voice.limited_script}"
         else:
             head = f"{message.channel.value.upper()} to {to}"
             text = "(no content for this channel)"

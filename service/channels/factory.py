@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import TextIO
 
 from service.channels.apns import build_apns_sender
@@ -39,11 +40,13 @@ from service.channels.routing import (
 )
 from service.channels.smpp import build_smpp_sender
 from service.channels.twilio import TwilioSender
+from service.channels.twilio_voice import TwilioVoiceSender
+from service.channels.voice_gateway import VoiceGatewaySender, voice_gateway_config_from_settings
 from service.config import Settings
 from service.events import Channel
 from service.receipts.model import ReceiptSink
 
-__all__ = ["RoutePlan", "build_dispatcher", "route_plan"]
+__all__ = ["VOICE_PROVIDERS", "RoutePlan", "build_dispatcher", "route_plan", "voice_factories"]
 
 SenderFactory = Callable[[], Sender]
 
@@ -53,6 +56,8 @@ _SMS = "NOTIFIER_SMS_PROVIDER"
 _PUSH = "NOTIFIER_PUSH_PROVIDER"
 _ROUTES = "NOTIFIER_SMS_ROUTES"
 _RATES = "NOTIFIER_PROVIDER_RATE_LIMITS"
+_VOICE = "NOTIFIER_VOICE_PROVIDER"
+VOICE_PROVIDERS = ("console", "twilio_voice", "voice_gateway")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +94,7 @@ def route_plan(settings: Settings) -> RoutePlan:
     rates = parse_rate_limits(
         settings.provider_rate_limits,
         variable=_RATES,
-        allowed=sorted({*SMS_PROVIDERS, *PUSH_PROVIDERS}),
+        allowed=sorted({*SMS_PROVIDERS, *PUSH_PROVIDERS, *VOICE_PROVIDERS}),
     )
     return RoutePlan(sms, by_country, push, rates)
 
@@ -116,6 +121,7 @@ def build_dispatcher(
         factories[(Channel.SMS, name)] = _sms_factory(name, settings, out, clock, sink)
     for name in plan.push:
         factories[(Channel.PUSH, name)] = _push_factory(name, settings, out, clock)
+    factories.update(voice_factories(settings, out, clock))
     _warn_if_lease_too_short(settings, plan)
     circuit = CircuitConfig(
         window_s=settings.circuit_window_s,
@@ -150,6 +156,9 @@ async def _running(
     for key, names in plan.route_keys().items():
         channel = Channel.SMS if key.startswith("sms") else Channel.PUSH
         routes[key] = tuple(senders[(channel, name)] for name in names)
+    voice = tuple(sender for (ch, _), sender in senders.items() if ch is Channel.VOICE)
+    if voice:
+        routes["voice"] = voice
     for key, sender in extra.items():
         routes[key] = (sender,)
     providers = {s.provider for group in routes.values() for s in group}
@@ -303,4 +312,56 @@ def _fcm_factory(settings: Settings, clock: Callable[[], datetime], where: str) 
         timeout_s=settings.send_timeout_s,
         clock=clock,
         max_connections=settings.provider_max_connections,
+    )
+
+
+def voice_factories(
+    settings: Settings, out: TextIO, clock: Callable[[], datetime]
+) -> dict[tuple[Channel, str], SenderFactory]:
+    """The voice route's senders in failover order (NOTIFIER_VOICE_PROVIDER), checked now;
+    ValueError names the variable. Self-contained: the dispatcher routes "voice" to them."""
+    names = parse_provider_list(settings.voice_provider, variable=_VOICE, allowed=VOICE_PROVIDERS)
+    where = f"{_VOICE} names"
+    factories: dict[tuple[Channel, str], SenderFactory] = {}
+    for name in names:
+        if name == "console":
+            factories[(Channel.VOICE, name)] = lambda: ConsoleSender(Channel.VOICE, out)
+        elif name == "twilio_voice":
+            factories[(Channel.VOICE, name)] = _twilio_voice_factory(
+                settings, clock, f"{where} twilio_voice"
+            )
+        else:
+            config = voice_gateway_config_from_settings(settings)
+            factories[(Channel.VOICE, name)] = partial(VoiceGatewaySender, config)
+    return factories
+
+
+def _twilio_voice_factory(
+    settings: Settings, clock: Callable[[], datetime], where: str
+) -> SenderFactory:
+    s = settings
+    sid = _require(s.twilio_account_sid, "NOTIFIER_TWILIO_ACCOUNT_SID", where)
+    token = _require(s.twilio_auth_token.get_secret_value(), "NOTIFIER_TWILIO_AUTH_TOKEN", where)
+    caller = _require(s.twilio_voice_from, "NOTIFIER_TWILIO_VOICE_FROM", where)
+    base_url = _require(s.twilio_voice_base_url, "NOTIFIER_TWILIO_VOICE_BASE_URL", where)
+    callback = s.twilio_voice_status_callback
+    if callback is None and s.receipts_public_url:
+        callback = s.receipts_public_url.rstrip("/") + "/receipts/twilio/voice-status"
+    if callback is None:
+        # Without outcomes every call counts as unanswered and no call is ever confirmed.
+        log.warning(
+            "twilio_voice has no StatusCallback: set NOTIFIER_RECEIPTS_PUBLIC_URL or "
+            "NOTIFIER_TWILIO_VOICE_STATUS_CALLBACK"
+        )
+    return lambda: TwilioVoiceSender(
+        base_url=base_url,
+        account_sid=sid,
+        auth_token=token,
+        from_=caller,
+        status_callback=callback,
+        machine_detection=s.twilio_voice_machine_detection,
+        detection_pause_s=s.twilio_voice_detection_pause_s,
+        detection_timeout_s=s.twilio_voice_detection_timeout_s,
+        timeout_s=s.send_timeout_s,
+        clock=clock,
     )

@@ -6,6 +6,7 @@ Route keys of the dispatcher:
                      (longest matching code wins, e.g. "sms:1" and "sms:86")
     "push:<p>"       push adapter(s) for tokens of push provider p (fcm, apns, jpush)
     "push"           fallback for push tokens without their own route (the console)
+    "voice"          automated-call providers in failover order (NOTIFIER_VOICE_PROVIDER)
 
 The settings are short strings, easy to put in a Kubernetes env var:
     NOTIFIER_SMS_PROVIDER=smpp,twilio
@@ -104,6 +105,8 @@ def route_key_candidates(message: OutboundMessage, sms_codes: Sequence[str]) -> 
     """
     if message.channel is Channel.SMS:
         return route_key_candidates_for_sms(message.recipient, sms_codes)
+    if message.channel is Channel.VOICE:
+        return ["voice"]
     keys = [f"push:{message.push_provider.value}"] if message.push_provider is not None else []
     return [*keys, "push"]
 

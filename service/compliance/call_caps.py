@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from service.compliance.decision import Decision, Verdict
+from service.events import Reason
 from service.policy.model import CallCaps
 
-__all__ = ["RULE_PER_DEBT", "RULE_UNANSWERED", "CallAttempt", "call_allowed_at"]
+__all__ = ["RULE_PER_DEBT", "RULE_UNANSWERED", "CallAttempt", "call_allowed_at", "cap_call"]
 
 ROLLING = timedelta(days=7)
 RULE_PER_DEBT = "call_cap.per_debt_rolling_7_days"
@@ -65,3 +67,29 @@ def call_allowed_at(
         blocked = blocked or rule
         t = release
     return None, blocked
+
+
+def cap_call(
+    caps: CallCaps,
+    decision: Decision,
+    *,
+    loan_id: str,
+    calls: Sequence[CallAttempt],
+    zone: str,
+    now: datetime,
+    origin: datetime,
+    max_defer: timedelta,
+) -> Decision:
+    """The call caps on top of `decide()`'s verdict for a call: a SEND that one more call
+    would break becomes a DEFER to when it fits (re-decided then, window included), or a
+    SUPPRESS when that is past `max_defer` from its origin or never comes (a cap of zero)."""
+    if decision.verdict is not Verdict.SEND:
+        return decision  # deferred calls are capped when they come due; suppressed stay so
+    fits, rule = call_allowed_at(caps, loan_id, calls, zone, now)
+    if fits is None:
+        return Decision(Verdict.SUPPRESS, Reason.FREQUENCY_CAP, f"compliance.{rule}")
+    if fits <= now:
+        return decision
+    if fits - origin > max_defer:
+        return Decision(Verdict.SUPPRESS, Reason.STALE, "compliance.max_defer")
+    return Decision(Verdict.DEFER, Reason.FREQUENCY_CAP, f"compliance.{rule}", due_at=fits)

@@ -17,9 +17,9 @@ __all__ = ["candidate_for", "has_contact_address"]
 
 
 def has_contact_address(event: LoanOverdueEvent, channel: Channel) -> bool:
-    """A phone number for SMS, a push token for push."""
+    """A phone number for SMS and calls, a push token for push."""
     borrower = event.borrower
-    return bool(borrower.phone) if channel is Channel.SMS else bool(borrower.push_tokens)
+    return bool(borrower.push_tokens) if channel is Channel.PUSH else bool(borrower.phone)
 
 
 def candidate_for(

@@ -41,6 +41,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from service.compliance import Contact, Decision, Verdict, decide
+from service.compliance.call_caps import CallAttempt, cap_call
 from service.compliance.candidate import candidate_for
 from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent, Reason
 from service.ledger.api import Admission, AdmissionKind
@@ -175,6 +176,9 @@ class Circumstances:
     opted_out: frozenset[Channel]
     # A second or later member of a digest: not a contact of its own (its leader's is).
     digest_member: bool = False
+    # The borrower's recent calls (service/ledger/call_counts.py); None: not read, and then
+    # no call is admitted (fail closed).
+    calls: Sequence[CallAttempt] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +290,10 @@ def admit_row(
             first_seen_at=first_seen,
         )
         decision = decide(candidate, rules.contact, circumstances.contacts, now)
+        if plan.channel is Channel.VOICE:
+            decision = _cap_call(
+                decision, plan, circumstances, candidate.zone, first_seen, now, rules
+            )
         window = rules.contact.digest_window
         if row is None and window is not None and decision.verdict is Verdict.SEND:
             # Gather: siblings due in the same slot go out as one digest (scheduler).
@@ -328,6 +336,33 @@ def admit_row(
     )
     kind = AdmissionKind.DEFER if decision.verdict is Verdict.DEFER else AdmissionKind.SUPPRESS
     return Step(Admission(plan, nid, kind, result), change, audit)
+
+
+def _cap_call(
+    decision: Decision,
+    plan: PlannedNotification,
+    circumstances: Circumstances,
+    zone: str | None,
+    first_seen: datetime,
+    now: datetime,
+    rules: AdmissionRules,
+) -> Decision:
+    """The call caps on top of the verdict for a call (docs/voice.md)."""
+    if decision.verdict is not Verdict.SEND or zone is None:
+        return decision
+    if circumstances.calls is None:
+        raise ValueError("a call is admitted only with the borrower's calls read")
+    contact = rules.contact
+    return cap_call(
+        contact.call_caps,
+        decision,
+        loan_id=circumstances.event.loan.loan_id,
+        calls=circumstances.calls,
+        zone=zone,
+        now=now,
+        origin=max(first_seen, plan.not_before or first_seen),
+        max_defer=contact.max_defer,
+    )
 
 
 def nothing_planned(

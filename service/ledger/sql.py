@@ -61,6 +61,7 @@ from service.ledger.admission import (
 )
 from service.ledger.api import Admission, AdmissionKind, DeferredNotification, DueDeferred
 from service.ledger.audit import AuditRow, audit_values, result_audit
+from service.ledger.call_counts import calls_for
 from service.ledger.database import open_database
 from service.ledger.deferred import DeferredQueue
 from service.ledger.engine import lock_key, translate_errors
@@ -262,13 +263,17 @@ class SqlLedger:
                     local_date=local_date(event, now, rules.default_zone),
                 )
                 answers = []
+                # The call caps' counts (service/ledger/call_counts.py), when calls are planned.
+                calls = await calls_for(conn, event, plans, ids, now)
                 for plan, nid in zip(plans, ids, strict=True):
                     step = admit_row(
                         existing.get(nid),
                         plan,
                         notification_id=nid,
                         now=now,
-                        circumstances=Circumstances(event, lifecycle, tuple(contacts), opted),
+                        circumstances=Circumstances(
+                            event, lifecycle, tuple(contacts), opted, calls=calls
+                        ),
                         rules=rules,
                     )
                     answers.append(await changes.apply(conn, step, contacts))

@@ -528,9 +528,9 @@ def _outbound(
     rendered: RenderedMessage,
     expires_at: datetime | None = None,
 ) -> OutboundMessage:
-    if plan.channel is Channel.SMS:
-        # The ledger admits SMS only with a phone number (else `no_contact_address`).
-        return OutboundMessage(nid, Channel.SMS, event.borrower.phone or "", rendered)
+    if plan.channel in (Channel.SMS, Channel.VOICE):
+        # The ledger admits SMS and calls only with a phone number (else `no_contact_address`).
+        return OutboundMessage(nid, plan.channel, event.borrower.phone or "", rendered)
     # Upstream lists push tokens most recent first; one notification goes to one device.
     token = event.borrower.push_tokens[0]
     return OutboundMessage(

@@ -24,7 +24,7 @@ import logging
 from datetime import datetime
 
 from service.clock import Clock
-from service.events import DeliveryResult
+from service.events import Channel, DeliveryResult
 from service.ledger.api import DeferredNotification, NotificationLedger
 from service.observability import metrics, tracing
 from service.pipeline.engine import RetryLater
@@ -168,6 +168,10 @@ def digest_groups(due: list[DeferredNotification]) -> list[list[DeferredNotifica
             _STAGE_GROUP[item.plan.stage],
             item.event.loan.currency,
         )
+        if item.plan.channel is Channel.VOICE:
+            # A call is about one debt (Reg F counts calls per debt): never a digest.
+            singles.append([item])
+            continue
         group = groups.setdefault(key, [])
         if any(other.event.loan.loan_id == item.event.loan.loan_id for other in group):
             singles.append([item])

@@ -62,9 +62,6 @@ class ChannelRule(_Strict):
 
     @model_validator(mode="after")
     def _ordered(self) -> ChannelRule:
-        if self.channel is Channel.VOICE:
-            # The Twilio Voice adapter exists; planning, caps and rendering of calls do not yet.
-            raise ValueError("channel voice is not supported in the policy yet")
         if self.days is not None and self.days[0] > self.days[1]:
             raise ValueError(f"days {list(self.days)}: the first day is after the last")
         return self

@@ -6,6 +6,7 @@ Routes (add them to the service's aiohttp application):
     POST /receipts/twilio/voice-status  Twilio Voice StatusCallback X-Twilio-Signature
     POST /receipts/http-gateway         HTTP gateway receipts       HMAC-SHA256 header
     POST /receipts/http-gateway/inbound HTTP gateway inbound SMS    HMAC-SHA256 header
+    POST /receipts/voice-gateway        voice gateway call outcomes HMAC-SHA256 header
 A callback without a valid signature gets 403 and changes nothing; an unconfigured secret
 refuses everything (fail closed). When the sink fails the answer is 503 so the provider retries.
 
@@ -36,6 +37,7 @@ from aiohttp import web
 from service.channels.http_gateway import dotted_get
 from service.channels.twilio_voice import PROVIDER as VOICE_PROVIDER
 from service.channels.twilio_voice import call_receipt
+from service.channels.voice_gateway import VOICE_GATEWAY, voice_callback_from_settings
 from service.compliance.opt_out import OptOutMatcher
 from service.config import Settings
 from service.observability import metrics
@@ -96,6 +98,7 @@ class _ReceiptRoutes:
         self._sink = sink
         self._clock = clock
         self._opt_out = OptOutMatcher.with_extra(settings.opt_out_keywords)
+        self._voice_callback = voice_callback_from_settings(settings)
 
     # --- signatures ---------------------------------------------------------------------------
     def _twilio_url(self, request: web.Request) -> str:
@@ -124,19 +127,29 @@ class _ReceiptRoutes:
         return dict(params)
 
     async def _gateway_items(self, request: web.Request) -> list[Any]:
-        secret = self._s.http_gateway_receipt_secret.get_secret_value()
+        return await self._signed_json(
+            request,
+            "http_gateway",
+            self._s.http_gateway_receipt_secret.get_secret_value(),
+            self._s.http_gateway_receipt_signature_header,
+        )
+
+    async def _signed_json(
+        self, request: web.Request, provider: str, secret: str, header: str
+    ) -> list[Any]:
+        """The items of a JSON callback signed with hex HMAC-SHA256 of the body in `header`."""
         body = await request.read()
-        given = request.headers.get(self._s.http_gateway_receipt_signature_header, "")
+        given = request.headers.get(header, "")
         given = given.removeprefix("sha256=").strip().lower()
         if not secret or not given:
-            self._refuse("http_gateway", "unsigned")
+            self._refuse(provider, "unsigned")
         expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, given):
-            self._refuse("http_gateway", "bad_signature")
+            self._refuse(provider, "bad_signature")
         try:
             data = json.loads(body)
         except ValueError:
-            metrics.WEBHOOK_REJECTED.labels("http_gateway", "unreadable").inc()
+            metrics.WEBHOOK_REJECTED.labels(provider, "unreadable").inc()
             raise web.HTTPBadRequest(text="body is not JSON") from None
         return data if isinstance(data, list) else [data]
 
@@ -207,6 +220,20 @@ class _ReceiptRoutes:
             await self._deliver(self._sink.on_receipt(receipt), "http_gateway", receipt.status)
         return web.json_response({"code": "0"})
 
+    async def voice_gateway_outcomes(self, request: web.Request) -> web.StreamResponse:
+        s = self._s
+        items = await self._signed_json(
+            request,
+            VOICE_GATEWAY,
+            s.voice_gateway_callback_secret.get_secret_value(),
+            s.voice_gateway_callback_signature_header,
+        )
+        for item in items:
+            receipt = self._voice_callback.receipt(item, self._clock())
+            if receipt is not None:
+                await self._deliver(self._sink.on_receipt(receipt), VOICE_GATEWAY, receipt.status)
+        return web.json_response({"code": "0"})
+
     async def gateway_inbound(self, request: web.Request) -> web.StreamResponse:
         items = await self._gateway_items(request)
         s = self._s
@@ -244,4 +271,5 @@ def build_receipt_routes(
         web.post("/receipts/twilio/voice-status", routes.twilio_voice_status),
         web.post("/receipts/http-gateway", routes.gateway_receipts),
         web.post("/receipts/http-gateway/inbound", routes.gateway_inbound),
+        web.post("/receipts/voice-gateway", routes.voice_gateway_outcomes),
     ]

@@ -27,6 +27,7 @@ from service.rendering.sms import sms_parts
 
 if TYPE_CHECKING:
     from service.policy.config import Policy
+    from service.rendering.voice import VoiceScripts
 
 __all__ = [
     "FCM_MAX_PAYLOAD_BYTES",
@@ -133,6 +134,9 @@ class Renderer:
         self._compiled = dict(compiled)
         self._env = env
         self._max_link_chars = max_link_chars
+        # Call scripts (templates/voice/, service/rendering/voice.py), when the directory has
+        # them: `render` hands voice plans to them.
+        self.voice: VoiceScripts | None = None
 
     @classmethod
     def load(
@@ -172,7 +176,17 @@ class Renderer:
             compiled[rel] = _compile(env, templates_dir, rel)
         if not compiled:
             raise TemplateConfigError(f"templates directory {templates_dir} has no templates")
-        return cls(compiled, env, max_link_chars=max_link_chars)
+        renderer = cls(compiled, env, max_link_chars=max_link_chars)
+        if (templates_dir / "voice").is_dir():
+            from service.rendering.voice import VoiceScripts  # it builds on this module
+
+            renderer.voice = VoiceScripts.load(
+                templates_dir / "voice",
+                brand=brand,
+                customer_service=customer_service,
+                renderer=renderer,
+            )
+        return renderer
 
     @property
     def template_files(self) -> tuple[str, ...]:
@@ -182,10 +196,18 @@ class Renderer:
         """Raise TemplateConfigError listing every template the policy can plan but that is
         missing for a supported locale."""
         uses = set(policy.template_uses())
+        calls = sorted(name for name, channel in uses if channel is Channel.VOICE)
+        # Calls have their own scripts and no digest (a call is about one debt).
+        uses = {(name, channel) for name, channel in uses if channel is not Channel.VOICE}
         if policy.contact.digest_window is not None:
             # A digest template for each channel the policy plans (not every channel there is).
             uses.update({(DIGEST_TEMPLATE, channel) for _, channel in uses})
-        missing = [
+        missing = [f"voice/{rel}" for rel in self.voice.missing(calls)] if self.voice else []
+        if calls and self.voice is None:
+            missing = [
+                f"voice/{locale}/{name}.j2" for name in calls for locale in SUPPORTED_LOCALES
+            ]
+        missing += [
             template_file(locale, name, channel)
             for name, channel in sorted(uses)
             for locale in SUPPORTED_LOCALES
@@ -206,6 +228,10 @@ class Renderer:
     ) -> RenderedMessage:
         """One message; with `digest`, the digest template listing its loans (`event` is the
         first loan's: brand, currency, repayment path)."""
+        if plan.channel is Channel.VOICE:
+            if self.voice is None or digest is not None:
+                raise RenderError("voice: no call scripts (templates/voice/), or a digest")
+            return self.voice.render(event, plan, locale=locale)
         name = DIGEST_TEMPLATE if digest is not None else plan.template
         rel = template_file(locale, name, plan.channel)
         compiled = self._compiled.get(rel)

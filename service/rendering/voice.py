@@ -10,7 +10,7 @@ linted by service/lint/voice.py (required content, forbidden words, spoken lengt
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,8 +79,9 @@ class VoiceScripts:
     def template_files(self) -> tuple[str, ...]:
         return tuple(self._compiled)
 
-    def missing(self, stages: tuple[Stage, ...]) -> list[str]:
-        """Voice templates the given stages need in every supported locale and lack."""
+    def missing(self, stages: Sequence[Stage | str]) -> list[str]:
+        """Voice templates the given stages (template names) need in every supported locale
+        and lack."""
         return [
             voice_template_file(locale, stage)
             for stage in stages

@@ -144,6 +144,9 @@ class RecordingSender:
         if content.sms is not None:
             text, parts, encoding = content.sms.text, content.sms.parts, content.sms.encoding
             data: Mapping[str, str] = {}
+        elif content.voice is not None:
+            # What a person who answers hears (the machine message states no debt).
+            text, parts, encoding, data = content.voice.script, None, None, {}
         else:
             push = content.push
             text = f"{push.title}\n{push.body}" if push else ""
@@ -302,6 +305,7 @@ async def _run(
     sinks = {
         "sms": RecordingSender(Channel.SMS, clock, out.sent),
         "push": RecordingSender(Channel.PUSH, clock, out.sent),
+        "voice": RecordingSender(Channel.VOICE, clock, out.sent),
     }
     try:
         async with build_dispatcher(

@@ -84,27 +84,33 @@ CASES = [
         "2026-11-15T02:00:00Z",
         event_dict(days_past_due=45, risk_level="medium", timezone=None),
         default_timezone="",
-        expected={("sms", "suppressed", "timezone_unknown")},
+        expected={
+            ("sms", "suppressed", "timezone_unknown"),
+            ("voice", "suppressed", "timezone_unknown"),
+        },
     ),
     Case(
         "no zone, default Asia/Shanghai at 03:00 there",
         "2026-11-14T19:00:00Z",
         event_dict(days_past_due=45, risk_level="medium", timezone=None),
-        expected={("sms", "deferred", "quiet_hours")},
+        # The call (late_overdue, medium risk) waits for the window like the text.
+        expected={("sms", "deferred", "quiet_hours"), ("voice", "deferred", "quiet_hours")},
     ),
     Case(
         "a policy holiday at 10:00 local: deferred to the next working day",
         "2026-11-20T02:00:00Z",
         event_dict(days_past_due=45, risk_level="medium", **SHANGHAI),
         custom_policy=True,
-        expected={("sms", "deferred", "quiet_hours")},
+        # The call (late_overdue, medium risk) waits for the window like the text.
+        expected={("sms", "deferred", "quiet_hours"), ("voice", "deferred", "quiet_hours")},
     ),
     Case(
         "08:30 local with a stricter +86 window from 09:00",
         "2026-11-21T00:30:00Z",
         event_dict(days_past_due=45, risk_level="medium", **SHANGHAI),
         custom_policy=True,
-        expected={("sms", "deferred", "quiet_hours")},
+        # The call (late_overdue, medium risk) waits for the window like the text.
+        expected={("sms", "deferred", "quiet_hours"), ("voice", "deferred", "quiet_hours")},
     ),
     Case(
         "pre-due, low risk: push only, at once",

@@ -24,6 +24,7 @@ from service.app import NotifierApp
 from service.channels.fcm import FcmSender
 from service.channels.rest import basic_auth
 from service.channels.twilio import TwilioSender
+from service.channels.twilio_voice import TwilioVoiceSender
 from service.config import Settings
 from service.embedded_broker import EmbeddedBroker
 from service.ledger.migrations import upgrade
@@ -232,6 +233,68 @@ ROWS: list[tuple[str, Any, Callable[[NotifierApp], Any], Any]] = [
 ]
 
 
+def _voice(app: NotifierApp) -> TwilioVoiceSender:
+    sender = _sender("voice", "twilio_voice")(app)
+    assert isinstance(sender, TwilioVoiceSender)
+    return sender
+
+
+# Automated calls: the voice route's senders (docs/voice.md).
+ROWS += [
+    (
+        "voice_provider",
+        "twilio_voice,voice_gateway,console",
+        _sync(lambda a: [s.provider for s in a.dispatcher._routes["voice"]]),
+        ["twilio_voice", "voice_gateway", "console"],
+    ),
+    (
+        "twilio_voice_base_url",
+        "http://127.0.0.1:9/voice",
+        _sync(lambda a: _voice(a)._calls_url.split("/2010-04-01/")[0]),
+        "http://127.0.0.1:9/voice",
+    ),
+    ("twilio_voice_from", "+15005550077", _sync(lambda a: _voice(a)._from), "+15005550077"),
+    (
+        "twilio_voice_status_callback",
+        "https://hooks.example/receipts/twilio/voice-status?x=1",
+        _sync(lambda a: _voice(a)._status_callback),
+        "https://hooks.example/receipts/twilio/voice-status?x=1",
+    ),
+    ("twilio_voice_machine_detection", False, _sync(lambda a: _voice(a)._detect), False),
+    ("twilio_voice_detection_pause_s", 7, _sync(lambda a: _voice(a)._pause_s), 7),
+    (
+        "twilio_voice_detection_timeout_s",
+        12.0,
+        _sync(lambda a: _voice(a)._detect_timeout_s),
+        12.0,
+    ),
+    (
+        "voice_gateway_body_template",
+        '{"to": "{phone}", "say": "{script}"}',
+        _sync(lambda a: dict(_sender("voice", "voice_gateway")(a)._config.body_template)),
+        {"to": "{phone}", "say": "{script}"},
+    ),
+]
+_VOICE_GATEWAY_ROWS: list[tuple[str, str, Any, Any]] = [
+    ("voice_gateway_url", "url", "http://127.0.0.1:9/call", "http://127.0.0.1:9/call"),
+    ("voice_gateway_method", "method", "PUT", "PUT"),
+    ("voice_gateway_body_format", "body_format", "form", "form"),
+    ("voice_gateway_account", "account", "vacct", "vacct"),
+    ("voice_gateway_password", "password", "v-pass", "v-pass"),
+    ("voice_gateway_sender", "sender", "400100", "400100"),
+    ("voice_gateway_country_code", "country_code", "44", "44"),
+    ("voice_gateway_auth_header", "auth_header", "X-Voice-Key", "X-Voice-Key"),
+    ("voice_gateway_auth_value", "auth_value", "Bearer v", "Bearer v"),
+    ("voice_gateway_call_id_path", "message_id_path", "data.callid", "data.callid"),
+    ("voice_gateway_code_path", "code_path", "rc", "rc"),
+    ("voice_gateway_success_codes", "success_codes", ["0", "1"], frozenset({"0", "1"})),
+    ("voice_gateway_transient_codes", "transient_codes", ["8"], frozenset({"8"})),
+    ("voice_gateway_permanent_codes", "permanent_codes", ["3"], frozenset({"3"})),
+    ("voice_gateway_alert_codes", "alert_codes", ["6"], frozenset({"6"})),
+    ("voice_gateway_unknown_code", "unknown_code", "transient", "transient"),
+]
+
+
 def _sender(route: str, provider: str) -> Callable[[NotifierApp], Any]:
     def find(app: NotifierApp) -> Any:
         assert app.dispatcher is not None
@@ -352,6 +415,9 @@ for _prefix, (_route, _provider, _rows) in ADAPTER_VALUES.items():
             continue
         ROWS.append((_name, _value, _config_field(_route, _provider, _field), _expected))
 
+for _name, _field, _value, _expected in _VOICE_GATEWAY_ROWS:
+    ROWS.append((_name, _value, _config_field("voice", "voice_gateway", _field), _expected))
+
 # Settings of these groups that the table does not cover, each with the reason.
 NOT_IN_THE_TABLE = {
     "kafka_bootstrap_servers": "every row's app is connected through it",
@@ -380,8 +446,17 @@ NOT_IN_THE_TABLE = {
     "http_gateway_receipt_error_path": "read by the receipt webhook",
     "http_gateway_inbound_phone_path": "read by the receipt webhook",
     "http_gateway_inbound_text_path": "read by the receipt webhook",
+    # tests/receipts/test_voice_gateway_callbacks.py: the callbacks through the app's webhook.
+    "voice_gateway_callback_secret": "read by the receipt webhook, not by a sender",
+    "voice_gateway_callback_signature_header": "read by the receipt webhook",
+    "voice_gateway_callback_call_id_path": "read by the receipt webhook",
+    "voice_gateway_callback_status_path": "read by the receipt webhook",
+    "voice_gateway_callback_answered_by_path": "read by the receipt webhook",
+    "voice_gateway_callback_answered": "read by the receipt webhook",
+    "voice_gateway_callback_pending": "read by the receipt webhook",
+    "voice_gateway_callback_machine": "read by the receipt webhook",
 }
-_GROUPS = ("ledger_", "kafka_", "send_", "circuit_", "twilio_", "fcm_", *ADAPTER_VALUES)
+_GROUPS = ("ledger_", "kafka_", "send_", "circuit_", "twilio_", "fcm_", "voice_", *ADAPTER_VALUES)
 
 
 def test_every_ledger_kafka_and_provider_setting_has_a_row() -> None:

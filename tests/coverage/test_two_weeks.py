@@ -92,7 +92,7 @@ def _event(s: Scenario, day: int) -> dict[str, Any]:
         **s.borrower,
     }
     if s.opt_out_from is not None and day >= s.opt_out_from:
-        borrower["opted_out_channels"] = ["sms", "push"]
+        borrower["opted_out_channels"] = ["sms", "push", "voice"]
     timezone = borrower.pop("timezone", "Asia/Shanghai")
     event = event_dict(
         borrower_id=f"b-{s.name}",

@@ -258,10 +258,20 @@ async def test_rendered_overlay_boots_takes_a_stop_reply_and_hides_metrics(
     zone = _daytime_zone()
     phone = "+14155550199"
     first = event_dict(
-        borrower_id="boot-1", event_id="boot-1-45", days_past_due=45, timezone=zone, phone=phone
+        borrower_id="boot-1",
+        event_id="boot-1-45",
+        days_past_due=45,
+        risk_level="low",
+        timezone=zone,
+        phone=phone,
     )
     later = event_dict(
-        borrower_id="boot-1", event_id="boot-1-52", days_past_due=52, timezone=zone, phone=phone
+        borrower_id="boot-1",
+        event_id="boot-1-52",
+        days_past_due=52,
+        risk_level="low",
+        timezone=zone,
+        phone=phone,
     )
     budget = _probe_budget_s(docs)
     async with httpx.AsyncClient() as http:

@@ -26,7 +26,7 @@ async def test_a_slow_provider_pauses_fetching_and_the_backlog_still_drains_exac
         settings = await service_settings(
             kafka_broker.bootstrap_servers, tmp_path, twilio, fcm, max_in_flight=4
         )
-        events = [shanghai_event(300 + n, 45, "medium") for n in range(count)]
+        events = [shanghai_event(300 + n, 45, "low") for n in range(count)]
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, events)
         async with running_app(settings) as app:
             await eventually(lambda: app.engine is not None and bool(app.engine._paused))

@@ -35,7 +35,7 @@ async def test_a_night_time_event_is_deferred_then_sent_when_the_window_opens(
         settings = await service_settings(
             kafka_broker.bootstrap_servers, tmp_path, twilio, fcm, scheduler_interval_s=0.1
         )
-        event = event_dict(borrower_id="b-night", days_past_due=45, risk_level="medium")
+        event = event_dict(borrower_id="b-night", days_past_due=45, risk_level="low")
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [event])
         async with running_app(settings, clock=clock) as app:
             await eventually(lambda: processed(app) == 1)
@@ -140,7 +140,7 @@ async def test_a_deferred_row_that_cannot_be_loaded_fails_alone_and_the_rest_is_
             kafka_broker.bootstrap_servers, tmp_path, twilio, fcm, scheduler_interval_s=0.1
         )
         events = [
-            event_dict(borrower_id=b, days_past_due=45, risk_level="medium")
+            event_dict(borrower_id=b, days_past_due=45, risk_level="low")
             for b in ("b-fine", "b-broken")
         ]
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, events)

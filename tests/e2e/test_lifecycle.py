@@ -32,7 +32,7 @@ async def test_repaid_at_22_local_after_a_quiet_hours_deferral_nothing_is_sent_a
         settings = await service_settings(
             kafka_broker.bootstrap_servers, tmp_path, twilio, fcm, scheduler_interval_s=0.1
         )
-        event = event_dict(borrower_id="b-repaid", days_past_due=45, risk_level="medium")
+        event = event_dict(borrower_id="b-repaid", days_past_due=45, risk_level="low")
         event["occurred_at"] = "2026-11-20T02:59:00+00:00"
         loan_id = event["loan"]["loan_id"]
         repaid = {
@@ -99,7 +99,7 @@ async def test_two_replicas_after_a_rebalance_one_repaid_result_per_cancelled_no
         )
         events = []
         for n in range(count):
-            event = event_dict(borrower_id=f"b-rep-{n}", days_past_due=45, risk_level="medium")
+            event = event_dict(borrower_id=f"b-rep-{n}", days_past_due=45, risk_level="low")
             event["occurred_at"] = "2026-11-20T02:59:00+00:00"
             events.append(event)
         repayments = [
@@ -115,7 +115,7 @@ async def test_two_replicas_after_a_rebalance_one_repaid_result_per_cancelled_no
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, events)
         async with running_app(settings, clock=clock) as first:
             await eventually(lambda: processed(first) == count)
-            deferred = await results_of(settings, expect=count)  # late_overdue/medium: SMS only
+            deferred = await results_of(settings, expect=count)  # late_overdue/low: SMS only
             assert {r["status"] for r in deferred} == {"deferred"}
             async with running_app(settings, clock=clock) as second:
                 await eventually(lambda: bool(second.engine and second.engine.assigned))

@@ -136,7 +136,7 @@ async def test_a_service_started_while_paused_sends_nothing_until_resumed(
         code, text = await cli("pause", "--show", "--database-url", url)
         assert code == 0
         assert "by ops: provider outage" in text
-        event = shanghai_event(702, 45, "medium")  # late overdue: SMS only
+        event = shanghai_event(702, 45, "low")  # late overdue, low risk: SMS only
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [event])
         async with running_app(settings) as app:
             await eventually(lambda: processed(app) == 1)
@@ -172,7 +172,7 @@ async def test_two_replicas_both_honour_the_pause_and_send_each_once_after_resum
             assert code == 0
             await wait_paused(first, True)
             await wait_paused(second, True)
-            events = [shanghai_event(800 + n, 45, "medium") for n in range(count)]
+            events = [shanghai_event(800 + n, 45, "low") for n in range(count)]
             await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, events)
             await eventually(lambda: processed(first) + processed(second) == count)
             deferred = await results_of(settings, expect=count)

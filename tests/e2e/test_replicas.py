@@ -36,7 +36,7 @@ async def test_two_replicas_joining_mid_stream_contact_each_borrower_exactly_onc
             database_url=database_url,
             max_in_flight=2,
         )
-        events = [shanghai_event(300 + n, 45, "medium") for n in range(count)]
+        events = [shanghai_event(300 + n, 45, "low") for n in range(count)]
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, events)
         async with running_app(settings) as first:
             await eventually(lambda: processed(first) >= 5)

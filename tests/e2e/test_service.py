@@ -39,7 +39,7 @@ async def test_each_stage_reaches_the_right_providers_with_the_promised_content(
         events = [
             shanghai_event(1, 0, "medium"),
             shanghai_event(2, -2, "low"),
-            shanghai_event(3, 45, "medium"),
+            shanghai_event(3, 45, "low"),
         ]
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, events)
         async with running_app(settings) as app:
@@ -79,9 +79,9 @@ async def test_invalid_events_are_dead_lettered_and_the_events_behind_them_still
     the good event behind them on the same key is sent."""
     async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
         settings = await service_settings(kafka_broker.bootstrap_servers, tmp_path, twilio, fcm)
-        broken = shanghai_event(5, 45, "medium")
+        broken = shanghai_event(5, 45, "low")
         del broken["loan"]["amount_due"]
-        good = shanghai_event(5, 46, "medium")
+        good = shanghai_event(5, 46, "low")
         await produce(
             settings.kafka_bootstrap_servers,
             settings.input_topic,
@@ -117,7 +117,7 @@ async def test_a_restart_mid_stream_loses_no_event_and_sends_nothing_twice(
         settings = await service_settings(
             kafka_broker.bootstrap_servers, tmp_path, twilio, fcm, max_in_flight=4
         )
-        events = [shanghai_event(100 + n, 45, "medium") for n in range(count)]
+        events = [shanghai_event(100 + n, 45, "low") for n in range(count)]
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, events)
         async with running_app(settings) as first:
             await eventually(lambda: processed(first) >= 10)

@@ -48,11 +48,17 @@ def _published(reason: str) -> float:
     return sample or 0.0
 
 
-def _unreachable(loan_id: str, event_id: str, **borrower: Any) -> dict[str, Any]:
+# Medium risk in early_overdue: SMS and push only (high risk is also called).
+SMS_PUSH: dict[str, Any] = {"risk_level": "medium"}
+
+
+def _unreachable(
+    loan_id: str, event_id: str, *, risk_level: str = "high", **borrower: Any
+) -> dict[str, Any]:
     event = event_dict(
         borrower_id="b-unreachable",
         days_past_due=10,
-        risk_level="high",
+        risk_level=risk_level,
         timezone="Asia/Shanghai",
         event_id=event_id,
         **borrower,
@@ -72,8 +78,8 @@ async def test_no_phone_and_no_token_gives_one_collector_task_per_loan_and_day_a
     before = _published("no_contact_address")
     async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
         settings = await _settings(kafka_broker.bootstrap_servers, tmp_path, twilio, fcm)
-        first = _unreachable("JB-NOADDR-1", "evt-noaddr-1", phone=None, push_tokens=[])
-        again = _unreachable("JB-NOADDR-1", "evt-noaddr-2", phone=None, push_tokens=[])
+        first = _unreachable("JB-NOADDR-1", "evt-noaddr-1", phone=None, push_tokens=[], **SMS_PUSH)
+        again = _unreachable("JB-NOADDR-1", "evt-noaddr-2", phone=None, push_tokens=[], **SMS_PUSH)
         bootstrap = settings.kafka_bootstrap_servers
         await produce_events(bootstrap, settings.input_topic, [first, first, again])
         async with running_app(settings, clock=clock) as app:
@@ -104,7 +110,7 @@ async def test_no_phone_and_no_token_gives_one_collector_task_per_loan_and_day_a
     assert task.local_day.isoformat() == "2026-11-20"
     assert (task.stage.value, task.risk_level, str(task.amount_due)) == (
         "early_overdue",
-        RiskLevel.HIGH,
+        RiskLevel.MEDIUM,
         "1239.70",
     )
     assert task.why
@@ -128,7 +134,9 @@ async def test_every_channel_opted_out_gives_one_collector_task(
     redelivered copy of the event publishes nothing more."""
     async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
         settings = await _settings(kafka_broker.bootstrap_servers, tmp_path, twilio, fcm)
-        event = _unreachable("JB-OPTED-1", "evt-opted-1", opted_out_channels=["sms", "push"])
+        event = _unreachable(
+            "JB-OPTED-1", "evt-opted-1", opted_out_channels=["sms", "push"], **SMS_PUSH
+        )
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [event, event])
         async with running_app(settings) as app:
             await eventually(lambda: processed(app) == 2)
@@ -291,7 +299,7 @@ async def test_an_event_every_send_of_which_failed_gives_one_unreached_task(
     async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
         twilio.landlines.add("+14155550123")
         settings = await _settings(kafka_broker.bootstrap_servers, tmp_path, twilio, fcm)
-        event = _unreachable("JB-FAILED-1", "evt-failed-1", push_tokens=[])
+        event = _unreachable("JB-FAILED-1", "evt-failed-1", push_tokens=[], **SMS_PUSH)
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [event, event])
         async with running_app(settings) as app:
             await eventually(lambda: processed(app) == 2)

@@ -118,8 +118,10 @@ async def test_a_json_serializer_record_has_its_schema_id_on_every_result_and_au
         repaid = _serializer(registry, "loan-repaid-event.v1.json")
 
         def late(borrower: str, zone: str) -> dict[str, Any]:
-            # late_overdue/medium: one SMS.
-            return event_dict(borrower_id=borrower, days_past_due=45, timezone=zone)
+            # late_overdue/low: one SMS (medium risk is also called).
+            return event_dict(
+                borrower_id=borrower, days_past_due=45, risk_level="low", timezone=zone
+            )
 
         now_framed = late("b-sr-now", "Asia/Shanghai")
         plain = late("b-sr-plain", "Asia/Shanghai")

@@ -16,7 +16,7 @@ from tests.factories import event_dict
 POLICY = load_policy(None)
 NOW = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai, 21:00 the day before in NY
 
-SMS, PUSH = Channel.SMS, Channel.PUSH
+SMS, PUSH, VOICE = Channel.SMS, Channel.PUSH, Channel.VOICE
 E = Stage.EARLY_OVERDUE
 
 # days past due -> risk -> (stage, channels, cadence_days); None: nothing planned.
@@ -38,11 +38,16 @@ EXPECTED: dict[int, dict[str, tuple[Stage, list[Channel], int] | None]] = {
         "medium": (Stage.GRACE, [SMS, PUSH], 1),
         "high": (Stage.GRACE, [SMS, PUSH], 1),
     },
-    4: {"low": (E, [SMS, PUSH], 3), "medium": (E, [SMS, PUSH], 2), "high": (E, [SMS, PUSH], 1)},
+    # Automated calls: from early_overdue for high risk, late_overdue for medium and high.
+    4: {
+        "low": (E, [SMS, PUSH], 3),
+        "medium": (E, [SMS, PUSH], 2),
+        "high": (E, [SMS, PUSH, VOICE], 1),
+    },
     31: {
         "low": (Stage.LATE_OVERDUE, [SMS], 5),
-        "medium": (Stage.LATE_OVERDUE, [SMS], 3),
-        "high": (Stage.LATE_OVERDUE, [SMS, PUSH], 2),
+        "medium": (Stage.LATE_OVERDUE, [SMS, VOICE], 3),
+        "high": (Stage.LATE_OVERDUE, [SMS, PUSH, VOICE], 2),
     },
     91: {
         "low": (Stage.PRE_LEGAL, [SMS], 7),
@@ -94,7 +99,11 @@ def test_step_and_id_do_not_depend_on_the_time() -> None:
         event, POLICY, NOW.replace(hour=23, minute=59), default_timezone=None
     )
     ids = [p.notification_id("evt-42") for p in first]
-    assert ids == ["evt-42:sms:early_overdue", "evt-42:push:early_overdue"]
+    assert ids == [
+        "evt-42:sms:early_overdue",
+        "evt-42:push:early_overdue",
+        "evt-42:voice:early_overdue",
+    ]
     assert [p.notification_id("evt-42") for p in later] == ids
 
 

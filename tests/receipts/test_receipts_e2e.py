@@ -38,11 +38,12 @@ def free_port() -> int:
 
 
 def sms_event(n: int, days_past_due: int = 45) -> dict[str, Any]:
-    """A late reminder (SMS only) to a borrower in Shanghai."""
+    """A late reminder to a low-risk borrower in Shanghai (SMS only: no call)."""
     return event_dict(
         borrower_id=f"r-{n}",
         event_id=f"rcpt-{n}-{days_past_due}",
         days_past_due=days_past_due,
+        risk_level="low",
         locale="zh-CN",
         timezone="Asia/Shanghai",
         phone=f"+861390013{n:04d}",

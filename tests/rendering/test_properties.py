@@ -63,7 +63,7 @@ def test_every_rendered_message_respects_its_limits(
     case: tuple[LoanOverdueEvent, str], renderer: Renderer, policy: Policy
 ) -> None:
     """Any valid event from the first reminder day on gets a plan, and each message renders:
-    SMS within the locale's part limit, push under FCM's 4 KB."""
+    SMS within the locale's part limit, push under FCM's 4 KB, calls with both scripts."""
     event, locale = case
     plans = plan_notifications(event, policy, NOW, default_timezone="Asia/Shanghai")
     assert plans
@@ -71,6 +71,11 @@ def test_every_rendered_message_respects_its_limits(
         msg = renderer.render(event, plan, locale=locale)
         if msg.sms is not None:
             assert msg.sms.parts <= policy.lint.max_sms_parts[locale], msg.sms.text
+        elif msg.voice is not None:
+            # Spoken length and content are the voice lint's (tests/voice/test_scripts.py).
+            assert msg.voice.script
+            assert msg.voice.limited_script
+            assert msg.voice.language == locale
         else:
             assert msg.push is not None
             assert push_payload_bytes(msg.push) <= FCM_MAX_PAYLOAD_BYTES

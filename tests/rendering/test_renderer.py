@@ -217,7 +217,12 @@ def test_whole_default_plan_renders(
             event = make_event(locale=locale, days_past_due=dpd, risk_level="high")
             for plan in plan_notifications(event, policy, NOW, default_timezone=None):
                 msg = renderer.render(event, plan, locale=locale)
-                assert msg.template.name == f"{locale}/{plan.template}.{plan.channel.value}.j2"
+                expected = (
+                    f"voice/{locale}/{plan.template}.j2"
+                    if plan.channel is Channel.VOICE
+                    else f"{locale}/{plan.template}.{plan.channel.value}.j2"
+                )
+                assert msg.template.name == expected
                 assert msg.locale == locale
 
 

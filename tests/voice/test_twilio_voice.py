@@ -199,15 +199,28 @@ async def test_errors_follow_twilio_codes() -> None:
             await sender.aclose()
 
 
-def test_a_policy_that_plans_calls_is_refused_until_calls_are_wired() -> None:
-    """The adapter exists but planning, caps and scripts of calls do not: a policy listing the
-    voice channel stops the start naming the key, rather than sending calls unchecked."""
+def test_a_policy_that_plans_calls_without_scripts_stops_the_start() -> None:
+    """Calls are wired: a policy listing voice loads, but one that plans calls for a stage
+    with no script (pre_due) stops the start naming the missing voice templates."""
     import yaml
 
-    from service.policy.config import PolicyError, parse_policy
+    from service.config import Settings
+    from service.policy.config import parse_policy
+    from service.rendering import Renderer
+    from service.rendering.renderer import TemplateConfigError
     from tests.conftest import REPO_ROOT
 
     policy = yaml.safe_load((REPO_ROOT / "service/policy/default_policy.yaml").read_text())
-    policy["stages"]["late_overdue"]["risk"]["high"]["channels"] = ["sms", "voice"]
-    with pytest.raises(PolicyError, match=r"late_overdue\.risk\.high\.channels"):
-        parse_policy(policy)
+    policy["stages"]["pre_due"]["risk"]["high"]["channels"] = ["push", "voice"]
+    settings = Settings()
+    renderer = Renderer.load(
+        settings.templates_dir,
+        brand=settings.brand_name,
+        customer_service=settings.customer_service,
+    )
+    shipped = yaml.safe_load((REPO_ROOT / "service/policy/default_policy.yaml").read_text())
+    renderer.check_covers(parse_policy(shipped))  # the default policy's calls have scripts
+    with pytest.raises(TemplateConfigError) as refused:
+        renderer.check_covers(parse_policy(policy))
+    assert "voice/en-US/pre_due.j2" in str(refused.value)
+    assert "voice/zh-CN/pre_due.j2" in str(refused.value)
