@@ -149,7 +149,7 @@ async def _raw(job: ChildJob, conn: Connection) -> dict[str, Any]:
     from aiokafka.structs import OffsetAndMetadata
 
     from service.config import Settings
-    from service.pipeline.kafka_clients import build_consumer, build_producer
+    from service.wiring.kafka import build_consumer, build_producer
 
     settings = Settings(**job.settings)
     consumer = build_consumer(settings)
@@ -214,17 +214,17 @@ class _OneSendAtATime:
 async def _naive(job: ChildJob, conn: Connection) -> dict[str, Any]:
     from aiokafka.structs import OffsetAndMetadata
 
-    from service.channels.factory import build_dispatcher
     from service.config import Settings
     from service.events import LoanOverdueEvent
     from service.ledger.sql import SqlLedger
     from service.pipeline.decode import UndecodableEvent, decode_event
-    from service.pipeline.kafka_clients import build_consumer, build_producer
     from service.pipeline.processor import NotificationProcessor
     from service.pipeline.publisher import ResultPublisher
     from service.policy import load_policy, plan_notifications
     from service.policy.model import PlannedNotification
     from service.rendering import Renderer, resolve_locale
+    from service.wiring.channels import build_dispatcher
+    from service.wiring.kafka import build_consumer, build_producer
 
     s = Settings(**job.settings)
     clock = _clock(job.clock_offset_s)

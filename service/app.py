@@ -26,7 +26,6 @@ from sqlalchemy.engine import make_url
 
 from service import __version__
 from service.channels.dispatch import Dispatcher, resends_ambiguous
-from service.channels.factory import build_dispatcher, route_plan
 from service.channels.twilio import TwilioSender
 from service.config import Settings
 from service.coverage import CoverageMonitor
@@ -43,7 +42,6 @@ from service.observability.health import Health
 from service.observability.http import build_http_app, build_webhook_app, serve_http
 from service.observability.looplag import watch_loop_lag
 from service.pipeline.engine import ConsumerEngine, EngineConfig
-from service.pipeline.kafka_clients import build_consumer, build_producer
 from service.pipeline.pause import PauseGate
 from service.pipeline.processor import NotificationProcessor
 from service.pipeline.publisher import ResultPublisher
@@ -54,9 +52,11 @@ from service.pipeline.scheduler import DeferredScheduler
 from service.policy import Policy, load_policy, plan_notifications
 from service.policy.model import PlannedNotification
 from service.receipts.sink import LedgerReceiptSink
-from service.receipts.webhook import build_receipt_routes
 from service.rendering import Renderer, resolve_locale
 from service.settings_check import StartupError
+from service.wiring.channels import build_dispatcher, route_plan
+from service.wiring.kafka import build_consumer, build_producer
+from service.wiring.receipts import receipt_routes
 
 __all__ = ["NotifierApp", "utc_now"]
 
@@ -251,7 +251,7 @@ class NotifierApp:
                 # Provider webhooks on their own port: the Ingress routes here, never to /metrics.
                 hooks = await stack.enter_async_context(
                     serve_http(
-                        build_webhook_app(build_receipt_routes(s, receipts, clock=self.clock)),
+                        build_webhook_app(receipt_routes(s, receipts, clock=self.clock)),
                         s.http_host,
                         s.receipts_http_port,
                         sock=hooks_socket,

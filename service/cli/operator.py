@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from service.channels.base import OutboundMessage
-from service.channels.factory import build_dispatcher
 from service.cli.settings_docs import SettingsError, load_settings
 from service.config import Settings
 from service.events import Channel, PushProvider, TemplateRef
@@ -38,6 +37,7 @@ from service.policy.model import ContactRules
 from service.receipts.model import ProviderReceipt
 from service.rendering.model import PushContent, RenderedMessage, SmsContent
 from service.rendering.sms import sms_parts
+from service.wiring.channels import build_dispatcher
 
 __all__ = ["register"]
 

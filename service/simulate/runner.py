@@ -38,7 +38,6 @@ from typing import Any, cast
 from aiokafka import AIOKafkaProducer
 
 from service.channels.base import OutboundMessage
-from service.channels.factory import build_dispatcher
 from service.config import Settings
 from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent
 from service.ledger.api import NotificationLedger
@@ -55,6 +54,7 @@ from service.pipeline.scheduler import DeferredScheduler
 from service.policy import Policy, plan_notifications
 from service.policy.model import PlannedNotification
 from service.rendering import Renderer, resolve_locale
+from service.wiring.channels import build_dispatcher
 
 __all__ = ["InputEvent", "RunOutput", "SentMessage", "SimClock", "run_events"]
 

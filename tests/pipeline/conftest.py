@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from service.config import Settings
 from service.events import DeliveryResult, DeliveryStatus, LoanOverdueEvent, result_id_for
 from service.pipeline.engine import ConsumerEngine, EngineConfig, EventHandler
-from service.pipeline.kafka_clients import build_consumer, build_producer
 from service.pipeline.publisher import ResultPublisher
+from service.wiring.kafka import build_consumer, build_producer
 from tests.kafka_tools import unique
 
 

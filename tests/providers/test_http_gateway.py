@@ -13,8 +13,9 @@ from service.channels.errors import (
     ProviderError,
     TransientProviderError,
 )
-from service.channels.http_gateway import HttpGatewaySender, build_http_gateway_sender
+from service.channels.http_gateway import HttpGatewaySender
 from service.config import Settings
+from service.wiring.channels import build_http_gateway_sender
 from tests.fakes.http_gateway import FakeHttpGateway, GatewayAnswer
 from tests.providers.conftest import PHONE, sms_message
 

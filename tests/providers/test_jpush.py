@@ -12,9 +12,10 @@ from service.channels.errors import (
     PermanentProviderError,
     TransientProviderError,
 )
-from service.channels.jpush import JPushConfig, JPushSender, build_jpush_sender
+from service.channels.jpush import JPushConfig, JPushSender
 from service.config import Settings
 from service.events import PushProvider
+from service.wiring.channels import build_jpush_sender
 from tests.fakes.jpush import FakeJPush, JPushAnswer
 from tests.providers.conftest import DEVICE_TOKEN, push_message
 

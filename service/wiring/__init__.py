@@ -1,0 +1,12 @@
+"""The composition root: where `Settings` becomes the objects that do the work.
+
+Every room below (channels, receipts, pipeline, ledger) takes its own small frozen config or
+keyword arguments and never imports `service.config`; a test walks their imports to keep it so
+(tests/test_import_graph.py). Each module here turns one concern's settings into those values:
+
+    channels   the dispatcher, its routes, senders, breakers and rate limits
+    kafka      the consumer, the producer, topic creation
+    receipts   the receipt webhook's config and routes
+
+`service.app.NotifierApp` puts them together into the running service.
+"""
