@@ -106,3 +106,31 @@ def test_importing_the_channels_seam_loads_no_adapter_and_no_http_stack() -> Non
     adapters = {m for m in loaded if any(m == a or m.startswith(a + ".") for a in ADAPTERS)}
     assert heavy | adapters == set()
     assert "service.config" not in loaded
+
+
+def test_the_processor_and_scheduler_do_not_import_the_consumer_loop() -> None:
+    """RetryLater and the handler protocol live in pipeline/handler.py: the processor and the
+    deferred scheduler depend on that contract, not on engine.py that calls them."""
+    for module in ("processor", "scheduler"):
+        names = _imports(SERVICE / "pipeline" / f"{module}.py")
+        assert "service.pipeline.handler.RetryLater" in names, module
+        assert not any(n.startswith("service.pipeline.engine") for n in names), module
+
+
+def test_one_pipeline_builder_serves_the_service_the_simulation_and_the_bench() -> None:
+    """The processor, the deferred scheduler and the engine's config are constructed in
+    service/wiring/pipeline.py only: app.py, the simulation and the bench call its functions,
+    so none of them can drop a setting the others pass (as the simulation once dropped the
+    ledger timeout)."""
+    built = {"NotificationProcessor", "DeferredScheduler", "EngineConfig"}
+    constructed: dict[str, set[str]] = {}
+    for path in [*SERVICE.rglob("*.py"), *(REPO_ROOT / "bench").rglob("*.py")]:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            called = node.func if isinstance(node, ast.Call) else None
+            if isinstance(called, ast.Name) and called.id in built:
+                constructed.setdefault(called.id, set()).add(_module_name(path))
+    assert constructed == {name: {"service.wiring.pipeline"} for name in built}
+    for user in ("app", "simulate/runner"):
+        assert "service.wiring.pipeline" in _imports(SERVICE / f"{user}.py"), user
+    assert "service.wiring.pipeline" in _imports(REPO_ROOT / "bench" / "consumers.py")

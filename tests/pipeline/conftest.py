@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 
 from service.config import Settings
 from service.events import DeliveryResult, DeliveryStatus, LoanOverdueEvent, result_id_for
-from service.pipeline.engine import ConsumerEngine, EngineConfig, EventHandler
+from service.pipeline.engine import ConsumerEngine, EngineConfig
+from service.pipeline.handler import EventHandler
 from service.pipeline.publisher import ResultPublisher
 from service.wiring.kafka import build_consumer, build_producer
 from tests.kafka_tools import unique
