@@ -13,7 +13,7 @@ import re
 import uuid
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -24,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    PrivateAttr,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
@@ -284,6 +285,29 @@ class _Input(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+class _Event(_Input):
+    """A top-level input event (an overdue event or a lifecycle event): what one record holds.
+
+    Besides its JSON fields it knows the frame it came in: `schema_id` is the Confluent Schema
+    Registry id of a record in the JSON Schema wire format (service/pipeline/decode.py strips
+    the frame and sets it), None for plain JSON. It is no JSON field (upstream cannot set it,
+    the schema does not list it); every result answering the event carries it, and the
+    ledger keeps it with a deferred event (service/ledger/codec.py).
+    """
+
+    _schema_id: int | None = PrivateAttr(default=None)
+
+    @property
+    def schema_id(self) -> int | None:
+        return self._schema_id
+
+    def with_schema_id(self, schema_id: int | None) -> Self:
+        """This event as received in a frame with that schema id (a copy; events are frozen)."""
+        copy = self.model_copy()
+        copy._schema_id = schema_id
+        return copy
+
+
 class Installment(_Input):
     number: JsonInt = Field(ge=1)
     total: JsonInt = Field(ge=1)
@@ -331,7 +355,7 @@ class Repayment(_Input):
     methods: tuple[str, ...] = ()
 
 
-class LoanOverdueEvent(_Input):
+class LoanOverdueEvent(_Event):
     """One loan at one decision point. Kafka key: borrower id."""
 
     event_id: str = Field(min_length=1, max_length=128, description="Unique; idempotency key")
@@ -397,6 +421,14 @@ class DeliveryResult(BaseModel):
     occurred_at: AwareDatetime
     first_attempt_at: AwareDatetime | None = None
     finished_at: AwareDatetime | None = None
+    schema_id: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Confluent Schema Registry id of the input record this result answers, when it came"
+            " in the JSON Schema wire format; null for plain JSON"
+        ),
+    )
     schema_version: Literal["1"] = "1"
 
 

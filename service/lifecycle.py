@@ -29,6 +29,7 @@ from service.events import (
     LoanOverdueEvent,
     Money,
     Rfc3339DateTime,
+    _Event,
     _fullmatch,
     _Input,
 )
@@ -88,7 +89,7 @@ class BorrowerRef(_Input):
     borrower_id: str = Field(min_length=1, max_length=64)
 
 
-class _LifecycleBase(_Input):
+class _LifecycleBase(_Event):
     event_id: str = Field(min_length=1, max_length=128, description="Unique; idempotency key")
     occurred_at: Rfc3339DateTime
     schema_version: str | None = Field(

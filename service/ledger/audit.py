@@ -46,6 +46,8 @@ class AuditRow:
     not_before: datetime | None
     first_attempt_at: datetime | None
     finished_at: datetime | None
+    # The Schema Registry id of the input record decided on (null: plain JSON; migration 0007).
+    schema_id: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,4 +106,5 @@ def audit_values(
         "not_before": result.not_before,
         "first_attempt_at": result.first_attempt_at,
         "finished_at": result.finished_at,
+        "schema_id": result.schema_id,
     }

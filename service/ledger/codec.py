@@ -5,6 +5,10 @@ hours or days later, possibly by a newer release: what `event_to_json` writes mu
 `event_from_json` (the contract's own validation) accepts, value for value. The model writes
 one canonical form per field (service/events.py); tests/ledger/test_event_codec.py proves the
 round trip over generated events.
+
+An event that came in a Schema Registry frame keeps its schema id (`LoanOverdueEvent.schema_id`,
+no JSON field of the contract) under `_SCHEMA_ID_KEY`, which the contract's validation ignores
+as it ignores every unknown field; a notification released hours later thus still carries it.
 """
 
 from __future__ import annotations
@@ -19,13 +23,25 @@ from service.policy.model import PlannedNotification, Stage
 __all__ = ["event_from_json", "event_to_json", "plan_from_json", "plan_to_json"]
 
 
+# Leading underscore: no field of the contract is, or will be, named so.
+_SCHEMA_ID_KEY = "_schema_registry_id"
+
+
 def event_to_json(event: LoanOverdueEvent) -> str:
-    return event.model_dump_json()
+    if event.schema_id is None:
+        return event.model_dump_json()
+    data = event.model_dump(mode="json")
+    data[_SCHEMA_ID_KEY] = event.schema_id
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 def event_from_json(text: str) -> LoanOverdueEvent:
     """The stored event; pydantic.ValidationError if it no longer passes the contract."""
-    return LoanOverdueEvent.model_validate_json(text)
+    event = LoanOverdueEvent.model_validate_json(text)
+    if _SCHEMA_ID_KEY not in text:
+        return event
+    schema_id = json.loads(text).get(_SCHEMA_ID_KEY)
+    return event.with_schema_id(schema_id) if isinstance(schema_id, int) else event
 
 
 def plan_to_json(plan: PlannedNotification) -> str:

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.events import DeliveryResult, DeliveryStatus, LoanOverdueEvent, result_id_for
 from service.ledger.api import Admission, AdmissionKind
 from service.ledger.audit import audit_values, contact_of
-from service.ledger.codec import plan_to_json
+from service.ledger.codec import event_to_json, plan_to_json
 from service.ledger.engine import translate_errors
 from service.ledger.schema import audit, controls, notifications
 
@@ -142,6 +142,7 @@ class ControlStore:
                     reason=PAUSED_REASON,
                     rule=PAUSED_RULE,
                     occurred_at=now,
+                    schema_id=event.schema_id,
                 )
                 changed = await conn.execute(
                     update(notifications)
@@ -153,7 +154,7 @@ class ControlStore:
                         status=result.status.value,
                         reason=result.reason,
                         result_json=result.model_dump_json(),
-                        event_json=event.model_dump_json(),
+                        event_json=event_to_json(event),
                         plan_json=plan_to_json(plan),
                         lease_until=None,
                         contact_at=None,  # never sent: not a contact for caps or cadence

@@ -298,12 +298,20 @@ class LoanContext:
 
             for item in self._pending_where(older, own_ids):
                 cancelled.append(
-                    self._cancel(item, SuppressReason.SUPERSEDED, "lifecycle:newer_event", now)
+                    self._cancel(
+                        item,
+                        SuppressReason.SUPERSEDED,
+                        "lifecycle:newer_event",
+                        now,
+                        event.schema_id,
+                    )
                 )
         opted = {c.value for c in event.borrower.opted_out_channels}
         if opted:
             for item in self._pending_where(lambda p: p.channel in opted, own_ids):
-                cancelled.append(self._cancel(item, OPTED_OUT, "event:opted_out_channels", now))
+                cancelled.append(
+                    self._cancel(item, OPTED_OUT, "event:opted_out_channels", now, event.schema_id)
+                )
         outcome = "stale_event" if stale else "repaid" if repaid else "applied"
         writes.cancelled.extend(cancelled)
         writes.audited.extend(cancelled)
@@ -431,7 +439,8 @@ class LoanContext:
         if cancel is not None and not stale:
             reason, cancel_rule, which = cancel
             cancelled = [
-                self._cancel(p, reason, cancel_rule, now) for p in self._pending_where(which, set())
+                self._cancel(p, reason, cancel_rule, now, event.schema_id)
+                for p in self._pending_where(which, set())
             ]
         if stale:
             rule = "lifecycle:older_than_newest"
@@ -447,6 +456,7 @@ class LoanContext:
             reason=ack.value,
             rule=rule,
             occurred_at=now,
+            schema_id=event.schema_id,
         )
         results = [*cancelled, acknowledgement]
         writes.cancelled.extend(cancelled)
@@ -474,7 +484,10 @@ class LoanContext:
         self.pending = [p for p in self.pending if p not in chosen]
         return chosen
 
-    def _cancel(self, item: _Pending, reason: str, rule: str, now: datetime) -> DeliveryResult:
+    def _cancel(
+        self, item: _Pending, reason: str, rule: str, now: datetime, schema_id: int | None
+    ) -> DeliveryResult:
+        # `schema_id`: of the event that cancels (the record this result answers).
         return DeliveryResult(
             result_id=result_id_for(item.notification_id, DeliveryStatus.SUPPRESSED),
             notification_id=item.notification_id,
@@ -486,6 +499,7 @@ class LoanContext:
             reason=reason,
             rule=rule,
             occurred_at=now,
+            schema_id=schema_id,
         )
 
     def _put_loan(

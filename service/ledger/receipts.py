@@ -139,4 +139,5 @@ def _sent_result(row: Any) -> DeliveryResult:
         occurred_at=row["finished_at"] or row["at"],
         first_attempt_at=row["first_attempt_at"],
         finished_at=row["finished_at"],
+        schema_id=row["schema_id"],
     )

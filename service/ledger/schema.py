@@ -140,6 +140,8 @@ audit = Table(
     Column("not_before", UtcDateTime()),
     Column("first_attempt_at", UtcDateTime()),
     Column("finished_at", UtcDateTime()),
+    # Confluent Schema Registry id of the input record's frame; null for plain JSON (0007).
+    Column("schema_id", BigInteger),
     Index("ix_ledger_audit_borrower", "borrower_id", "at"),
     Index("ix_ledger_audit_loan", "loan_id", "at"),
     Index("ix_ledger_audit_at", "at"),

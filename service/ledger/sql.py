@@ -944,6 +944,7 @@ class _AdmitStep:
             reason=reason,
             rule=rule,
             occurred_at=self.now,
+            schema_id=event.schema_id,
         )
         if not self.loan.redelivered(event.event_id):
             self.audits.append(audit_values(result, at=self.now, contact=None, policy_rule=rule))
@@ -1015,6 +1016,7 @@ class _AdmitStep:
             reason="",
             rule=None,
             occurred_at=self.now,
+            schema_id=self.event.schema_id,
         )
 
     def _result_for(

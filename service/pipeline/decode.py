@@ -121,17 +121,24 @@ def decode_event(
     payload = unframe(value, schema_registry_json=schema_registry_json)
     if isinstance(payload, UndecodableEvent):
         return payload
-    return decode_payload(payload.data)
+    return decode_payload(payload.data, schema_id=payload.schema_id)
 
 
-def decode_payload(value: bytes) -> LoanOverdueEvent | LifecycleEvent | UndecodableEvent:
-    """JSON bytes (any frame already removed) to a validated event of its `event_type`."""
+def decode_payload(
+    value: bytes, *, schema_id: int | None = None
+) -> LoanOverdueEvent | LifecycleEvent | UndecodableEvent:
+    """JSON bytes (any frame already removed) to a validated event of its `event_type`.
+
+    `schema_id`: the registry id of the frame removed, kept on the event (`event.schema_id`)
+    so that every result answering it carries it.
+    """
     try:
-        return decode_input(value)
+        event = decode_input(value)
     except pydantic.ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
         paths = tuple(dict.fromkeys(_location(e["loc"]) for e in errors))
         return UndecodableEvent("ValidationError", _describe(errors), paths)
+    return event if schema_id is None else event.with_schema_id(schema_id)
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

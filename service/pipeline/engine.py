@@ -213,7 +213,7 @@ class ConsumerEngine:
                 decoded = (
                     payload
                     if isinstance(payload, UndecodableEvent)
-                    else decode_payload(payload.data)
+                    else decode_payload(payload.data, schema_id=payload.schema_id)
                 )
         except Exception as exc:
             # A bug in decoding: the record still ends in the DLQ, never stops the partition.
@@ -230,11 +230,8 @@ class ConsumerEngine:
             return await self._dead_letter(
                 record, UndecodableEvent("ProcessingError", type(exc).__name__)
             )
-        assert not isinstance(payload, UndecodableEvent)
         try:
-            await self._until_done(
-                lambda: self._publisher.publish_results(results, schema_id=payload.schema_id)
-            )
+            await self._until_done(lambda: self._publisher.publish_results(results))
         except ACCESS_REFUSED as exc:
             return self._stop_fatally(exc)
         except Exception as exc:

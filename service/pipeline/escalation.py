@@ -87,8 +87,9 @@ def unreached_after(
     )
 
 
-def escalation_result(escalation: Escalation) -> DeliveryResult:
-    """The published result that says: nobody was reached for this event."""
+def escalation_result(escalation: Escalation, *, schema_id: int | None = None) -> DeliveryResult:
+    """The published result that says: nobody was reached for this event (`schema_id`: the
+    event's, as on its other results)."""
     nid = escalation.escalation_id
     return DeliveryResult(
         result_id=result_id_for(nid, DeliveryStatus.FAILED),
@@ -101,6 +102,7 @@ def escalation_result(escalation: Escalation) -> DeliveryResult:
         reason=UNREACHED,
         rule="escalation:" + ",".join(sorted({reason for *_, reason in escalation.outcomes})),
         occurred_at=escalation.at,
+        schema_id=schema_id,
     )
 
 

@@ -219,7 +219,7 @@ class NotificationProcessor:
             # Raises -> the event is retried (the offset waits): an escalation is never dropped.
             await self._escalate(escalation)
         metrics.UNREACHED_EVENTS.labels(stage=stage or "none").inc()
-        results.append(escalation_result(escalation))
+        results.append(escalation_result(escalation, schema_id=event.schema_id))
 
     async def handle_deferred(self, item: DeferredNotification) -> list[DeliveryResult]:
         """A deferred notification whose time came: through the guard again, then send.
@@ -406,6 +406,7 @@ class NotificationProcessor:
                 occurred_at=self._clock(),
                 first_attempt_at=outcome.first_attempt_at,
                 finished_at=outcome.finished_at,
+                schema_id=e.schema_id,
             )
             for e, a in sending
         ]
@@ -480,6 +481,7 @@ class NotificationProcessor:
             occurred_at=self._clock(),
             first_attempt_at=outcome.first_attempt_at,
             finished_at=outcome.finished_at,
+            schema_id=event.schema_id,
         )
 
     def _result(
@@ -504,6 +506,7 @@ class NotificationProcessor:
             reason=reason,
             rule=plan.rule,
             occurred_at=self._clock(),
+            schema_id=event.schema_id,
         )
 
     def _nothing_planned(self, event: LoanOverdueEvent, now: datetime) -> DeliveryResult:
@@ -519,6 +522,7 @@ class NotificationProcessor:
             reason="nothing_planned",
             rule="policy:no_stage_or_channel",
             occurred_at=now,
+            schema_id=event.schema_id,
         )
 
 

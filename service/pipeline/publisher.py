@@ -98,21 +98,20 @@ class ResultPublisher:
         self._results_topic = results_topic
         self._dlq_topic = dlq_topic
 
-    async def publish_results(
-        self, results: Sequence[DeliveryResult], *, schema_id: int | None = None
-    ) -> None:
+    async def publish_results(self, results: Sequence[DeliveryResult]) -> None:
         """Publish and wait until Kafka acknowledged all of them (raises on failure).
 
         Each record carries `traceparent` (and `tracestate`) of the publish span, so consumers
-        of the results continue the event's trace.
+        of the results continue the event's trace, and a result answering a Schema Registry
+        framed record its `schema-id` header (the same id as its `schema_id` field).
         """
         with tracing.publishing(self._results_topic):
             trace = tracing.trace_headers()
             futures = []
             for result in results:
                 headers = [_CONTENT_TYPE, ("event_id", result.event_id.encode()), *trace]
-                if schema_id is not None:
-                    headers.append((HEADER_SCHEMA_ID, str(schema_id).encode()))
+                if result.schema_id is not None:
+                    headers.append((HEADER_SCHEMA_ID, str(result.schema_id).encode()))
                 futures.append(
                     await self._producer.send(
                         self._results_topic,
@@ -136,7 +135,7 @@ class ResultPublisher:
                     "rule": result.rule,
                     "provider": result.provider,
                     "attempts": result.attempts,
-                    "schema_id": schema_id,
+                    "schema_id": result.schema_id,
                 },
             )
             metrics.NOTIFICATIONS.labels(

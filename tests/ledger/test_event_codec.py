@@ -33,6 +33,18 @@ def test_every_valid_event_survives_store_and_reload_unchanged(document: dict[st
     assert event_to_json(reloaded) == stored
 
 
+def test_a_framed_events_schema_id_survives_store_and_reload() -> None:
+    """A deferred event that came in a Schema Registry frame reloads with its schema id (and
+    equal in every field); one that came as plain JSON reloads without, stored as before."""
+    plain = make_event()
+    framed = plain.with_schema_id(4_000_000_000)
+    reloaded = event_from_json(event_to_json(framed))
+    assert reloaded.schema_id == 4_000_000_000
+    assert reloaded == framed
+    assert event_from_json(event_to_json(plain)).schema_id is None
+    assert event_to_json(plain) == plain.model_dump_json()
+
+
 def test_a_preferred_time_is_written_in_the_one_canonical_form() -> None:
     """HH:MM from upstream is stored as HH:MM:SS, the form both the schema and the model read."""
     event = make_event(preferred_reminder_time="09:15")

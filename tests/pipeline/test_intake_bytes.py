@@ -66,7 +66,16 @@ def test_the_json_schema_wire_format_and_a_utf8_bom_are_accepted() -> None:
     skipped; with framing acceptance off the frame is refused naming the setting."""
     framed = unframe(_frame(1234, _EVENT))
     assert framed == Payload(_EVENT, 1234)
-    assert isinstance(decode_event(_frame(1234, _EVENT)), LoanOverdueEvent)
+    decoded = decode_event(_frame(1234, _EVENT))
+    assert isinstance(decoded, LoanOverdueEvent)
+    assert decoded.schema_id == 1234
+    plain = decode_event(_EVENT)
+    assert isinstance(plain, LoanOverdueEvent)
+    assert plain.schema_id is None
+    # The id is the frame's, never a JSON field: a document that names one does not set it.
+    spoofed = decode_event(json.dumps({**json.loads(_EVENT), "schema_id": 7}).encode())
+    assert isinstance(spoofed, LoanOverdueEvent)
+    assert spoofed.schema_id is None
     assert isinstance(decode_event(b"\xef\xbb\xbf" + _EVENT), LoanOverdueEvent)
     off = decode_event(_frame(1234, _EVENT), schema_registry_json=False)
     assert isinstance(off, UndecodableEvent)
