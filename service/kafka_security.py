@@ -16,6 +16,8 @@ from typing import Any, Literal
 from aiokafka.helpers import create_ssl_context
 from pydantic import SecretStr
 
+from service.errors import NotifierError
+
 __all__ = ["KafkaSecurity", "KafkaSecurityError", "read_secret_file"]
 
 Protocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -25,7 +27,7 @@ _TLS = frozenset({"SSL", "SASL_SSL"})
 _SASL = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 
 
-class KafkaSecurityError(ValueError):
+class KafkaSecurityError(NotifierError, ValueError):
     """A connection-security setting cannot work; the message names the variable(s)."""
 
 

@@ -31,6 +31,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from service.config import Settings
+from service.errors import NotifierError
 
 __all__ = [
     "DEFAULT_HASH_KEY",
@@ -59,7 +60,7 @@ class Problem:
         return f"{self.variable}: {self.message}; fix: {self.fix}"
 
 
-class StartupError(Exception):
+class StartupError(NotifierError):
     """The configuration is valid but its environment refused the start (a busy port, an
     unreachable broker, a ledger without migrations): the message names the variable to look
     at and the fix."""

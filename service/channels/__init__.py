@@ -6,12 +6,16 @@ adapter is imported from its own module (`service.channels.twilio`, ...) by the 
 (service/wiring/channels.py), which builds them from the settings.
 """
 
-from service.channels.base import OutboundMessage, Sender
-from service.channels.dispatch import REASONS, Dispatcher, DispatchOutcome
+from service.channels.base import DispatchOutcome, OutboundMessage, Sender
+from service.channels.dispatch import REASONS, Dispatcher
 from service.channels.errors import (
     AmbiguousProviderError,
     PermanentProviderError,
     ProviderError,
+    ProviderMisconfigured,
+    RecipientOptedOut,
+    RecipientRefused,
+    TokenUnregistered,
     TransientProviderError,
 )
 
@@ -23,6 +27,10 @@ __all__ = [
     "OutboundMessage",
     "PermanentProviderError",
     "ProviderError",
+    "ProviderMisconfigured",
+    "RecipientOptedOut",
+    "RecipientRefused",
     "Sender",
+    "TokenUnregistered",
     "TransientProviderError",
 ]

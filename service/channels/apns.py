@@ -12,6 +12,7 @@ same apns-id, and it is what `send` returns.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -22,7 +23,13 @@ import httpx
 import jwt
 
 from service.channels.base import OutboundMessage
-from service.channels.errors import PermanentProviderError, ProviderError, TransientProviderError
+from service.channels.errors import (
+    PermanentProviderError,
+    ProviderError,
+    ProviderMisconfigured,
+    TokenUnregistered,
+    TransientProviderError,
+)
 from service.channels.push_options import collapse_id, expiry_of
 from service.channels.rest import map_transport_error, quiet_http_client_logs, retry_after
 from service.events import Channel
@@ -30,6 +37,8 @@ from service.observability import tracing
 from service.rendering.model import PushContent
 
 __all__ = ["ApnsConfig", "ApnsSender", "apns_payload"]
+
+log = logging.getLogger(__name__)
 
 MAX_PAYLOAD = 4096
 _APNS_ID_NAMESPACE = uuid.UUID("0f5b8d0a-3c59-4c1e-9d0f-8a4a2b6c9e11")
@@ -179,15 +188,15 @@ class ApnsSender:
                 retry_after=retry_after(response),
             )
         if status == 403 and reason == "ExpiredProviderToken":
-            # A fresh token was refused as expired too: our clock or key is wrong.
-            return TransientProviderError(message, provider=self.provider, code=reason, alert=True)
-        return PermanentProviderError(
-            message,
-            provider=self.provider,
-            code=reason,
-            dead_token=status == 410 or reason in _DEAD_TOKEN,
-            alert=reason in _ALERT_REASONS,
-        )
+            # A fresh token was refused as expired too: our clock or key is wrong. Retried
+            # (the next token may be accepted), and said at ERROR so someone fixes the clock.
+            log.error("APNs refused a fresh token as expired: check the clock and the key")
+            return TransientProviderError(message, provider=self.provider, code=reason)
+        if status == 410 or reason in _DEAD_TOKEN:
+            return TokenUnregistered(message, provider=self.provider, code=reason)
+        if reason in _ALERT_REASONS:
+            return ProviderMisconfigured(message, provider=self.provider, code=reason)
+        return PermanentProviderError(message, provider=self.provider, code=reason)
 
 
 def _reason(response: httpx.Response) -> str | None:

@@ -5,9 +5,9 @@
     half_open --probe succeeded--> closed      half_open --probe failed--> open (cool-down anew)
 
 What counts: transient errors, ambiguous outcomes (timeouts, lost connections) and permanent
-errors that are our own fault (`alert`, e.g. bad credentials) are failures; an accepted message
-and a permanent refusal about the recipient (invalid number, dead token) are successes: the
-provider answered sensibly. Every attempt counts, retries included.
+errors that are our own fault (`ProviderMisconfigured`, e.g. bad credentials) are failures; an
+accepted message and a permanent refusal about the recipient (invalid number, dead token) are
+successes: the provider answered sensibly. Every attempt counts, retries included.
 
 The window is a ring of one-second buckets, so memory stays fixed whatever the traffic. Time is
 a monotonic clock in seconds, injected so tests move it by hand. The state is exported as

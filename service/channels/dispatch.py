@@ -5,8 +5,10 @@ how it ended.
 `reason` is a machine-readable code (see docs/channels.md):
 
   sent      sent                  the provider accepted the message
-  failed    provider_rejected     permanent error (invalid number, unregistered token, ...)
-  failed    provider_config_error permanent error on our side (credentials, sender id): alert
+  failed    provider_rejected     permanent error (invalid number, payload refused, ...)
+  failed    opted_out_by_provider RecipientOptedOut: the ledger records the opt-out
+  failed    token_unregistered    TokenUnregistered: upstream drops the push token
+  failed    provider_config_error ProviderMisconfigured: our side (credentials, sender id)
   failed    retries_exhausted     transient errors until the attempt cap
   failed    provider_throttled    the provider asked us to wait longer than send_backoff_max_s
   failed    no_route              no sender for this channel / push provider
@@ -31,8 +33,9 @@ one is ambiguous or refused too, the outcome stays `unknown`.
 Failover (the same notification id, under the same ledger claim): the next provider of the
 route is tried after retries_exhausted, provider_throttled, circuit_open, rate_limited and
 provider_config_error (our credentials at that provider: it refused before accepting). Never
-after an ambiguous outcome (the first provider may have sent it) nor after a refusal about the
-recipient (an invalid number is invalid everywhere). The outcome names the provider that
+after an ambiguous outcome (the first provider may have sent it) nor after any other permanent
+refusal (an invalid number is invalid everywhere). Each of these is an `except` on the error's
+type (service/errors.py draws the tree), never a flag on it. The outcome names the provider that
 decided it; `attempts` counts the attempts at every provider.
 """
 
@@ -57,17 +60,20 @@ from tenacity import (
     wait_random,
 )
 
-from service.channels.base import OutboundMessage, Sender
+from service.channels.base import DispatchOutcome, OutboundMessage, Sender
 from service.channels.circuit import CircuitBreaker
 from service.channels.errors import (
     AmbiguousProviderError,
     PermanentProviderError,
     ProviderError,
+    ProviderMisconfigured,
+    RecipientOptedOut,
+    TokenUnregistered,
     TransientProviderError,
 )
 from service.channels.ratelimit import TokenBucket
 from service.channels.routing import country_codes, route_key_candidates
-from service.events import Channel, PushProvider
+from service.events import Channel, DeliveryStatus, PushProvider
 from service.observability import metrics, tracing
 
 __all__ = [
@@ -81,11 +87,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DispatchStatus = Literal["sent", "failed", "unknown"]
-
 REASONS: Mapping[str, str] = {
     "sent": "the provider accepted the message",
     "provider_rejected": "permanent provider error; provider_code says which",
+    "opted_out_by_provider": "the recipient opted out at the provider (e.g. Twilio 21610)",
+    "token_unregistered": "the push token is no longer registered at the provider",
     "provider_config_error": "permanent error caused by our configuration (credentials, sender)",
     "retries_exhausted": "transient errors on every allowed attempt",
     "provider_throttled": "Retry-After longer than send_backoff_max_s; not retried early",
@@ -123,22 +129,6 @@ class AttemptJournal(Protocol):
     async def attempt_started(self, notification_id: str, now: datetime) -> None: ...
 
     async def attempt_ended(self, notification_id: str, now: datetime) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class DispatchOutcome:
-    status: DispatchStatus
-    reason: str
-    provider: str | None
-    provider_message_id: str | None = None
-    provider_code: str | None = None
-    attempts: int = 0
-    first_attempt_at: datetime | None = None
-    finished_at: datetime | None = None
-    opt_out: bool = False
-    dead_token: bool = False
-    # Every provider that was called, in order (failover); the last one is `provider`.
-    providers_tried: tuple[str, ...] = ()
 
 
 class _RetryAfterTooLong(Exception):
@@ -249,7 +239,9 @@ class Dispatcher:
         }
         if not senders:
             log.warning("no sender for message", extra={**ctx, "push": _push_name(message)})
-            return DispatchOutcome("failed", "no_route", None, finished_at=self._clock())
+            return DispatchOutcome(
+                DeliveryStatus.FAILED, "no_route", None, finished_at=self._clock()
+            )
         tally = _Tally()
         outcome: DispatchOutcome | None = None
         for index, sender in enumerate(senders):
@@ -330,13 +322,11 @@ class Dispatcher:
         )
 
         def outcome(
-            status: DispatchStatus,
+            status: DeliveryStatus,
             reason: str,
             *,
             message_id: str | None = None,
             code: str | None = None,
-            opt_out: bool = False,
-            dead_token: bool = False,
         ) -> DispatchOutcome:
             return DispatchOutcome(
                 status,
@@ -347,9 +337,9 @@ class Dispatcher:
                 attempts=tally.attempts,
                 first_attempt_at=tally.first_attempt_at,
                 finished_at=self._clock(),
-                opt_out=opt_out,
-                dead_token=dead_token,
             )
+
+        failed, unknown = DeliveryStatus.FAILED, DeliveryStatus.UNKNOWN
 
         try:
             try:
@@ -368,45 +358,45 @@ class Dispatcher:
                     raise exc from again
         except _CircuitOpen:
             log.warning("circuit open; provider not called", extra=ctx)
-            return outcome("failed", "circuit_open"), True
+            return outcome(failed, "circuit_open"), True
         except _RateLimited:
             log.warning("no rate-limit token within the wait cap", extra=ctx)
-            return outcome("failed", "rate_limited"), True
+            return outcome(failed, "rate_limited"), True
         except _RetryAfterTooLong as exc:
             cause = exc.__cause__
             code = cause.code if isinstance(cause, ProviderError) else None
             log.warning("provider throttled beyond our backoff cap", extra={**ctx, "code": code})
-            return outcome("failed", "provider_throttled", code=code), True
+            return outcome(failed, "provider_throttled", code=code), True
         except TransientProviderError as exc:
             log.warning(
                 "transient errors on every attempt",
                 extra={**ctx, "code": exc.code, "attempts": tally.attempts},
             )
-            return outcome("failed", "retries_exhausted", code=exc.code), True
+            return outcome(failed, "retries_exhausted", code=exc.code), True
+        except ProviderMisconfigured as exc:
+            log.error("provider refused message", extra={**ctx, "code": exc.code})
+            # Our own misconfiguration at this provider says nothing about the recipient, and
+            # the provider refused before accepting: the next one may send it.
+            return outcome(failed, "provider_config_error", code=exc.code), True
         except PermanentProviderError as exc:
-            reason = "provider_config_error" if exc.alert else "provider_rejected"
-            level = logging.ERROR if exc.alert else logging.INFO
-            log.log(level, "provider refused message", extra={**ctx, "code": exc.code})
-            # Our own misconfiguration at this provider (alert) says nothing about the
-            # recipient, and the provider refused before accepting: the next one may send it.
-            # A refusal about the recipient (invalid number, opted out, dead token) holds at
-            # every provider.
-            refused = outcome(
-                "failed",
-                reason,
-                code=exc.code,
-                opt_out=exc.opt_out,
-                dead_token=exc.dead_token,
-            )
-            return refused, exc.alert and not (exc.opt_out or exc.dead_token)
+            log.info("provider refused message", extra={**ctx, "code": exc.code})
+            # A refusal about the recipient (invalid number, opted out, dead token) or the
+            # message holds at every provider: no failover.
+            if isinstance(exc, RecipientOptedOut):
+                reason = "opted_out_by_provider"
+            elif isinstance(exc, TokenUnregistered):
+                reason = "token_unregistered"
+            else:
+                reason = "provider_rejected"
+            return outcome(failed, reason, code=exc.code), False
         except AmbiguousProviderError as exc:
             reason = f"ambiguous_{exc.code}"
             if reason not in REASONS:
                 reason = "ambiguous_timeout"
             log.warning("send outcome unknown; not resending", extra={**ctx, "code": exc.code})
             # Never fail over: this provider may have accepted it.
-            return outcome("unknown", reason, code=exc.code), False
-        return outcome("sent", "sent", message_id=message_id), False
+            return outcome(unknown, reason, code=exc.code), False
+        return outcome(DeliveryStatus.SENT, "sent", message_id=message_id), False
 
     async def _attempt(
         self, sender: Sender, message: OutboundMessage, circuit: CircuitBreaker | None
@@ -427,8 +417,12 @@ class Dispatcher:
             healthy = False
             metrics.PROVIDER_ATTEMPTS.labels(provider=provider, outcome="transient").inc()
             raise
-        except PermanentProviderError as exc:
-            healthy = not exc.alert
+        except ProviderMisconfigured:
+            healthy = False  # our fault, but every message fails until it is fixed
+            metrics.PROVIDER_ATTEMPTS.labels(provider=provider, outcome="permanent").inc()
+            raise
+        except PermanentProviderError:
+            healthy = True  # a sensible answer about this message or recipient
             metrics.PROVIDER_ATTEMPTS.labels(provider=provider, outcome="permanent").inc()
             raise
         except AmbiguousProviderError:

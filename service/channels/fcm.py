@@ -22,6 +22,8 @@ from service.channels.errors import (
     AmbiguousProviderError,
     PermanentProviderError,
     ProviderError,
+    ProviderMisconfigured,
+    TokenUnregistered,
     TransientProviderError,
 )
 from service.channels.google_oauth import AccessTokenSource, ServiceAccount
@@ -103,15 +105,10 @@ class FcmSender:
                 f"fcm unavailable ({status})", provider=PROVIDER, code=code, retry_after=retry_after
             )
         if status == 404 or code == "UNREGISTERED":
-            return PermanentProviderError(
-                "token no longer registered", provider=PROVIDER, code=code, dead_token=True
-            )
+            return TokenUnregistered("token no longer registered", provider=PROVIDER, code=code)
         if status in (401, 403) or code in _ALERT:
-            return PermanentProviderError(
-                f"credentials or sender refused ({status})",
-                provider=PROVIDER,
-                code=code,
-                alert=True,
+            return ProviderMisconfigured(
+                f"credentials or sender refused ({status})", provider=PROVIDER, code=code
             )
         return PermanentProviderError(f"request refused ({status})", provider=PROVIDER, code=code)
 

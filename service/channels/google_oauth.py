@@ -19,7 +19,7 @@ from typing import Any
 
 import jwt
 
-from service.channels.errors import PermanentProviderError, ProviderError, TransientProviderError
+from service.channels.errors import ProviderError, ProviderMisconfigured, TransientProviderError
 from service.channels.rest import HttpClient, HttpResponse, parse_retry_after
 
 __all__ = [
@@ -131,11 +131,10 @@ class AccessTokenSource:
                 claims, self._account.private_key, algorithm="RS256", headers=headers
             )
         except (ValueError, TypeError, jwt.PyJWTError):
-            raise PermanentProviderError(
+            raise ProviderMisconfigured(
                 "service-account private key unusable",
                 provider=self._provider,
                 code="oauth_bad_key",
-                alert=True,
             ) from None
         # Half the attempt budget at most, so a hung token endpoint ends as a (retryable) token
         # failure before the dispatcher's attempt timeout would call the send ambiguous.
@@ -163,11 +162,10 @@ class AccessTokenSource:
                 retry_after=retry_after,
             )
         error = _oauth_error(response)
-        raise PermanentProviderError(
+        raise ProviderMisconfigured(
             f"token request refused ({response.status_code} {error})",
             provider=self._provider,
             code=f"oauth_{error}",
-            alert=True,
         )
 
     def _parse(self, response: HttpResponse, now: datetime) -> _Token:

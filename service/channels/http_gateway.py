@@ -25,6 +25,8 @@ from service.channels.errors import (
     AmbiguousProviderError,
     PermanentProviderError,
     ProviderError,
+    ProviderMisconfigured,
+    RecipientOptedOut,
     TransientProviderError,
 )
 from service.channels.rest import HttpClient, retry_after
@@ -168,12 +170,13 @@ class HttpGatewaySender:
                 code=str(status),
                 retry_after=retry_after(response),
             )
+        if status in (401, 403):
+            raise ProviderMisconfigured(
+                f"gateway answered HTTP {status}", provider=self.provider, code=str(status)
+            )
         if status >= 400:
             raise PermanentProviderError(
-                f"gateway answered HTTP {status}",
-                provider=self.provider,
-                code=str(status),
-                alert=status in (401, 403),
+                f"gateway answered HTTP {status}", provider=self.provider, code=str(status)
             )
         try:
             answer = response.json()
@@ -195,9 +198,9 @@ class HttpGatewaySender:
         c = self._config
         text = f"gateway refused with code {code or '(none)'}"
         if code in c.opt_out_codes:
-            return PermanentProviderError(text, provider=self.provider, code=code, opt_out=True)
+            return RecipientOptedOut(text, provider=self.provider, code=code)
         if code in c.alert_codes:
-            return PermanentProviderError(text, provider=self.provider, code=code, alert=True)
+            return ProviderMisconfigured(text, provider=self.provider, code=code)
         if code in c.transient_codes:
             return TransientProviderError(text, provider=self.provider, code=code)
         if code in c.permanent_codes or c.unknown_code == "permanent":

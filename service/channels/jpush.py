@@ -14,7 +14,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from service.channels.base import OutboundMessage
-from service.channels.errors import PermanentProviderError, ProviderError, TransientProviderError
+from service.channels.errors import (
+    PermanentProviderError,
+    ProviderError,
+    ProviderMisconfigured,
+    TokenUnregistered,
+    TransientProviderError,
+)
 from service.channels.push_options import collapse_id, expiry_of, ttl_seconds
 from service.channels.rest import HttpClient, HttpResponse, basic_auth, retry_after, utc_now
 from service.events import Channel
@@ -130,13 +136,11 @@ class JPushSender:
             return TransientProviderError(
                 message, provider=self.provider, code=code_text, retry_after=wait
             )
-        return PermanentProviderError(
-            message,
-            provider=self.provider,
-            code=code_text,
-            dead_token=code in _DEAD_TOKEN_CODES,
-            alert=code in _ALERT_CODES or status == 401,
-        )
+        if code in _DEAD_TOKEN_CODES:
+            return TokenUnregistered(message, provider=self.provider, code=code_text)
+        if code in _ALERT_CODES or status == 401:
+            return ProviderMisconfigured(message, provider=self.provider, code=code_text)
+        return PermanentProviderError(message, provider=self.provider, code=code_text)
 
 
 def _json(response: HttpResponse) -> dict[str, Any]:

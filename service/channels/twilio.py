@@ -18,6 +18,9 @@ from service.channels.errors import (
     AmbiguousProviderError,
     PermanentProviderError,
     ProviderError,
+    ProviderMisconfigured,
+    RecipientOptedOut,
+    RecipientRefused,
     TransientProviderError,
 )
 from service.channels.rest import HttpClient, HttpResponse, basic_auth, parse_retry_after, utc_now
@@ -169,16 +172,13 @@ def classify_twilio_error(
             f"server error {status}", provider=provider, code=code, retry_after=retry_after
         )
     if status in (401, 403):
-        return PermanentProviderError(
-            f"credentials refused ({status})", provider=provider, code=code, alert=True
+        return ProviderMisconfigured(
+            f"credentials refused ({status})", provider=provider, code=code
         )
+    if opt_out_code is not None and code_num == opt_out_code:
+        return RecipientOptedOut(recipient_refused, provider=provider, code=code)
     if code_num in recipient_codes:
-        return PermanentProviderError(
-            recipient_refused,
-            provider=provider,
-            code=code,
-            opt_out=opt_out_code is not None and code_num == opt_out_code,
-        )
+        return RecipientRefused(recipient_refused, provider=provider, code=code)
     # Any other 4xx is a request Twilio will refuse again, unchanged.
     return PermanentProviderError(f"request refused ({status})", provider=provider, code=code)
 

@@ -10,6 +10,10 @@ how` (in JSON log mode a JSON log record with the same text), never a traceback.
   Kafka broker answering, a broker refusing the idempotent producer, a ledger without
   migrations or unreachable, a refused TLS certificate);
 - 1: anything unforeseen (with its traceback: that is a bug to report).
+
+Which is which follows the error tree (service/errors.py): a `ConfigError` exits 2 naming its
+variable, a `StartupError` exits 3 with its variable and fix, any other `NotifierError` (the
+ledger, Kafka security) exits 3; an error outside the tree is unforeseen.
 """
 
 from __future__ import annotations
@@ -23,12 +27,9 @@ import sys
 from typing import Literal
 
 from service.app import NotifierApp, startup_summary
-from service.kafka_security import KafkaSecurityError
-from service.ledger.errors import LedgerError
+from service.errors import ConfigError, NotifierError
 from service.observability.logging import configure_logging
 from service.observability.tracing import configure_tracing
-from service.policy import PolicyError
-from service.rendering import TemplateConfigError
 from service.settings_check import Problem, StartupError, load_and_check
 
 __all__ = ["EXIT_CONFIG", "EXIT_START", "register"]
@@ -71,12 +72,6 @@ def _cannot_start(problems: list[Problem], fmt: Literal["json", "console"]) -> N
             print(f"overdue-notifier: {line}", file=sys.stderr)
 
 
-# Errors the app raises while starting that are not StartupError yet; each message names the
-# file, variable or command to fix.
-_START_ERRORS = (LedgerError, KafkaSecurityError, OSError)
-_CONFIG_ERRORS = (PolicyError, TemplateConfigError, ValueError)
-
-
 def _run(args: argparse.Namespace) -> int:
     fmt = _log_format()
     level = os.environ.get("NOTIFIER_LOG_LEVEL", "INFO").strip().upper()
@@ -97,16 +92,17 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         asyncio.run(_serve(NotifierApp(settings)))
+    except ConfigError as exc:
+        # `check` runs the same validations first; this is the net under it.
+        _cannot_start([Problem(exc.variable, str(exc), exc.fix)], settings.log_format)
+        return EXIT_CONFIG
     except StartupError as exc:
         _cannot_start([exc.problem], settings.log_format)
         return EXIT_START
-    except _START_ERRORS as exc:
+    except NotifierError as exc:
+        # The ledger, Kafka security: each message names the variable or command to fix.
         _cannot_start([Problem("NOTIFIER_*", str(exc), "see the message")], settings.log_format)
         return EXIT_START
-    except _CONFIG_ERRORS as exc:
-        # `check` runs the same validations first; this is the net under it.
-        _cannot_start([Problem("NOTIFIER_*", str(exc), "see the message")], settings.log_format)
-        return EXIT_CONFIG
     finally:
         tracing.shutdown()  # exports the spans still queued
     log.info("stopped")

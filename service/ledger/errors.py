@@ -1,4 +1,5 @@
-"""The ledger's error tree; messages never carry personal data.
+"""The ledger's branch of the service's one error tree (service/errors.py draws all of it);
+messages never carry personal data.
 
 LedgerError                  anything the ledger cannot do (a bug, a constraint, a bad row)
 +-- LedgerUnavailableError   the database cannot be reached now (refused, reset, timed out,
@@ -9,10 +10,12 @@ LedgerError                  anything the ledger cannot do (a bug, a constraint,
 
 from __future__ import annotations
 
+from service.errors import NotifierError
+
 __all__ = ["LedgerError", "LedgerUnavailableError", "SchemaOutOfDateError"]
 
 
-class LedgerError(Exception):
+class LedgerError(NotifierError):
     """The ledger could not do what was asked."""
 
 

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 from aiokafka import codec
 
+from service.errors import ConfigError
+
 __all__ = ["MissingCodecError", "check_codecs"]
 
 
-class MissingCodecError(ValueError):
+class MissingCodecError(ConfigError):
     """A Kafka codec the service must read is not installed (an image built without cramjam).
 
-    A ValueError so that `run` reports it as the start-up error it is (one line, exit 2).
+    A ConfigError so that `run` reports it as the start-up error it is (one line, exit 2).
     """
+
+    fix = "install the service with its dependencies (aiokafka[lz4,snappy,zstd], i.e. cramjam)"
 
 
 def check_codecs() -> None:

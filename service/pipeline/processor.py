@@ -13,9 +13,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from typing import Protocol
 
-from service.channels.base import OutboundMessage
+from service.channels.base import DispatchOutcome, OutboundMessage
 from service.events import (
     Channel,
     DeliveryResult,
@@ -39,29 +39,6 @@ __all__ = ["NotificationProcessor"]
 log = logging.getLogger(__name__)
 
 
-class DispatchOutcomeLike(Protocol):
-    @property
-    def status(self) -> Literal["sent", "failed", "unknown"]: ...
-    @property
-    def reason(self) -> str: ...
-    @property
-    def provider(self) -> str | None: ...
-    @property
-    def provider_message_id(self) -> str | None: ...
-    @property
-    def provider_code(self) -> str | None: ...
-    @property
-    def attempts(self) -> int: ...
-    @property
-    def first_attempt_at(self) -> datetime | None: ...
-    @property
-    def finished_at(self) -> datetime | None: ...
-    @property
-    def opt_out(self) -> bool: ...
-    @property
-    def dead_token(self) -> bool: ...
-
-
 class SendHold(Protocol):
     """The operator pause (service.pipeline.pause + service.ledger.controls)."""
 
@@ -74,7 +51,7 @@ class SendHold(Protocol):
 
 
 class Dispatch(Protocol):
-    async def dispatch(self, message: OutboundMessage) -> DispatchOutcomeLike: ...
+    async def dispatch(self, message: OutboundMessage) -> DispatchOutcome: ...
 
 
 class Render(Protocol):
@@ -95,12 +72,6 @@ AfterEvent = Callable[
     [LoanOverdueEvent, Sequence[PlannedNotification], Sequence[DeliveryResult]], Awaitable[None]
 ]
 LocaleResolver = Callable[[LoanOverdueEvent], str]
-
-_STATUS = {
-    "sent": DeliveryStatus.SENT,
-    "failed": DeliveryStatus.FAILED,
-    "unknown": DeliveryStatus.UNKNOWN,
-}
 
 
 class NotificationProcessor:
@@ -376,12 +347,8 @@ class NotificationProcessor:
             tracing.annotate(
                 {"notifier.status": outcome.status, "notifier.reason": outcome.reason}, span
             )
-        reason = outcome.reason
-        if outcome.opt_out:
-            reason = "opted_out_by_provider"
-        elif outcome.dead_token:
-            reason = "token_unregistered"
-        status = _STATUS[outcome.status]
+        # The dispatcher's reason is final: an opt-out or a dead token is its own reason there.
+        reason, status = outcome.reason, outcome.status
         if status is DeliveryStatus.SENT:
             metrics.LAST_SEND.labels(channel=lead.plan.channel.value).set(time.time())
         return [
@@ -453,12 +420,8 @@ class NotificationProcessor:
             tracing.annotate(
                 {"notifier.status": outcome.status, "notifier.reason": outcome.reason}, span
             )
-        reason = outcome.reason
-        if outcome.opt_out:
-            reason = "opted_out_by_provider"
-        elif outcome.dead_token:
-            reason = "token_unregistered"
-        status = _STATUS[outcome.status]
+        # The dispatcher's reason is final: an opt-out or a dead token is its own reason there.
+        reason, status = outcome.reason, outcome.status
         if status is DeliveryStatus.SENT:
             metrics.LAST_SEND.labels(channel=plan.channel.value).set(time.time())
         return DeliveryResult(

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from service.errors import ConfigError
 from service.events import Channel, RiskLevel
 from service.policy.model import CallCaps, ContactRules, ContactWindow, FrequencyCaps, Stage
 
@@ -33,8 +34,11 @@ __all__ = [
 DEFAULT_POLICY_RESOURCE = "default_policy.yaml"
 
 
-class PolicyError(Exception):
+class PolicyError(ConfigError):
     """The policy file cannot be used; the message names the file, the key and the reason."""
+
+    variable = "NOTIFIER_POLICY_FILE"
+    fix = "point it at a readable, valid policy YAML, or unset it for the shipped policy"
 
 
 class _Strict(BaseModel):

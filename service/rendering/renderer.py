@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
+from service.errors import ConfigError
 from service.events import Channel, LoanOverdueEvent, TemplateRef
 from service.policy.model import PlannedNotification
 from service.rendering.filters import FILTERS, mask_loan_id
@@ -67,8 +68,14 @@ TEMPLATE_VARIABLES = frozenset(
 DIGEST_TEMPLATE = "digest"
 
 
-class TemplateConfigError(Exception):
+class TemplateConfigError(ConfigError):
     """A template is missing, does not compile, or uses an unknown variable. Names the file."""
+
+    variable = "NOTIFIER_TEMPLATES_DIR"
+    fix = (
+        "point it at a directory of <locale>/<template>.j2 files covering the policy, or unset "
+        "it for the shipped templates"
+    )
 
 
 class RenderError(Exception):

@@ -149,10 +149,11 @@ async def test_permanent_error_is_not_retried(fake_twilio: FakeTwilio) -> None:
     assert len(fake_twilio.requests) == 1
 
 
-async def test_opt_out_and_dead_token_flags_reach_the_outcome(
+async def test_opt_out_and_dead_token_are_their_own_reasons(
     fake_twilio: FakeTwilio, fake_fcm: FakeFcm
 ) -> None:
-    """21610 sets opt_out, UNREGISTERED sets dead_token, so the processor can record them."""
+    """21610 (RecipientOptedOut) ends `opted_out_by_provider`, UNREGISTERED (TokenUnregistered)
+    `token_unregistered`, each after one request: the reasons the ledger and upstream act on."""
     fake_twilio.unsubscribed.add(PHONE)
     fake_fcm.unregistered_tokens.add(TOKEN)
     routes: dict[str, Sender] = {
@@ -165,11 +166,17 @@ async def test_opt_out_and_dead_token_flags_reach_the_outcome(
         push = await d.dispatch(push_message())
     finally:
         await d.aclose()
-    assert sms.opt_out
-    assert not sms.dead_token
-    assert push.dead_token
-    assert not push.opt_out
-    assert push.provider_code == "UNREGISTERED"
+    assert (sms.status, sms.reason, sms.provider_code) == (
+        "failed",
+        "opted_out_by_provider",
+        "21610",
+    )
+    assert (push.status, push.reason, push.provider_code) == (
+        "failed",
+        "token_unregistered",
+        "UNREGISTERED",
+    )
+    assert (sms.attempts, push.attempts) == (1, 1)
 
 
 async def test_misconfiguration_is_its_own_reason(fake_fcm: FakeFcm) -> None:
@@ -284,7 +291,7 @@ async def test_logs_carry_no_phone_or_token(
         await d.aclose()
     assert [o.reason for o in outcomes] == [
         "sent",
-        "provider_rejected",
+        "token_unregistered",
         "provider_rejected",
         "ambiguous_timeout",
         "no_route",

@@ -10,6 +10,9 @@ import pytest
 from service.channels.errors import (
     AmbiguousProviderError,
     PermanentProviderError,
+    ProviderError,
+    ProviderMisconfigured,
+    TokenUnregistered,
     TransientProviderError,
 )
 from service.channels.fcm import FcmSender
@@ -92,27 +95,26 @@ async def test_second_401_is_permanent_and_alerts(fake_fcm: FakeFcm) -> None:
     fake_fcm.script(Reply(401, fcm_unauthenticated()), count=2)
     sender = fcm_sender(fake_fcm)
     try:
-        with pytest.raises(PermanentProviderError) as caught:
+        with pytest.raises(ProviderMisconfigured) as caught:
             await sender.send(push_message())
     finally:
         await sender.aclose()
-    assert caught.value.alert
     assert caught.value.code == "UNAUTHENTICATED"
     assert len(fake_fcm.token_requests) == 2
     assert len(fake_fcm.sends) == 2
 
 
 @pytest.mark.parametrize(
-    ("error_code", "dead_token", "alert"),
+    ("error_code", "error"),
     [
-        ("UNREGISTERED", True, False),
-        ("INVALID_ARGUMENT", False, False),
-        ("SENDER_ID_MISMATCH", False, True),
-        ("THIRD_PARTY_AUTH_ERROR", False, True),
+        ("UNREGISTERED", TokenUnregistered),
+        ("INVALID_ARGUMENT", PermanentProviderError),
+        ("SENDER_ID_MISMATCH", ProviderMisconfigured),
+        ("THIRD_PARTY_AUTH_ERROR", ProviderMisconfigured),
     ],
 )
 async def test_permanent_errors(
-    fake_fcm: FakeFcm, error_code: str, dead_token: bool, alert: bool
+    fake_fcm: FakeFcm, error_code: str, error: type[ProviderError]
 ) -> None:
     """FCM's permanent errors are not retried; UNREGISTERED drops the token, auth errors alert."""
     fake_fcm.reject_next(error_code)
@@ -123,8 +125,7 @@ async def test_permanent_errors(
     finally:
         await sender.aclose()
     assert caught.value.code == error_code
-    assert caught.value.dead_token is dead_token
-    assert caught.value.alert is alert
+    assert type(caught.value) is error
     assert len(fake_fcm.sends) == 1  # THIRD_PARTY_AUTH_ERROR (401) is not a token refresh
     assert len(fake_fcm.token_requests) == 1
 
@@ -144,15 +145,15 @@ async def test_transient_errors_carry_retry_after(fake_fcm: FakeFcm, error_code:
 
 
 async def test_unregistered_device_is_reported_dead(fake_fcm: FakeFcm) -> None:
-    """A token FCM no longer knows answers 404 UNREGISTERED: dead_token, so upstream drops it."""
+    """A token FCM no longer knows answers 404 UNREGISTERED: TokenUnregistered, so upstream
+    drops it."""
     fake_fcm.unregistered_tokens.add(TOKEN)
     sender = fcm_sender(fake_fcm)
     try:
-        with pytest.raises(PermanentProviderError) as caught:
+        with pytest.raises(TokenUnregistered) as caught:
             await sender.send(push_message())
     finally:
         await sender.aclose()
-    assert caught.value.dead_token
     assert TOKEN not in str(caught.value)
 
 
@@ -175,12 +176,11 @@ async def test_refused_assertion_is_permanent_and_alerts(fake_fcm: FakeFcm) -> N
     fake_fcm.fail_token_next(status=400)
     sender = fcm_sender(fake_fcm)
     try:
-        with pytest.raises(PermanentProviderError) as caught:
+        with pytest.raises(ProviderMisconfigured) as caught:
             await sender.send(push_message())
     finally:
         await sender.aclose()
     assert caught.value.code == "oauth_invalid_grant"
-    assert caught.value.alert
     assert fake_fcm.sends == []
 
 

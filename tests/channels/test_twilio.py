@@ -8,7 +8,9 @@ import pytest
 
 from service.channels.errors import (
     AmbiguousProviderError,
-    PermanentProviderError,
+    ProviderMisconfigured,
+    RecipientOptedOut,
+    RecipientRefused,
     TransientProviderError,
 )
 from service.channels.twilio import TwilioSender
@@ -75,41 +77,39 @@ async def test_server_errors_are_transient(fake_twilio: FakeTwilio, status: int)
 
 @pytest.mark.parametrize("code", [21211, 21614, 30006])
 async def test_recipient_errors_are_permanent(fake_twilio: FakeTwilio, code: int) -> None:
-    """Invalid number, not a mobile, landline: permanent, with Twilio's code, no opt-out."""
+    """Invalid number, not a mobile, landline: a refusal of the recipient, with Twilio's code,
+    neither an opt-out nor our misconfiguration."""
     fake_twilio.reject_next(code)
     sender = twilio_sender(fake_twilio)
     try:
-        with pytest.raises(PermanentProviderError) as caught:
+        with pytest.raises(RecipientRefused) as caught:
             await sender.send(sms_message())
     finally:
         await sender.aclose()
     assert caught.value.code == str(code)
-    assert not caught.value.opt_out
-    assert not caught.value.alert
+    assert type(caught.value) is RecipientRefused
 
 
 async def test_unsubscribed_recipient_records_opt_out(fake_twilio: FakeTwilio) -> None:
-    """21610 (the borrower replied STOP) is permanent and flags an opt-out."""
+    """21610 (the borrower replied STOP) is a RecipientOptedOut, so the opt-out is recorded."""
     fake_twilio.unsubscribed.add(PHONE)
     sender = twilio_sender(fake_twilio)
     try:
-        with pytest.raises(PermanentProviderError) as caught:
+        with pytest.raises(RecipientOptedOut) as caught:
             await sender.send(sms_message())
     finally:
         await sender.aclose()
     assert caught.value.code == "21610"
-    assert caught.value.opt_out
 
 
 async def test_wrong_credentials_are_permanent_and_alert(fake_twilio: FakeTwilio) -> None:
-    """401 from Twilio means our credentials are wrong: permanent, alert, no PII in the error."""
+    """401 from Twilio means our credentials are wrong: ProviderMisconfigured, no PII in it."""
     sender = twilio_sender(fake_twilio, auth_token="wrong")
     try:
-        with pytest.raises(PermanentProviderError) as caught:
+        with pytest.raises(ProviderMisconfigured) as caught:
             await sender.send(sms_message())
     finally:
         await sender.aclose()
-    assert caught.value.alert
     assert caught.value.code == "20003"
     assert PHONE not in str(caught.value)
 

@@ -10,8 +10,10 @@ import os
 import shutil
 import signal
 import socket
+import socketserver
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -319,3 +321,80 @@ def test_run_refuses_an_unknown_trace_sampler_and_names_the_variable(tmp_path: P
     done = run_service(tmp_path, env)
     assert done.returncode == 2
     one_cannot_start_line(done, "OTEL_TRACES_SAMPLER")
+
+
+# Failures `config check` cannot foresee reach the start-up net in service/cli/run.py, which
+# decides by the error tree (service/errors.py): each still ends in one line and its exit code.
+
+
+@contextlib.contextmanager
+def plaintext_listener() -> Iterator[int]:
+    """A TCP port that answers anything with a line of plain text and hangs up (not TLS)."""
+
+    class Answer(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Answer) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield server.server_address[1]
+        finally:
+            server.shutdown()
+
+
+def test_tls_against_a_plaintext_port_is_one_line(tmp_path: Path) -> None:
+    """NOTIFIER_KAFKA_SECURITY_PROTOCOL=SSL against a broker port that does not speak TLS
+    (a KafkaSecurityError, under NotifierError) exits 3 in one line naming the setting."""
+    with plaintext_listener() as port:
+        env = {
+            "NOTIFIER_KAFKA_SECURITY_PROTOCOL": "SSL",
+            "NOTIFIER_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
+        }
+        done = run_service(tmp_path, env)
+    assert done.returncode == 3, done.stderr
+    line = one_cannot_start_line(done, "NOTIFIER_KAFKA_SECURITY_PROTOCOL")
+    assert "does that port speak TLS" in line
+
+
+def test_a_corrupt_ledger_file_is_one_line(tmp_path: Path) -> None:
+    """A SQLite ledger file that is not a database passes `config check` (it exists and is
+    writable) and fails to connect: a LedgerError, exit 3 in one line, no traceback."""
+    (tmp_path / "ledger.sqlite3").write_bytes(b"not a database, " * 256)
+    done = run_service(tmp_path, {})
+    assert done.returncode == 3, done.stderr
+    assert "ledger connect failed" in one_cannot_start_line(done, "NOTIFIER_*")
+
+
+def test_an_image_without_a_kafka_codec_is_a_configuration_error(
+    tmp_path: Path, kafka_broker: EmbeddedBroker, migrated: dict[str, str]
+) -> None:
+    """A service installed without zstd support (cramjam missing, simulated in the started
+    process) stops at the consumer with MissingCodecError, a ConfigError: exit 2, one line
+    saying what to install."""
+    env = service_env(
+        tmp_path,
+        {
+            **migrated,
+            "NOTIFIER_KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
+            "NOTIFIER_KAFKA_IDEMPOTENT_PRODUCER": "false",
+        },
+    )
+    without_zstd = (
+        "import sys, aiokafka.codec as codec; codec.has_zstd = lambda: False; "
+        "from service.cli import main; sys.exit(main(['run']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", without_zstd],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    line = one_cannot_start_line(done, "NOTIFIER_*")
+    assert "Kafka codecs zstd are not available" in line
+    assert "fix: install the service with its dependencies" in line

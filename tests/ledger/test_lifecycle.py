@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from service.channels.base import OutboundMessage
+from service.channels.base import DispatchOutcome, OutboundMessage
 from service.cli import db as db_cli
 from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent, TemplateRef
 from service.ledger.api import AdmissionKind
@@ -30,7 +30,7 @@ from service.rendering.model import DigestSummary, PushContent, RenderedMessage,
 from tests.factories import event_dict
 from tests.ledger.conftest import HASH_KEY, LedgerFactory
 from tests.ledger.helpers import MORNING_NY, NEXT_OPENING_NY, NIGHT_NY, make_plan, outcome
-from tests.ledger.test_with_processor import Clock, Outcome
+from tests.ledger.test_with_processor import Clock, sent_outcome
 
 
 class Recorder:
@@ -61,11 +61,11 @@ class Recorder:
             return RenderedMessage(plan.channel, ref, locale, sms=SmsContent("hi", "GSM-7", 1))
         return RenderedMessage(plan.channel, ref, locale, push=PushContent("t", "b"))
 
-    async def dispatch(self, message: OutboundMessage) -> Outcome:
+    async def dispatch(self, message: OutboundMessage) -> DispatchOutcome:
         loan, amount, dpd = self._rendered[message.notification_id]
         self.sent.append((loan, message.channel.value, amount, dpd))
         self.sent_channels.append(message.channel.value)
-        return Outcome()
+        return sent_outcome()
 
 
 def worker(

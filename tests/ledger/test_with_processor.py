@@ -6,13 +6,11 @@ against their fake servers elsewhere); planner and renderer are the smallest val
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
 
 import pytest
 
-from service.channels.base import OutboundMessage
+from service.channels.base import DispatchOutcome, OutboundMessage
 from service.events import Channel, DeliveryStatus, LoanOverdueEvent, TemplateRef
 from service.ledger.errors import LedgerUnavailableError
 from service.ledger.sql import SqlLedger
@@ -24,27 +22,20 @@ from tests.ledger.conftest import LedgerFactory
 from tests.ledger.helpers import NEXT_OPENING_NY, NIGHT_NY, make_event, make_plan
 
 
-@dataclass(frozen=True)
-class Outcome:
-    status: Literal["sent", "failed", "unknown"] = "sent"
-    reason: str = "sent"
-    provider: str | None = "recorder"
-    provider_message_id: str | None = "m-1"
-    provider_code: str | None = None
-    attempts: int = 1
-    first_attempt_at: datetime | None = None
-    finished_at: datetime | None = None
-    opt_out: bool = False
-    dead_token: bool = False
+def sent_outcome() -> DispatchOutcome:
+    """What the channel layer answers for an accepted send."""
+    return DispatchOutcome(
+        DeliveryStatus.SENT, "sent", "recorder", provider_message_id="m-1", attempts=1
+    )
 
 
 class RecordingDispatcher:
     def __init__(self) -> None:
         self.sent: list[str] = []
 
-    async def dispatch(self, message: OutboundMessage) -> Outcome:
+    async def dispatch(self, message: OutboundMessage) -> DispatchOutcome:
         self.sent.append(message.notification_id)
-        return Outcome()
+        return sent_outcome()
 
 
 class Renderer:

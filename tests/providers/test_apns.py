@@ -17,6 +17,8 @@ from service.channels.apns import ApnsConfig, ApnsSender
 from service.channels.errors import (
     AmbiguousProviderError,
     PermanentProviderError,
+    ProviderMisconfigured,
+    TokenUnregistered,
     TransientProviderError,
 )
 from service.channels.push_options import collapse_id
@@ -131,11 +133,10 @@ async def test_expired_provider_token_is_refreshed_and_retried_once(
 async def test_dead_tokens_are_flagged(
     sender: ApnsSender, apns: FakeApns, status: int, reason: str
 ) -> None:
-    """410 Unregistered and 400 BadDeviceToken fail permanently with dead_token set."""
+    """410 Unregistered and 400 BadDeviceToken fail as TokenUnregistered."""
     apns.answers.append(ApnsAnswer(status, reason))
-    with pytest.raises(PermanentProviderError) as caught:
+    with pytest.raises(TokenUnregistered) as caught:
         await sender.send(MESSAGE)
-    assert caught.value.dead_token
     assert caught.value.code == reason
 
 
@@ -144,7 +145,7 @@ async def test_payload_too_large_is_permanent(sender: ApnsSender, apns: FakeApns
     apns.answers.append(ApnsAnswer(413, "PayloadTooLarge"))
     with pytest.raises(PermanentProviderError) as caught:
         await sender.send(MESSAGE)
-    assert not caught.value.dead_token
+    assert type(caught.value) is PermanentProviderError
 
 
 @pytest.mark.parametrize(
@@ -162,7 +163,7 @@ async def test_busy_answers_are_transient(
 
 
 async def test_bad_key_alerts(apns: FakeApns, clock: ManualClock) -> None:
-    """A JWT signed with the wrong key is refused as InvalidProviderToken, with alert set."""
+    """A JWT signed with the wrong key is refused as InvalidProviderToken: ProviderMisconfigured."""
     other = (
         ec.generate_private_key(ec.SECP256R1())
         .private_bytes(
@@ -174,11 +175,11 @@ async def test_bad_key_alerts(apns: FakeApns, clock: ManualClock) -> None:
     )
     adapter = ApnsSender(ApnsConfig(apns.base_url, other, KEY_ID, TEAM_ID, TOPIC), clock=clock)
     try:
-        with pytest.raises(PermanentProviderError) as caught:
+        with pytest.raises(ProviderMisconfigured) as caught:
             await adapter.send(MESSAGE)
     finally:
         await adapter.aclose()
-    assert caught.value.alert
+    assert caught.value.code == "InvalidProviderToken"
 
 
 async def test_hang_is_ambiguous(sender: ApnsSender, apns: FakeApns) -> None:

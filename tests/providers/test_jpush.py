@@ -10,6 +10,8 @@ import pytest
 from service.channels.errors import (
     AmbiguousProviderError,
     PermanentProviderError,
+    ProviderMisconfigured,
+    TokenUnregistered,
     TransientProviderError,
 )
 from service.channels.jpush import JPushConfig, JPushSender
@@ -60,11 +62,10 @@ async def test_wrong_secret_alerts(jpush: FakeJPush) -> None:
     """A 401 with code 1004 fails permanently and raises an alert."""
     adapter = JPushSender(JPushConfig(jpush.base_url, "appkey123", "wrong"))
     try:
-        with pytest.raises(PermanentProviderError) as caught:
+        with pytest.raises(ProviderMisconfigured) as caught:
             await adapter.send(MESSAGE)
     finally:
         await adapter.aclose()
-    assert caught.value.alert
     assert caught.value.code == "1004"
 
 
@@ -73,9 +74,8 @@ async def test_unknown_registration_id_is_a_dead_token(
 ) -> None:
     """Code 1011 (no such target) marks the token dead."""
     jpush.answers.append(JPushAnswer(400, 1011))
-    with pytest.raises(PermanentProviderError) as caught:
+    with pytest.raises(TokenUnregistered):
         await sender.send(MESSAGE)
-    assert caught.value.dead_token
 
 
 @pytest.mark.parametrize("code", [1002, 1003, 1005, 1008, 1020])
@@ -87,7 +87,7 @@ async def test_request_errors_are_permanent(
     with pytest.raises(PermanentProviderError) as caught:
         await sender.send(MESSAGE)
     assert caught.value.code == str(code)
-    assert not caught.value.dead_token
+    assert not isinstance(caught.value, TokenUnregistered)
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,6 @@ from service.channels.smpp.pdu import (
 )
 from service.channels.smpp.receipt import is_receipt, parse_receipt
 from service.channels.smpp.status import (
-    ALERT_STATUSES,
     THROTTLING_STATUSES,
     error_for_status,
     status_code,
@@ -312,11 +311,10 @@ class SmppSender:
 
     async def _wait_link(self) -> _Link:
         if not await self.wait_bound(self._config.bind_wait_s) or self._link is None:
-            alert = self._last_bind_status in ALERT_STATUSES
+            # A refused bind (ALERT_STATUSES) stays transient: the session keeps rebinding, and
+            # notifier_smpp_bound says it is down (see service/channels/errors.py).
             code = status_code(self._last_bind_status) if self._last_bind_status else None
-            raise TransientProviderError(
-                "no bound SMPP session", provider=self.provider, code=code, alert=alert
-            )
+            raise TransientProviderError("no bound SMPP session", provider=self.provider, code=code)
         return self._link
 
     def _next_sequence(self) -> int:

@@ -3,12 +3,19 @@
 Transient: the SMSC is busy or broken right now (throttled, queue full, system error).
 Permanent: the message itself is refused (bad address, bad length, ...); any status not listed
 is permanent too, because an unknown refusal repeated will be refused again.
-Alert: our bind credentials or account are wrong; every message will fail until someone fixes it.
+Misconfigured (alert statuses): our bind credentials or account are wrong; every message will
+fail until someone fixes it. Recipient refused: the destination address is invalid.
 """
 
 from __future__ import annotations
 
-from service.channels.errors import PermanentProviderError, ProviderError, TransientProviderError
+from service.channels.errors import (
+    PermanentProviderError,
+    ProviderError,
+    ProviderMisconfigured,
+    RecipientRefused,
+    TransientProviderError,
+)
 from service.channels.smpp.pdu import CommandStatus as S
 
 __all__ = ["STATUS_NAMES", "TRANSIENT_STATUSES", "error_for_status"]
@@ -54,6 +61,8 @@ def error_for_status(
         return TransientProviderError(
             message, provider=provider, code=status_code(status), retry_after=retry_after
         )
-    return PermanentProviderError(
-        message, provider=provider, code=status_code(status), alert=status in ALERT_STATUSES
-    )
+    if status in ALERT_STATUSES:
+        return ProviderMisconfigured(message, provider=provider, code=status_code(status))
+    if status == S.ESME_RINVDSTADR:
+        return RecipientRefused(message, provider=provider, code=status_code(status))
+    return PermanentProviderError(message, provider=provider, code=status_code(status))
