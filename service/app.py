@@ -1,4 +1,7 @@
-"""Wiring: settings in, a running service out. The only module that knows every room.
+"""The running service: settings in, a consumer-group member out.
+
+Each part is built by the composition root (service/wiring/: channels, kafka, receipts,
+pipeline); this module puts them together in start-up order and owns their lifecycle.
 
 Lifecycle (arq-style): start every dependency or fail naming it; consume until asked to stop;
 on SIGTERM stop fetching, give in-flight work `shutdown_grace_s`, cancel the rest, commit,

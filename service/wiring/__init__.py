@@ -7,6 +7,8 @@ keyword arguments and never imports `service.config`; a test walks their imports
     channels   the dispatcher, its routes, senders, breakers and rate limits
     kafka      the consumer, the producer, topic creation
     receipts   the receipt webhook's config and routes
+    pipeline   policy and templates, the ledger, the processor, the scheduler, the engine's
+               config: one builder for `run`, the simulation and the bench
 
 `service.app.NotifierApp` puts them together into the running service.
 """
