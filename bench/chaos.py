@@ -17,7 +17,10 @@ Then it waits until the group's committed offsets cover every event and reports 
 - never_reached_without_escalation: events whose borrower got no SMS or push and that have no
   `unreached` result (target 0)
 - restart_to_first_send_s: per restart, seconds from process start to the first request the
-  fakes received afterwards
+  fakes received afterwards; restart_phases_s splits them (spawn, imports, start-up and group
+  join, joined to first send; docs/operations.md, "Restart after a crash")
+- reconciliation_settled_s: how long after the last commit the results kept growing (Twilio
+  reconciliation and its one resend run after the offsets are committed)
 
 The invariants (not the timings) are what tests/e2e/test_crash.py asserts on a small run.
 """
@@ -116,19 +119,49 @@ def _fakes(log: _Log) -> tuple[Any, Any]:
     return ChaosTwilio, ChaosFcm
 
 
-def _service_main(settings: dict[str, Any], clock_offset_s: float) -> None:
-    """The child: the service as `run` builds it, on the bench clock, until it is killed."""
+def _service_main(settings: dict[str, Any], clock_offset_s: float, phases: str = "") -> None:
+    """The child: the service as `run` builds it, on the bench clock, until it is killed.
+
+    `phases`: a file this process appends its start-up moments to (time.monotonic(), the
+    same clock as the parent's on Linux): main (the interpreter is up), imported (the
+    service's modules are loaded), joined (the consumer has its partitions).
+    """
+    marks: dict[str, float] = {"main": time.monotonic()}
     from bench.consumers import _clock
     from service.app import NotifierApp
     from service.config import Settings
 
+    marks["imported"] = time.monotonic()
     app = NotifierApp(Settings(**settings), clock=_clock(clock_offset_s), out=sys.stderr)
-    asyncio.run(app.run())
+
+    async def watch_join() -> None:
+        # (the app's membership counts joins; polled, there is no event to await)
+        while app.membership is None or not app.membership.joined:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        marks["joined"] = time.monotonic()
+        if phases:
+            await asyncio.to_thread(_append_line, phases, json.dumps(marks))
+
+    async def main() -> None:
+        watcher = asyncio.create_task(watch_join())
+        try:
+            await app.run()
+        finally:
+            watcher.cancel()
+
+    asyncio.run(main())
 
 
-def _start(settings: dict[str, Any], offset: float) -> BaseProcess:
+def _append_line(path: str, line: str) -> None:
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(line + "\n")
+
+
+def _start(settings: dict[str, Any], offset: float, phases: str = "") -> BaseProcess:
     ctx = multiprocessing.get_context("spawn")
-    process = ctx.Process(target=_service_main, args=(settings, offset), name="chaos-service")
+    process = ctx.Process(
+        target=_service_main, args=(settings, offset, phases), name="chaos-service"
+    )
     process.start()
     return process
 
@@ -167,6 +200,58 @@ async def _read_results(bootstrap: str, topic: str, partitions: int) -> list[dic
     finally:
         await consumer.stop()
     return out
+
+
+async def _settle(bootstrap: str, topic: str, partitions: int, deadline: float) -> float:
+    """When the results topic has not grown for 5 s (or at the deadline)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        last, since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            total = sum((await consumer.end_offsets(tps)).values())
+            if total != last:
+                last, since = total, time.monotonic()
+            elif time.monotonic() - since >= 5.0:
+                return since
+            await asyncio.sleep(0.5)
+    finally:
+        await consumer.stop()
+    return time.monotonic()
+
+
+def _restart_phases(
+    path: Path, restarts: list[float], log: _Log
+) -> tuple[list[float | None], list[dict[str, float]]]:
+    """Per restart: seconds from spawn to the first send, and where they went (see
+    _service_main). The first send is the first request after the new process's imports:
+    it cannot send before, and a request the fakes log earlier was written by the killed
+    process and read late by the (loaded) fake server."""
+    runs = (
+        [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        if path.exists()
+        else []
+    )
+    firsts: list[float | None] = []
+    phases = []
+    for t in restarts:
+        run = next((r for r in runs if r["main"] >= t), None)
+        after = log.requests_since(run["imported"] if run is not None else t)
+        firsts.append(round(after[0] - t, 2) if after else None)
+        if run is None or not after:
+            continue
+        phases.append(
+            {
+                "spawn": round(run["main"] - t, 2),
+                "imports": round(run["imported"] - run["main"], 2),
+                "start_and_join": round(run["joined"] - run["imported"], 2),
+                "joined_to_first_send": round(after[0] - run["joined"], 2),
+            }
+        )
+    return firsts, phases
 
 
 async def _attempt_times(url: str) -> list[tuple[str, datetime | None]]:
@@ -263,6 +348,10 @@ async def run_chaos(options: ChaosOptions, say: Any = None) -> dict[str, Any]:
                 send_backoff_max_s=0.5,
                 log_level="WARNING",
                 reconcile_delay_s=1.0,
+                # Tansu answers a static member's JoinGroup after max(3 s, session / 2) and its
+                # SyncGroup after 3 s (docs/operations.md, "Restart"): the Kafka minimum keeps
+                # the rejoin at the broker's 6 s floor.
+                kafka_session_timeout_ms=6_000,
             )
             topic, results_topic = settings["input_topic"], settings["results_topic"]
             await create_topics(
@@ -272,7 +361,8 @@ async def run_chaos(options: ChaosOptions, say: Any = None) -> dict[str, Any]:
             await _load(bootstrap, topic, options.events, today, offset)
             note(f"[chaos] {options.events} events loaded; starting the service")
             started = time.monotonic()
-            process = _start(settings, offset)
+            phases = str(workdir / "phases.jsonl")
+            process = _start(settings, offset, phases)
             restarts: list[float] = []
             deadline = started + options.timeout_s
             from aiokafka.admin import AIOKafkaAdminClient
@@ -321,12 +411,15 @@ async def run_chaos(options: ChaosOptions, say: Any = None) -> dict[str, Any]:
                     )
                     note(f"[chaos] kill {k + 1}: {in_flight} requests in flight")
                     restarts.append(time.monotonic())
-                    process = _start(settings, offset)
+                    process = _start(settings, offset, phases)
                 while not await all_done():
                     if time.monotonic() > deadline or not process.is_alive():
                         raise RuntimeError("the events were not all committed in time")
                     await asyncio.sleep(0.5)
                 finished = time.monotonic()
+                # Reconciliation runs after the offsets are committed (Twilio is asked once
+                # its list delay has passed): wait until the results stop growing.
+                settled = await _settle(bootstrap, results_topic, options.partitions, deadline)
             finally:
                 await admin.close()
                 if process.is_alive():
@@ -336,8 +429,12 @@ async def run_chaos(options: ChaosOptions, say: Any = None) -> dict[str, Any]:
                         process.kill()
             results = await _read_results(bootstrap, results_topic, options.partitions)
             unknown_rows = await _attempt_times(ledger_url)
-    report = _report(options, log, kills, restarts, results, unknown_rows)
+    report = _report(options, log, kills, results, unknown_rows)
+    firsts, restart_phases = _restart_phases(Path(phases), restarts, log)
+    report["restart_to_first_send_s"] = firsts
+    report["restart_phases_s"] = restart_phases
     report["seconds"] = round(finished - started, 1)
+    report["reconciliation_settled_s"] = round(settled - finished, 1)
     return report
 
 
@@ -345,7 +442,6 @@ def _report(
     options: ChaosOptions,
     log: _Log,
     kills: list[dict[str, Any]],
-    restarts: list[float],
     results: list[dict[str, Any]],
     unknown_rows: Sequence[tuple[str, datetime | None]],
 ) -> dict[str, Any]:
@@ -373,8 +469,8 @@ def _report(
             never_reached += 1
     # Unknown results, each attributed to the kill whose restart decided it.
     unknown_ids = {r["notification_id"] for r in results if r["status"] == "unknown"}
-    sent_ids = {r["notification_id"] for r in results if r["status"] == "sent"}
-    # Unknown after reconciliation: no later `sent` for the notification.
+    sent_ids = {r["notification_id"] for r in results if r["status"] in ("sent", "failed")}
+    # Unknown after reconciliation: no later `sent` (found, or resent) or `failed` (resent).
     unknown_final = unknown_ids - sent_ids
     per_kill = [0] * len(kills)
     for nid, at in unknown_rows:
@@ -382,10 +478,6 @@ def _report(
             continue
         index = max((i for i, k in enumerate(kills) if k["wall"] <= at), default=0)
         per_kill[index] += 1
-    restart_to_first: list[float | None] = []
-    for t in restarts:
-        after = log.requests_since(t)
-        restart_to_first.append(round(after[0] - t, 2) if after else None)
     return {
         "bench": "overdue-notifier chaos",
         "events": options.events,
@@ -408,7 +500,7 @@ def _report(
         "in_flight_per_kill": [k["in_flight"] for k in kills],
         "escalated_events": escalated,
         "never_reached_without_escalation": never_reached,
-        "restart_to_first_send_s": restart_to_first,
+        "restart_to_first_send_s": [],  # set by run_chaos (_restart_phases)
         "results_by_status": dict(Counter(r["status"] for r in results)),
         "results_by_reason": dict(Counter(f"{r['status']}:{r['reason']}" for r in results)),
     }

@@ -29,9 +29,11 @@ from sqlalchemy.engine import make_url
 
 from service import __version__
 from service.channels.dispatch import Dispatcher
+from service.channels.http_gateway import HttpGatewaySender
 from service.channels.twilio import TwilioSender
 from service.config import Settings
 from service.coverage import CoverageMonitor
+from service.events import DeliveryResult, LoanOverdueEvent
 from service.handoff import CollectorTasks, EventEscalation, TaskStore, initialise_task_series
 from service.kafka_preflight import check_tls
 from service.ledger.api import NotificationLedger
@@ -45,7 +47,8 @@ from service.pipeline.engine import ConsumerEngine
 from service.pipeline.pause import PauseGate
 from service.pipeline.publisher import ResultPublisher
 from service.pipeline.readiness import GroupMembership, producer_connected
-from service.pipeline.reconcile import Reconciler
+from service.pipeline.reconcile import Reconciler, SmsFinder, resend_under_claim
+from service.policy.model import PlannedNotification
 from service.receipts.sink import LedgerReceiptSink
 from service.settings_check import StartupError
 from service.wiring.channels import build_dispatcher, route_plan
@@ -180,16 +183,38 @@ class NotifierApp:
             self.collector_tasks = collector_tasks
             initialise_task_series()
             escalation = EventEscalation(collector_tasks, policy, default_timezone=default_zone)
-            # Ambiguous SMS through Twilio: asked of its list API in the background (issue 15).
+            # Ambiguous SMS: asked of the providers that can say (Twilio's list API, an HTTP
+            # gateway's status query when configured) in the background (issue 15).
             reconciler = None
+            finders: dict[str, SmsFinder] = {}
             twilio = dispatcher.sender_named("twilio")
             if isinstance(twilio, TwilioSender):
+                finders[twilio.provider] = twilio
+            gateway = dispatcher.sender_named("http_gateway")
+            if isinstance(gateway, HttpGatewaySender) and gateway.can_query:
+                finders[gateway.provider] = gateway
+            if finders:
+
+                async def send_again(
+                    event: LoanOverdueEvent, plan: PlannedNotification, nid: str
+                ) -> DeliveryResult:
+                    return await processor.send_again(event, plan, nid)
+
                 reconciler = Reconciler(
-                    twilio,
+                    finders,
                     ledger,
                     publisher.publish_results,
                     clock=self.clock,
                     delay_s=s.reconcile_delay_s,
+                    # Not found after the delay, on every provider of its route: sent once
+                    # more under the same id.
+                    resend=resend_under_claim(
+                        take=sql_ledger.take_resend,
+                        send=send_again,
+                        records=ledger,
+                        clock=self.clock,
+                    ),
+                    providers_for=dispatcher.sms_providers_for,
                 )
                 reconcile_task = asyncio.create_task(reconciler.run(self._stop), name="reconcile")
                 stack.push_async_callback(_cancel, reconcile_task)

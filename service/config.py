@@ -519,6 +519,30 @@ class HttpGatewaySettings(BaseModel):
     http_gateway_unknown_code: Literal["transient", "permanent"] = Field(
         "permanent", description="How a result code in none of the lists is treated."
     )
+    http_gateway_query_url: str = Field(
+        "",
+        description="Reconciliation (off when empty): URL template of the gateway's status "
+        "query by our id, GET, placeholders {notification_id} {account} {password} {phone} "
+        "{phone_digits} {phone_national} (URL-encoded), e.g. "
+        "https://gw.example/sms/query?account={account}&uid={notification_id}. Needs "
+        "{notification_id} in the send body. Asked for an ambiguous SMS after "
+        "NOTIFIER_RECONCILE_DELAY_S: found -> sent; not found -> resent once.",
+    )
+    http_gateway_query_status_path: str = Field(
+        "status", description="Dotted path of the message's status in the query's answer."
+    )
+    http_gateway_query_message_id_path: str = Field(
+        "msgid", description="Dotted path of the gateway's message id in the query's answer."
+    )
+    http_gateway_query_found_statuses: list[str] = Field(
+        default_factory=lambda: ["accepted", "sent", "delivered", "undelivered"],
+        description="Query statuses meaning the gateway took the message (compared as text).",
+    )
+    http_gateway_query_not_found_statuses: list[str] = Field(
+        default_factory=lambda: ["not_found"],
+        description="Query statuses meaning the gateway never took it (HTTP 404 means the "
+        "same); any other status leaves the send unknown.",
+    )
 
 
 class PushSettings(BaseModel):

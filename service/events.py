@@ -2,6 +2,12 @@
 
 Everything that crosses Kafka is defined here and nowhere else. Input events are forward
 compatible (unknown fields are ignored); results are strict, because we produce them.
+
+A result is made in one place: `DeliveryResult.for_notification` (a decision about a
+notification, answering an event or a `ResultSubject`) and `.followed_by` (a later result of
+the same notification: a receipt, a reconciled send), which set the ids, the deterministic
+result id, the time and the Schema Registry id the same way for every room. Its `reason` is a
+member of `Reason`, the one list of codes.
 """
 
 from __future__ import annotations
@@ -11,9 +17,10 @@ import functools
 import importlib.resources
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Protocol, Self
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -33,6 +40,7 @@ from pydantic_core import PydanticCustomError
 
 __all__ = [
     "INPUT_SCHEMA_MAJOR",
+    "AnsweredEvent",
     "Borrower",
     "Channel",
     "DeliveryResult",
@@ -42,7 +50,9 @@ __all__ = [
     "LoanOverdueEvent",
     "PushProvider",
     "PushToken",
+    "Reason",
     "Repayment",
+    "ResultSubject",
     "RiskLevel",
     "TemplateRef",
     "result_id_for",
@@ -85,6 +95,65 @@ class DeliveryStatus(enum.StrEnum):
     DELIVERED = "delivered"
     UNDELIVERED = "undelivered"
     UNKNOWN = "unknown"
+
+
+class Reason(enum.StrEnum):
+    """Why a notification ended as it did: the machine-readable `reason` of a delivery result.
+
+    The one list of every code the service publishes. Within v1 a value is never renamed or
+    given another meaning (consumers match on it); a new one is an additive change.
+    """
+
+    # How a dispatch ended (status sent, failed, unknown): service/channels/dispatch.py. The
+    # ambiguous_* ones are `unknown`: the provider may have sent it.
+    SENT = "sent"
+    PROVIDER_REJECTED = "provider_rejected"
+    OPTED_OUT_BY_PROVIDER = "opted_out_by_provider"
+    TOKEN_UNREGISTERED = "token_unregistered"  # noqa: S105 (a push token, not a secret)
+    PROVIDER_CONFIG_ERROR = "provider_config_error"
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    PROVIDER_THROTTLED = "provider_throttled"
+    NO_ROUTE = "no_route"
+    CIRCUIT_OPEN = "circuit_open"
+    RATE_LIMITED = "rate_limited"
+    AMBIGUOUS_TIMEOUT = "ambiguous_timeout"
+    AMBIGUOUS_CONNECTION_LOST = "ambiguous_connection_lost"
+    AMBIGUOUS_UNREADABLE_RESPONSE = "ambiguous_unreadable_response"
+    AMBIGUOUS_ADAPTER_ERROR = "ambiguous_adapter_error"
+    # failed before any provider was called: the template could not be rendered.
+    RENDER_FAILED = "render_failed"
+    # Compliance (service/compliance/decision.py): suppressed, or deferred until a time
+    # (preferred_time, quiet_hours, frequency_cap).
+    OPTED_OUT = "opted_out"
+    NO_CONTACT_ADDRESS = "no_contact_address"
+    TIMEZONE_UNKNOWN = "timezone_unknown"
+    CADENCE = "cadence"
+    PREFERRED_TIME = "preferred_time"
+    QUIET_HOURS = "quiet_hours"
+    NO_CONTACT_WINDOW = "no_contact_window"
+    FREQUENCY_CAP = "frequency_cap"
+    STALE = "stale"
+    # The ledger's own decisions: deferred into a digest slot or by the operator pause; unknown
+    # when a crash left a claim that may have been sent; failed when a deferred event no longer
+    # loads; suppressed when an event has nothing planned.
+    DIGEST_WINDOW = "digest_window"
+    PAUSED = "paused"
+    CLAIM_LEASE_EXPIRED = "claim_lease_expired"
+    DEFERRED_EVENT_UNREADABLE = "deferred_event_unreadable"
+    NOTHING_PLANNED = "nothing_planned"
+    # The loan's lifecycle (service/lifecycle.py): suppressed, cancelling what is pending; the
+    # last two only acknowledge the event that changed the loan's state.
+    REPAID = "repaid"
+    SUPERSEDED = "superseded"
+    PLAN_PAUSED = "plan_paused"
+    CONTACT_HOLD = "contact_hold"
+    STALE_EVENT = "stale_event"
+    PARTIALLY_REPAID = "partially_repaid"
+    CONTACT_HOLD_LIFTED = "contact_hold_lifted"
+    # Provider receipts; and the escalation of an event nobody was reached for (failed).
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    UNREACHED = "unreached"
 
 
 # --- Strict JSON scalars ------------------------------------------------------------------
@@ -390,6 +459,39 @@ class TemplateRef(BaseModel):
     version: str
 
 
+class _LoanId(Protocol):
+    @property
+    def loan_id(self) -> str: ...
+
+
+class _BorrowerId(Protocol):
+    @property
+    def borrower_id(self) -> str: ...
+
+
+class AnsweredEvent(Protocol):
+    """What a result needs of the event it answers: an overdue or a lifecycle event."""
+
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def loan(self) -> _LoanId: ...
+    @property
+    def borrower(self) -> _BorrowerId: ...
+    @property
+    def schema_id(self) -> int | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ResultSubject:
+    """What a result answers when no event is at hand: a stored row, an escalation."""
+
+    event_id: str
+    loan_id: str
+    borrower_id: str
+    schema_id: int | None = None
+
+
 class DeliveryResult(BaseModel):
     """One notification decision, or a later receipt for it. Kafka key: borrower id."""
 
@@ -409,7 +511,7 @@ class DeliveryResult(BaseModel):
     template: TemplateRef | None = None
     locale: str | None = None
     status: DeliveryStatus
-    reason: str = Field(description="Machine-readable code, e.g. sent, opted_out, quiet_hours")
+    reason: Reason = Field(description="Machine-readable code, e.g. sent, opted_out, quiet_hours")
     rule: str | None = Field(default=None, description="The policy or compliance rule that decided")
     attempts: int = 0
     provider_message_id: str | None = None
@@ -430,6 +532,87 @@ class DeliveryResult(BaseModel):
         ),
     )
     schema_version: Literal["1"] = "1"
+
+    @classmethod
+    def for_notification(
+        cls,
+        about: AnsweredEvent | ResultSubject,
+        notification_id: str,
+        *,
+        status: DeliveryStatus,
+        reason: Reason,
+        at: datetime,
+        sequence: int = 0,
+        channel: Channel | None = None,
+        rule: str | None = None,
+        provider: str | None = None,
+        template: TemplateRef | None = None,
+        locale: str | None = None,
+        attempts: int = 0,
+        provider_message_id: str | None = None,
+        provider_code: str | None = None,
+        sms_parts: int | None = None,
+        not_before: datetime | None = None,
+        first_attempt_at: datetime | None = None,
+        finished_at: datetime | None = None,
+    ) -> DeliveryResult:
+        """The one way a result is made, so every decision sets the same things the same way.
+
+        The ids (event, loan, borrower) and the Schema Registry id come from what it answers;
+        `result_id` is `result_id_for(notification_id, status, sequence)` (`sequence`: which
+        deferral of the notification this is); `at` is the decision's time (`occurred_at`).
+        """
+        if isinstance(about, ResultSubject):
+            subject = about
+        else:
+            subject = ResultSubject(
+                about.event_id, about.loan.loan_id, about.borrower.borrower_id, about.schema_id
+            )
+        return cls(
+            result_id=result_id_for(notification_id, status, sequence),
+            notification_id=notification_id,
+            event_id=subject.event_id,
+            loan_id=subject.loan_id,
+            borrower_id=subject.borrower_id,
+            channel=channel,
+            provider=provider,
+            template=template,
+            locale=locale,
+            status=status,
+            reason=reason,
+            rule=rule,
+            attempts=attempts,
+            provider_message_id=provider_message_id,
+            provider_code=provider_code,
+            sms_parts=sms_parts,
+            not_before=not_before,
+            occurred_at=at,
+            first_attempt_at=first_attempt_at,
+            finished_at=finished_at,
+            schema_id=subject.schema_id,
+        )
+
+    def followed_by(
+        self,
+        *,
+        status: DeliveryStatus,
+        reason: Reason,
+        at: datetime,
+        sequence: int = 0,
+        **changes: Any,
+    ) -> DeliveryResult:
+        """A later result of the same notification (a receipt, a reconciled send, a claim
+        found expired): the same ids, template and schema id; its own status, reason, time and
+        result id. Validated like any result (`model_copy` would skip that)."""
+        data = {
+            **self.model_dump(),
+            "result_id": result_id_for(self.notification_id or "", status, sequence),
+            "status": status,
+            "reason": reason,
+            "occurred_at": at,
+            **changes,
+        }
+        return DeliveryResult.model_validate(data)
 
 
 _RESULT_NAMESPACE = uuid.UUID("6b1d5f0e-8f3c-4a59-9a43-5d1c3f2e7a10")

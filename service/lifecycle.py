@@ -46,25 +46,11 @@ __all__ = [
     "LoanPartiallyRepaidEvent",
     "LoanRepaidEvent",
     "RepaymentPlanEvent",
-    "SuppressReason",
     "decode_input",
     "event_type_of",
 ]
 
 OVERDUE = "loan.overdue"
-
-
-class SuppressReason(enum.StrEnum):
-    """Reasons of the `suppressed` results the lifecycle produces (v1 consumers keep working)."""
-
-    REPAID = "repaid"
-    SUPERSEDED = "superseded"
-    PLAN_PAUSED = "plan_paused"
-    CONTACT_HOLD = "contact_hold"
-    STALE_EVENT = "stale_event"
-    # The acknowledging result of a lifecycle event that changed the loan's state.
-    PARTIALLY_REPAID = "partially_repaid"
-    CONTACT_HOLD_LIFTED = "contact_hold_lifted"
 
 
 class HoldReason(enum.StrEnum):

@@ -72,7 +72,11 @@ from service.channels.errors import (
     TransientProviderError,
 )
 from service.channels.ratelimit import TokenBucket
-from service.channels.routing import country_codes, route_key_candidates
+from service.channels.routing import (
+    country_codes,
+    route_key_candidates,
+    route_key_candidates_for_sms,
+)
 from service.events import Channel, DeliveryStatus, PushProvider
 from service.observability import metrics, tracing
 
@@ -216,6 +220,14 @@ class Dispatcher:
             senders = self._routes.get(key)
             if senders:
                 return senders
+        return ()
+
+    def sms_providers_for(self, recipient: str) -> tuple[str, ...]:
+        """The providers an SMS to `recipient` may go through, in failover order."""
+        for key in route_key_candidates_for_sms(recipient, self._sms_codes):
+            senders = self._routes.get(key)
+            if senders:
+                return tuple(sender.provider for sender in senders)
         return ()
 
     def sender_named(self, provider: str) -> Sender | None:

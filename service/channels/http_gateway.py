@@ -10,6 +10,12 @@ mean success, retry, fail, opt-out or misconfiguration.
 Classification: transport failures per `rest.map_transport_error`; HTTP 429 and 5xx
 transient; 401/403 permanent with alert; other 4xx permanent; a 2xx answer is judged by its
 result code; a 2xx that cannot be read is ambiguous (the gateway may have taken the message).
+
+Status query (reconciliation, issue 15; off unless `query_url` is set): many gateways answer
+"what became of the message with your id X" (X sent as {notification_id} in the send body).
+`find_sent` asks it for an ambiguous send: a status in `query_found_statuses` -> the gateway's
+message id (found), one in `query_not_found_statuses` or HTTP 404 -> None (never taken), and
+anything else raises, so the send stays `unknown` rather than being resent on a guess.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
+from urllib.parse import quote
 
 from service.channels.base import OutboundMessage
 from service.channels.errors import (
@@ -37,6 +45,7 @@ __all__ = [
     "PLACEHOLDERS",
     "HttpGatewayConfig",
     "HttpGatewaySender",
+    "check_query_url",
     "dotted_get",
     "national_number",
 ]
@@ -110,6 +119,14 @@ class HttpGatewayConfig:
     timeout_s: float = 10.0
     max_connections: int = 100
     provider: str = "http_gateway"
+    # The status query by our id (reconciliation); empty: the gateway is never asked.
+    query_url: str = ""
+    query_status_path: str = "status"
+    query_message_id_path: str = "msgid"
+    query_found_statuses: frozenset[str] = frozenset(
+        {"accepted", "sent", "delivered", "undelivered"}
+    )
+    query_not_found_statuses: frozenset[str] = frozenset({"not_found"})
 
 
 class HttpGatewaySender:
@@ -194,6 +211,69 @@ class HttpGatewaySender:
         # the gateway's receipts can be matched on.
         return str(message_id) if message_id not in (None, "") else message.notification_id
 
+    @property
+    def can_query(self) -> bool:
+        """Whether the gateway can be asked about a send by our id (reconciliation)."""
+        return bool(self._config.query_url)
+
+    async def find_sent(
+        self, to: str, body: str, since: datetime, *, notification_id: str = ""
+    ) -> str | None:
+        """The gateway's id of the message it took for `notification_id`, or None if it never
+        took it; raises a ProviderError when the answer does not say (see the docstring)."""
+        del body, since  # asked by our id: the text and the day are the gateway's business
+        c = self._config
+        if not c.query_url or not notification_id:
+            raise PermanentProviderError(
+                "no status query configured", provider=self.provider, code="no_query"
+            )
+        values = {
+            "account": c.account,
+            "password": c.password,
+            "phone": to,
+            "phone_digits": to.lstrip("+"),
+            "phone_national": national_number(to, c.country_code),
+            "notification_id": notification_id,
+        }
+        url = _PLACEHOLDER.sub(
+            lambda m: quote(values.get(m.group(1), m.group(0)), safe=""), c.query_url
+        )
+        headers = {c.auth_header: c.auth_value} if c.auth_value else {}
+        response = await self._client.request("GET", url, headers=headers)
+        status = response.status_code
+        if status == 404:
+            return None
+        if status == 429 or status >= 500:
+            raise TransientProviderError(
+                f"gateway query answered HTTP {status}", provider=self.provider, code=str(status)
+            )
+        if status in (401, 403):
+            raise ProviderMisconfigured(
+                f"gateway query answered HTTP {status}", provider=self.provider, code=str(status)
+            )
+        if status >= 400:
+            raise PermanentProviderError(
+                f"gateway query answered HTTP {status}", provider=self.provider, code=str(status)
+            )
+        try:
+            answer = response.json()
+        except ValueError:
+            raise PermanentProviderError(
+                "gateway query answer is not JSON", provider=self.provider, code="not_json"
+            ) from None
+        state = dotted_get(answer, c.query_status_path)
+        state_text = "" if state is None else str(state)
+        if state_text in c.query_not_found_statuses:
+            return None
+        if state_text in c.query_found_statuses:
+            message_id = dotted_get(answer, c.query_message_id_path)
+            return str(message_id) if message_id not in (None, "") else notification_id
+        raise PermanentProviderError(
+            f"gateway query status {state_text or '(none)'} says neither found nor not found",
+            provider=self.provider,
+            code="query_status",
+        )
+
     def _refusal(self, code: str) -> ProviderError:
         c = self._config
         text = f"gateway refused with code {code or '(none)'}"
@@ -206,3 +286,19 @@ class HttpGatewaySender:
         if code in c.permanent_codes or c.unknown_code == "permanent":
             return PermanentProviderError(text, provider=self.provider, code=code)
         return TransientProviderError(text, provider=self.provider, code=code)
+
+
+def check_query_url(query_url: str, body_template: str) -> None:
+    """A status query must ask by our id, and the send must hand that id to the gateway."""
+    if not query_url:
+        return
+    unknown = set(_PLACEHOLDER.findall(query_url)) - (PLACEHOLDERS - {"text", "sender"})
+    if unknown:
+        raise ValueError(
+            f"NOTIFIER_HTTP_GATEWAY_QUERY_URL has unknown placeholders {sorted(unknown)}"
+        )
+    if "{notification_id}" not in query_url or "{notification_id}" not in body_template:
+        raise ValueError(
+            "NOTIFIER_HTTP_GATEWAY_QUERY_URL asks by our id: it and "
+            "NOTIFIER_HTTP_GATEWAY_BODY_TEMPLATE must both use {notification_id}"
+        )

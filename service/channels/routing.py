@@ -30,6 +30,7 @@ __all__ = [
     "parse_rate_limits",
     "parse_sms_routes",
     "route_key_candidates",
+    "route_key_candidates_for_sms",
 ]
 
 SMS_PROVIDERS = ("console", "twilio", "smpp", "http_gateway")
@@ -102,11 +103,16 @@ def route_key_candidates(message: OutboundMessage, sms_codes: Sequence[str]) -> 
     `sms_codes` are the country codes that have routes, longest first.
     """
     if message.channel is Channel.SMS:
-        digits = message.recipient.lstrip("+")
-        matching = [f"sms:{code}" for code in sms_codes if digits.startswith(code)]
-        return [*matching[:1], "sms"]
+        return route_key_candidates_for_sms(message.recipient, sms_codes)
     keys = [f"push:{message.push_provider.value}"] if message.push_provider is not None else []
     return [*keys, "push"]
+
+
+def route_key_candidates_for_sms(recipient: str, sms_codes: Sequence[str]) -> list[str]:
+    """route_key_candidates() of an SMS to `recipient`."""
+    digits = recipient.lstrip("+")
+    matching = [f"sms:{code}" for code in sms_codes if digits.startswith(code)]
+    return [*matching[:1], "sms"]
 
 
 def country_codes(routes: Mapping[str, object]) -> list[str]:

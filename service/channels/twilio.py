@@ -101,7 +101,14 @@ class TwilioSender:
         )
 
     async def find_sent(
-        self, to: str, body: str, since: datetime, *, max_pages: int = 10, page_size: int = 100
+        self,
+        to: str,
+        body: str,
+        since: datetime,
+        *,
+        notification_id: str = "",
+        max_pages: int = 10,
+        page_size: int = 100,
     ) -> str | None:
         """The sid of a message Twilio accepted for `to` with exactly `body` since `since`'s
         day, or None: the list API (GET Messages.json?To=...&DateSent>=YYYY-MM-DD, the query
@@ -110,8 +117,9 @@ class TwilioSender:
         For reconciling an ambiguous send. Matched by a digest of the body (the text itself is
         compared, never logged). Twilio lists a message only some time after accepting it, so a
         None right after the send proves nothing: ask after the provider's delay. Provider
-        trouble raises its ProviderError.
+        trouble raises its ProviderError. (`notification_id`: Twilio knows nothing of ours.)
         """
+        del notification_id
         wanted = hashlib.sha256(body.encode()).digest()
         params: dict[str, str] | None = {
             "To": to,

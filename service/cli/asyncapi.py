@@ -19,9 +19,10 @@ from service.events import (
     Channel,
     DeliveryResult,
     DeliveryStatus,
+    Reason,
+    ResultSubject,
     RiskLevel,
     TemplateRef,
-    result_id_for,
 )
 from service.pipeline import dlq
 from service.policy.model import Stage
@@ -151,23 +152,20 @@ _LIFECYCLE_MESSAGES: dict[str, tuple[str, str, str]] = {
 
 def _example_result() -> dict[str, Any]:
     nid = "evt-20261122-000123:sms:early_overdue"
-    result = DeliveryResult(
-        result_id=result_id_for(nid, DeliveryStatus.SENT),
-        notification_id=nid,
-        event_id="evt-20261122-000123",
-        loan_id="JB2026000123",
-        borrower_id="B-889201",
+    result = DeliveryResult.for_notification(
+        ResultSubject("evt-20261122-000123", "JB2026000123", "B-889201"),
+        nid,
+        status=DeliveryStatus.SENT,
+        reason=Reason.SENT,
+        at=datetime.fromisoformat("2026-11-22T10:30:02+08:00"),
         channel=Channel.SMS,
+        rule="stage:early_overdue/high",
         provider="smpp",
         template=TemplateRef(name="early_overdue.sms", version="3f2a9c1e"),
         locale="zh-CN",
-        status=DeliveryStatus.SENT,
-        reason="sent",
-        rule="stage:early_overdue/high",
         attempts=1,
         provider_message_id="0a1b2c3d",
         sms_parts=2,
-        occurred_at=datetime.fromisoformat("2026-11-22T10:30:02+08:00"),
         first_attempt_at=datetime.fromisoformat("2026-11-22T10:30:01+08:00"),
         finished_at=datetime.fromisoformat("2026-11-22T10:30:02+08:00"),
     )

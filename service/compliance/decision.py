@@ -23,7 +23,7 @@ from datetime import datetime
 from service.compliance.cadence import cadence_met
 from service.compliance.caps import Contact, caps_allow_at
 from service.compliance.window import effective_window, next_opening
-from service.events import Channel
+from service.events import Channel, Reason
 from service.policy.model import ContactRules, Stage
 
 __all__ = ["Candidate", "Decision", "Verdict", "decide"]
@@ -54,12 +54,12 @@ class Candidate:
 @dataclass(frozen=True, slots=True)
 class Decision:
     verdict: Verdict
-    reason: str
+    reason: Reason | None  # None only for SEND: the dispatch will say how it ended
     rule: str | None = None
     due_at: datetime | None = None  # DEFER: when to try again
 
 
-def _suppress(reason: str, rule: str) -> Decision:
+def _suppress(reason: Reason, rule: str) -> Decision:
     return Decision(Verdict.SUPPRESS, reason, f"compliance.{rule}")
 
 
@@ -68,11 +68,11 @@ def decide(
 ) -> Decision:
     c = candidate
     if c.opted_out:
-        return _suppress("opted_out", "opt_out")
+        return _suppress(Reason.OPTED_OUT, "opt_out")
     if not c.has_address:
-        return _suppress("no_contact_address", "contact_address")
+        return _suppress(Reason.NO_CONTACT_ADDRESS, "contact_address")
     if c.zone is None:
-        return _suppress("timezone_unknown", "timezone")
+        return _suppress(Reason.TIMEZONE_UNKNOWN, "timezone")
     zone = c.zone
     same_thread = [
         x.at
@@ -80,40 +80,40 @@ def decide(
         if x.loan_id == c.loan_id and x.stage == c.stage.value and x.channel is c.channel
     ]
     if not cadence_met(c.cadence_days, max(same_thread, default=None), zone, now):
-        return _suppress("cadence", "cadence")
+        return _suppress(Reason.CADENCE, "cadence")
 
     window, region = effective_window(rules, zone, c.phone)
     window_rule = f"compliance.contact_window:{region or 'default'}"
     caps = rules.stage_caps.get(c.stage, rules.caps)
     origin = max(c.first_seen_at, c.not_before or c.first_seen_at)
 
-    reason: str | None = None
+    reason: Reason | None = None
     rule: str | None = None
     t = max(now, c.not_before or now)
     if t > now:
-        reason, rule = "preferred_time", "compliance.preferred_time"
+        reason, rule = Reason.PREFERRED_TIME, "compliance.preferred_time"
     # Window opening and cap release push t later in turn until both hold at the same time.
     for _ in range(64):
         opens = None if window is None else next_opening(window, rules.holidays, zone, t)
         if opens is None:
-            return _suppress("no_contact_window", "contact_window")
+            return _suppress(Reason.NO_CONTACT_WINDOW, "contact_window")
         if opens > t and reason is None:
-            reason, rule = "quiet_hours", window_rule
+            reason, rule = Reason.QUIET_HOURS, window_rule
         fits, cap_rule = caps_allow_at(caps, c.channel, contacts, zone, opens)
         if fits is None:
-            return _suppress("frequency_cap", cap_rule or "frequency_cap")
+            return _suppress(Reason.FREQUENCY_CAP, cap_rule or "frequency_cap")
         if fits > opens and reason is None:
-            reason, rule = "frequency_cap", f"compliance.{cap_rule}"
+            reason, rule = Reason.FREQUENCY_CAP, f"compliance.{cap_rule}"
         if fits == opens:
             t = fits
             break
         t = fits
     else:  # pragma: no cover - windows and caps always settle well within the bound
-        return _suppress("no_contact_window", "contact_window")
+        return _suppress(Reason.NO_CONTACT_WINDOW, "contact_window")
 
     if t - origin > rules.max_defer:
-        return _suppress("stale", "max_defer")
+        return _suppress(Reason.STALE, "max_defer")
     if t == now:
-        return Decision(Verdict.SEND, "send")
+        return Decision(Verdict.SEND, None)
     assert reason is not None
     return Decision(Verdict.DEFER, reason, rule, due_at=t)

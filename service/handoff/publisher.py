@@ -18,7 +18,14 @@ from decimal import Decimal
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from service.events import DeliveryResult, DeliveryStatus, Loan, LoanOverdueEvent, RiskLevel
+from service.events import (
+    DeliveryResult,
+    DeliveryStatus,
+    Loan,
+    LoanOverdueEvent,
+    Reason,
+    RiskLevel,
+)
 from service.handoff.store import TaskStore
 from service.handoff.task import WHY, CollectorTask, HandoffReason, new_task
 from service.lifecycle import ContactHoldLiftedEvent, HoldScope, LifecycleEvent
@@ -207,8 +214,8 @@ class CollectorTasks:
         return True
 
 
-_NO_ADDRESS = frozenset({"no_contact_address"})
-_OPTED_OUT = frozenset({"opted_out"})
+_NO_ADDRESS = frozenset({Reason.NO_CONTACT_ADDRESS})
+_OPTED_OUT = frozenset({Reason.OPTED_OUT})
 
 
 def automatic_reason(results: Sequence[DeliveryResult]) -> HandoffReason | None:

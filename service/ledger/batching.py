@@ -26,7 +26,7 @@ from typing import Any, Generic, TypeVar
 
 from service.events import DeliveryResult, LoanOverdueEvent
 from service.ledger.api import Admission, DeferredNotification, DueDeferred
-from service.ledger.errors import LedgerError, LedgerUnavailableError
+from service.ledger.errors import ClaimLostError, LedgerError, LedgerUnavailableError
 from service.ledger.sql import SqlLedger
 from service.lifecycle import LifecycleEvent
 from service.policy.model import PlannedNotification
@@ -174,18 +174,20 @@ class BatchingLedger:
         )
         self._records: _Batcher[RecordRequest, None] = _Batcher(record_many, record_one, max_batch)
 
-        async def attempts_many(requests: list[AttemptRequest]) -> list[None]:
+        async def attempts_many(requests: list[AttemptRequest]) -> list[bool]:
             started = [nid for nid, start, _ in requests if start]
             ended = [nid for nid, start, _ in requests if not start]
-            await inner.mark_attempts(started, ended, max(now for *_, now in requests))
-            return [None] * len(requests)
+            lost = await inner.mark_attempts(started, ended, max(now for *_, now in requests))
+            # Per request: may this attempt go? (False: the claim is another worker's now.)
+            return [not (start and nid in lost) for nid, start, _ in requests]
 
-        async def attempts_one(request: AttemptRequest) -> None:
-            await attempts_many([request])
+        async def attempts_one(request: AttemptRequest) -> bool:
+            [ours] = await attempts_many([request])
+            return ours
 
         # Attempt starts ride their own group commit: one small UPDATE per flush, whatever
         # the number of sends starting meanwhile.
-        self._attempts: _Batcher[AttemptRequest, None] = _Batcher(
+        self._attempts: _Batcher[AttemptRequest, bool] = _Batcher(
             attempts_many, attempts_one, max_batch * 4
         )
 
@@ -207,8 +209,10 @@ class BatchingLedger:
         await self._records.call(event.borrower.borrower_id, (event, results))
 
     async def attempt_started(self, notification_id: str, now: datetime) -> None:
-        """Durably note that an attempt of this claim may reach the provider from now on."""
-        await self._attempts.call(notification_id, (notification_id, True, now))
+        """Durably note that an attempt of this claim may reach the provider from now on;
+        ClaimLostError if the claim is no longer ours (then nothing may be sent)."""
+        if not await self._attempts.call(notification_id, (notification_id, True, now)):
+            raise ClaimLostError("the claim is no longer this worker's")
 
     async def attempt_ended(self, notification_id: str, now: datetime) -> None:
         """The attempt was refused unaccepted (transient): nothing of it is on the wire."""

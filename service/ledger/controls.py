@@ -22,7 +22,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.events import DeliveryResult, DeliveryStatus, LoanOverdueEvent, result_id_for
+from service.events import DeliveryResult, DeliveryStatus, LoanOverdueEvent, Reason
 from service.ledger.api import Admission, AdmissionKind
 from service.ledger.audit import audit_values, contact_of
 from service.ledger.codec import event_to_json, plan_to_json
@@ -32,7 +32,7 @@ from service.ledger.schema import audit, controls, notifications
 __all__ = ["PAUSE", "PAUSED_REASON", "PAUSED_RULE", "ControlStore", "PauseStatus"]
 
 PAUSE = "pause"
-PAUSED_REASON = "paused"
+PAUSED_REASON = Reason.PAUSED
 PAUSED_RULE = "operator.pause"
 
 N = notifications.c
@@ -131,18 +131,15 @@ class ControlStore:
             ).all()
             for row in rows:
                 nid, plan = row.notification_id, plans[row.notification_id]
-                result = DeliveryResult(
-                    result_id=result_id_for(nid, DeliveryStatus.DEFERRED, row.defer_count),
-                    notification_id=nid,
-                    event_id=event.event_id,
-                    loan_id=event.loan.loan_id,
-                    borrower_id=event.borrower.borrower_id,
-                    channel=plan.channel,
+                result = DeliveryResult.for_notification(
+                    event,
+                    nid,
                     status=DeliveryStatus.DEFERRED,
                     reason=PAUSED_REASON,
+                    at=now,
+                    sequence=row.defer_count,
+                    channel=plan.channel,
                     rule=PAUSED_RULE,
-                    occurred_at=now,
-                    schema_id=event.schema_id,
                 )
                 changed = await conn.execute(
                     update(notifications)

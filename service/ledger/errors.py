@@ -3,7 +3,10 @@ messages never carry personal data.
 
 LedgerError                  anything the ledger cannot do (a bug, a constraint, a bad row)
 +-- LedgerUnavailableError   the database cannot be reached now (refused, reset, timed out,
-|                            locked): the pipeline pauses, retries with backoff, sends nothing
+|   |                        locked): the pipeline pauses, retries with backoff, sends nothing
+|   +-- ClaimLostError       at an attempt's start the claim was no longer this worker's (its
+|                            lease ran out while it waited and another worker took it): send
+|                            nothing, retry the event later, as for an outage
 +-- SchemaOutOfDateError     the schema is not at the migrations' head: run
                              `overdue-notifier db upgrade`
 """
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 from service.errors import NotifierError
 
-__all__ = ["LedgerError", "LedgerUnavailableError", "SchemaOutOfDateError"]
+__all__ = ["ClaimLostError", "LedgerError", "LedgerUnavailableError", "SchemaOutOfDateError"]
 
 
 class LedgerError(NotifierError):
@@ -21,6 +24,15 @@ class LedgerError(NotifierError):
 
 class LedgerUnavailableError(LedgerError):
     """The database is unreachable for now; retry later, and send nothing meanwhile."""
+
+
+class ClaimLostError(LedgerUnavailableError):
+    """The attempt may not start: this worker no longer holds the notification's claim.
+
+    A LedgerUnavailableError because the caller's answer is the same: nothing is sent, and the
+    event is retried later, when the ledger says what became of the claim (BUSY while the
+    other worker holds it, then its recorded result).
+    """
 
 
 class SchemaOutOfDateError(LedgerError):

@@ -25,7 +25,8 @@ from service.events import (
     DeliveryStatus,
     Loan,
     LoanOverdueEvent,
-    result_id_for,
+    Reason,
+    ResultSubject,
 )
 from service.ledger.loans import Block, Hold, LoanState, blocking_reason
 from service.ledger.schema import holds, loan_events, loans, notifications
@@ -37,7 +38,6 @@ from service.lifecycle import (
     LoanPartiallyRepaidEvent,
     LoanRepaidEvent,
     RepaymentPlanEvent,
-    SuppressReason,
 )
 from service.policy.model import PlannedNotification, Stage
 
@@ -46,7 +46,6 @@ __all__ = ["LoanContext", "LoanWrites", "StageFor"]
 N = notifications.c
 StageFor = Callable[[int], Stage | None]
 _PENDING = ("deferred", "released")
-OPTED_OUT = "opted_out"
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,9 +250,9 @@ class LoanContext:
             update={"loan": newest.loan.model_copy(update={"days_past_due": dpd})}
         )
         if shift > 0 and plan.stage in (Stage.PRE_DUE, Stage.DUE_TODAY):
-            return rendered, Block(SuppressReason.SUPERSEDED, "lifecycle:day_passed")
+            return rendered, Block(Reason.SUPERSEDED, "lifecycle:day_passed")
         if stage_for is not None and stage_for(dpd) is not plan.stage:
-            return rendered, Block(SuppressReason.SUPERSEDED, "lifecycle:stage_changed")
+            return rendered, Block(Reason.SUPERSEDED, "lifecycle:stage_changed")
         return rendered, None
 
     # --- overdue events ---------------------------------------------------------------------
@@ -300,7 +299,7 @@ class LoanContext:
                 cancelled.append(
                     self._cancel(
                         item,
-                        SuppressReason.SUPERSEDED,
+                        Reason.SUPERSEDED,
                         "lifecycle:newer_event",
                         now,
                         event.schema_id,
@@ -310,7 +309,9 @@ class LoanContext:
         if opted:
             for item in self._pending_where(lambda p: p.channel in opted, own_ids):
                 cancelled.append(
-                    self._cancel(item, OPTED_OUT, "event:opted_out_channels", now, event.schema_id)
+                    self._cancel(
+                        item, Reason.OPTED_OUT, "event:opted_out_channels", now, event.schema_id
+                    )
                 )
         outcome = "stale_event" if stale else "repaid" if repaid else "applied"
         writes.cancelled.extend(cancelled)
@@ -341,12 +342,12 @@ class LoanContext:
         loan_id, borrower_id = event.loan.loan_id, event.borrower.borrower_id
         state = self.loans.get(loan_id) or LoanState(loan_id, borrower_id)
         stale = False
-        cancel: tuple[SuppressReason, str, Callable[[_Pending], bool]] | None = None
-        ack = SuppressReason.STALE_EVENT
+        cancel: tuple[Reason, str, Callable[[_Pending], bool]] | None = None
+        ack = Reason.STALE_EVENT
         rule = f"lifecycle:{event.event_type}"
         if isinstance(event, LoanRepaidEvent):
             # Terminal and never stale: a settled loan is settled whatever arrived before.
-            ack = SuppressReason.REPAID
+            ack = Reason.REPAID
             if state.repaid_at is None:
                 self._put_loan(
                     writes,
@@ -355,14 +356,14 @@ class LoanContext:
                     {"repaid_at": event.occurred_at, "updated_at": now},
                 )
             cancel = (
-                SuppressReason.REPAID,
+                Reason.REPAID,
                 "lifecycle:loan.repaid",
                 lambda p: p.loan_id == loan_id,
             )
         elif isinstance(event, LoanPartiallyRepaidEvent):
             stale = state.is_stale(event.occurred_at)
             if not stale:
-                ack = SuppressReason.PARTIALLY_REPAID
+                ack = Reason.PARTIALLY_REPAID
                 values: dict[str, Any] = {"amount_at": event.occurred_at, "updated_at": now}
                 if state.loan_json:
                     loan = Loan.model_validate_json(state.loan_json)
@@ -372,7 +373,7 @@ class LoanContext:
         elif isinstance(event, RepaymentPlanEvent):
             stale = state.plan_at is not None and event.occurred_at < state.plan_at
             if not stale:
-                ack = SuppressReason.PLAN_PAUSED
+                ack = Reason.PLAN_PAUSED
                 self._put_loan(
                     writes,
                     loan_id,
@@ -385,7 +386,7 @@ class LoanContext:
                 )
                 if local_date <= event.paused_until:
                     cancel = (
-                        SuppressReason.PLAN_PAUSED,
+                        Reason.PLAN_PAUSED,
                         f"lifecycle:plan_until/{event.paused_until}",
                         lambda p: p.loan_id == loan_id and p.stage != Stage.PRE_DUE.value,
                     )
@@ -400,7 +401,7 @@ class LoanContext:
                 and event.occurred_at < hold.lifted_at
             )
             if not stale:
-                ack = SuppressReason.CONTACT_HOLD
+                ack = Reason.CONTACT_HOLD
                 since = event.occurred_at
                 if hold is not None and hold.active and hold.since is not None:
                     since = min(since, hold.since)
@@ -412,10 +413,10 @@ class LoanContext:
                     f"lifecycle:hold/{event.scope.value}/{event.reason.value}@{since.isoformat()}"
                 )
                 if event.scope is HoldScope.LOAN:
-                    cancel = (SuppressReason.CONTACT_HOLD, rule, lambda p: p.loan_id == loan_id)
+                    cancel = (Reason.CONTACT_HOLD, rule, lambda p: p.loan_id == loan_id)
                 else:
                     cancel = (
-                        SuppressReason.CONTACT_HOLD,
+                        Reason.CONTACT_HOLD,
                         rule,
                         lambda p: p.borrower_id == borrower_id,
                     )
@@ -425,7 +426,7 @@ class LoanContext:
             hold = self.holds.get(key)
             stale = hold is not None and hold.since is not None and event.occurred_at <= hold.since
             if not stale:
-                ack = SuppressReason.CONTACT_HOLD_LIFTED
+                ack = Reason.CONTACT_HOLD_LIFTED
                 lifted = Hold(
                     event.scope.value,
                     subject,
@@ -445,18 +446,8 @@ class LoanContext:
         if stale:
             rule = "lifecycle:older_than_newest"
         nid = f"{event.event_id}:lifecycle"
-        acknowledgement = DeliveryResult(
-            result_id=result_id_for(nid, DeliveryStatus.SUPPRESSED),
-            notification_id=nid,
-            event_id=event.event_id,
-            loan_id=loan_id,
-            borrower_id=borrower_id,
-            channel=None,
-            status=DeliveryStatus.SUPPRESSED,
-            reason=ack.value,
-            rule=rule,
-            occurred_at=now,
-            schema_id=event.schema_id,
+        acknowledgement = DeliveryResult.for_notification(
+            event, nid, status=DeliveryStatus.SUPPRESSED, reason=ack, at=now, rule=rule
         )
         results = [*cancelled, acknowledgement]
         writes.cancelled.extend(cancelled)
@@ -485,21 +476,18 @@ class LoanContext:
         return chosen
 
     def _cancel(
-        self, item: _Pending, reason: str, rule: str, now: datetime, schema_id: int | None
+        self, item: _Pending, reason: Reason, rule: str, now: datetime, schema_id: int | None
     ) -> DeliveryResult:
-        # `schema_id`: of the event that cancels (the record this result answers).
-        return DeliveryResult(
-            result_id=result_id_for(item.notification_id, DeliveryStatus.SUPPRESSED),
-            notification_id=item.notification_id,
-            event_id=item.event_id,
-            loan_id=item.loan_id,
-            borrower_id=item.borrower_id,
-            channel=Channel(item.channel),
+        # The pending notification's ids; `schema_id`: of the event that cancels it (the
+        # record this result answers).
+        return DeliveryResult.for_notification(
+            ResultSubject(item.event_id, item.loan_id, item.borrower_id, schema_id),
+            item.notification_id,
             status=DeliveryStatus.SUPPRESSED,
             reason=reason,
+            at=now,
+            channel=Channel(item.channel),
             rule=rule,
-            occurred_at=now,
-            schema_id=schema_id,
         )
 
     def _put_loan(

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from service.lifecycle import SuppressReason
+from service.events import Reason
 from service.policy.model import Stage
 
 __all__ = ["Block", "Hold", "LoanEventRow", "LoanState", "blocking_reason"]
@@ -75,7 +75,7 @@ class Hold:
 class Block:
     """Why a notification must not go out: the suppressed result's reason and rule."""
 
-    reason: SuppressReason
+    reason: Reason
     rule: str
 
 
@@ -96,12 +96,12 @@ def blocking_reason(
     event then makes it `superseded`; a new event older than the newest state is `stale_event`.
     """
     if state is not None and state.repaid_at is not None:
-        return Block(SuppressReason.REPAID, "lifecycle:loan.repaid")
+        return Block(Reason.REPAID, "lifecycle:loan.repaid")
     for hold in holds:
         if hold.active:
             since = hold.since.isoformat() if hold.since else "?"
             return Block(
-                SuppressReason.CONTACT_HOLD,
+                Reason.CONTACT_HOLD,
                 f"lifecycle:hold/{hold.scope}/{hold.reason or 'other'}@{since}",
             )
     if state is not None:
@@ -111,14 +111,14 @@ def blocking_reason(
             and state.state_at is not None
             and state.state_at > occurred_at
         ):
-            return Block(SuppressReason.SUPERSEDED, "lifecycle:newer_event")
+            return Block(Reason.SUPERSEDED, "lifecycle:newer_event")
         if not pending and state.is_stale(occurred_at):
-            return Block(SuppressReason.STALE_EVENT, "lifecycle:older_than_newest")
+            return Block(Reason.STALE_EVENT, "lifecycle:older_than_newest")
     if (
         state is not None
         and state.paused_until is not None
         and stage is not Stage.PRE_DUE
         and local_date <= state.paused_until
     ):
-        return Block(SuppressReason.PLAN_PAUSED, f"lifecycle:plan_until/{state.paused_until}")
+        return Block(Reason.PLAN_PAUSED, f"lifecycle:plan_until/{state.paused_until}")
     return None

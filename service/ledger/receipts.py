@@ -22,7 +22,14 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.events import Channel, DeliveryResult, DeliveryStatus, TemplateRef
+from service.events import (
+    Channel,
+    DeliveryResult,
+    DeliveryStatus,
+    Reason,
+    ResultSubject,
+    TemplateRef,
+)
 from service.ledger.audit import ContactRef, audit_values, contact_hash
 from service.ledger.engine import translate_errors
 from service.ledger.schema import audit, notifications, opt_outs
@@ -122,22 +129,19 @@ def _sent_result(row: Any) -> DeliveryResult:
         if row["template_name"] and row["template_version"]
         else None
     )
-    return DeliveryResult(
-        result_id=row["result_id"],
-        notification_id=row["notification_id"],
-        event_id=row["event_id"],
-        loan_id=row["loan_id"],
-        borrower_id=row["borrower_id"],
+    # (the same result id as the send's: a sent result's id depends on its notification only)
+    return DeliveryResult.for_notification(
+        ResultSubject(row["event_id"], row["loan_id"], row["borrower_id"], row["schema_id"]),
+        row["notification_id"],
+        status=DeliveryStatus.SENT,
+        reason=Reason.SENT,
+        at=row["finished_at"] or row["at"],
         channel=Channel(row["channel"]) if row["channel"] else None,
+        rule=row["rule"],
         provider=row["provider"],
         template=template,
-        status=DeliveryStatus.SENT,
-        reason="sent",
-        rule=row["rule"],
         attempts=row["attempts"],
         provider_message_id=row["provider_message_id"],
-        occurred_at=row["finished_at"] or row["at"],
         first_attempt_at=row["first_attempt_at"],
         finished_at=row["finished_at"],
-        schema_id=row["schema_id"],
     )

@@ -52,16 +52,24 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from service.compliance import Contact, Decision, Verdict, decide
 from service.compliance.candidate import candidate_for
-from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent, result_id_for
+from service.events import (
+    Channel,
+    DeliveryResult,
+    DeliveryStatus,
+    LoanOverdueEvent,
+    Reason,
+    ResultSubject,
+)
 from service.ledger.api import Admission, AdmissionKind, DeferredNotification, DueDeferred
 from service.ledger.audit import AuditRow, audit_values, contact_of
 from service.ledger.codec import event_from_json, event_to_json, plan_from_json, plan_to_json
 from service.ledger.engine import build_engine, lock_key, translate_errors
-from service.ledger.errors import LedgerError, SchemaOutOfDateError
+from service.ledger.errors import ClaimLostError, LedgerError, SchemaOutOfDateError
 from service.ledger.lifecycle_store import LoanContext, LoanWrites, StageFor
 from service.ledger.loans import Block, Hold, LoanEventRow
 from service.ledger.migrations import current_revision, head_revision
 from service.ledger.receipts import ReceiptStore
+from service.ledger.resend import take_resend_in
 from service.ledger.schema import (
     UtcDateTime,
     audit,
@@ -72,7 +80,7 @@ from service.ledger.schema import (
     opt_outs,
 )
 from service.lifecycle import HoldScope, LifecycleEvent
-from service.policy.model import ContactRules, PlannedNotification
+from service.policy.model import ContactRules, PlannedNotification, Stage
 
 __all__ = ["SqlLedger"]
 
@@ -88,8 +96,6 @@ DECIDED = "decided"
 _COUNTS_AS_CONTACT = frozenset(
     {DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.UNKNOWN}
 )
-OPTED_OUT_BY_PROVIDER = "opted_out_by_provider"
-DIGEST_WINDOW = "digest_window"
 
 
 def digest_slot(now: datetime, window: timedelta) -> datetime:
@@ -99,10 +105,8 @@ def digest_slot(now: datetime, window: timedelta) -> datetime:
     return datetime.fromtimestamp((epoch // seconds + 1) * seconds, tz=UTC)
 
 
-LEASE_EXPIRED = "claim_lease_expired"
 # on_ambiguous per channel, decided by the composition root (service/app.py).
 ResendAmbiguous = Callable[[LoanOverdueEvent, Channel], bool]
-DEFERRED_UNREADABLE = "deferred_event_unreadable"
 
 log = logging.getLogger(__name__)
 
@@ -473,7 +477,7 @@ class SqlLedger:
                 "at": r.finished_at or r.occurred_at,
             }
             for r in results
-            if r.reason == OPTED_OUT_BY_PROVIDER and r.channel is not None
+            if r.reason == Reason.OPTED_OUT_BY_PROVIDER and r.channel is not None
         ]
         async with translate_errors("record"), self._engine.begin() as conn:
             await conn.execute(stmt, params)
@@ -485,36 +489,77 @@ class SqlLedger:
 
     async def mark_attempts(
         self, started: Sequence[str], ended: Sequence[str], now: datetime
-    ) -> None:
-        """Note, in one transaction, that attempts of these claims begin / certainly ended.
+    ) -> set[str]:
+        """Note, in one transaction, that attempts of these claims begin / certainly ended;
+        the ids in `started` whose claim is no longer this worker's (nothing may be sent).
 
         `started`: an attempt's request is about to be written to a provider (the dispatcher
         calls this right before it); the claim's lease is renewed from now, so it measures
-        the attempt, not the time spent queued for a slot or a token. `ended`: the attempt
-        was refused without being accepted (a transient error), so until the next attempt
-        starts nothing of this claim is on the wire. Only claims change.
+        the attempt, not the time spent queued for a slot or a token. A claim is still ours
+        if it is claimed by this process (`claimed_by`; without an owner id, claimed at all),
+        or it is the one resend reconciliation took (decided `unknown`, resends 1, ours).
+        `ended`: the attempt was refused without being accepted (a transient error), so until
+        the next attempt starts nothing of this claim is on the wire. Only claims change.
         """
         now = _aware(now)
+        lost: set[str] = set()
+        owner = N.claimed_by.is_(None) if self._owner is None else N.claimed_by == self._owner
+        ours = or_(
+            N.state == CLAIMED if self._owner is None else and_(N.state == CLAIMED, owner),
+            and_(N.state == DECIDED, N.status == "unknown", N.resends == 1, owner),
+        )
         async with translate_errors("mark_attempts"), self._engine.begin() as conn:
             if started:
-                await conn.execute(
+                marked = await conn.execute(
                     update(notifications)
-                    .where(N.notification_id.in_(list(started)), N.state == CLAIMED)
+                    .where(N.notification_id.in_(list(started)), ours)
                     .values(attempt_at=now, lease_until=now + self._lease)
+                    .returning(N.notification_id)
                 )
+                lost = set(started) - set(marked.scalars().all())
             if ended:
                 await conn.execute(
                     update(notifications)
                     .where(N.notification_id.in_(list(ended)), N.state == CLAIMED)
                     .values(attempt_at=None)
                 )
+        return lost
 
     async def attempt_started(self, notification_id: str, now: datetime) -> None:
-        """mark_attempts() of one claim (BatchingLedger groups them into one transaction)."""
-        await self.mark_attempts([notification_id], [], now)
+        """mark_attempts() of one claim (BatchingLedger groups them into one transaction);
+        ClaimLostError if the claim is no longer ours."""
+        if await self.mark_attempts([notification_id], [], now):
+            raise ClaimLostError("the claim is no longer this worker's")
 
     async def attempt_ended(self, notification_id: str, now: datetime) -> None:
         await self.mark_attempts([], [notification_id], now)
+
+    async def take_resend(
+        self,
+        event: LoanOverdueEvent,
+        notification_id: str,
+        channel: Channel,
+        stage: Stage | None,
+        now: datetime,
+    ) -> str | None:
+        """The one resend of an `unknown` the provider never accepted (service/ledger/resend.py):
+        None if this caller may send it now, else the reason it may not."""
+        now = _aware(now)
+        zone = event.borrower.timezone or self._default_zone
+        async with translate_errors("take_resend"), self._engine.begin() as conn:
+            return await take_resend_in(
+                conn,
+                event=event,
+                notification_id=notification_id,
+                channel=channel,
+                stage=stage,
+                rules=self._rules,
+                zone=zone,
+                local_date=self._local_date(event, now),
+                now=now,
+                lock=lock_key(event.borrower.borrower_id) if self._postgres else None,
+                owner=self._owner,
+            )
 
     # --- deferred ---------------------------------------------------------------------------
 
@@ -611,17 +656,14 @@ class SqlLedger:
         log.error(
             "deferred notification %s cannot be loaded (%s); decided failed", nid, where[:200]
         )
-        result = DeliveryResult(
-            result_id=result_id_for(nid, DeliveryStatus.FAILED),
-            notification_id=nid,
-            event_id=row.event_id,
-            loan_id=row.loan_id,
-            borrower_id=row.borrower_id,
-            channel=Channel(row.channel),
+        result = DeliveryResult.for_notification(
+            ResultSubject(row.event_id, row.loan_id, row.borrower_id),
+            nid,
             status=DeliveryStatus.FAILED,
-            reason=DEFERRED_UNREADABLE,
+            reason=Reason.DEFERRED_EVENT_UNREADABLE,
+            at=now,
+            channel=Channel(row.channel),
             rule="ledger.stored_event",
-            occurred_at=now,
             finished_at=now,
         )
         await conn.execute(
@@ -767,7 +809,7 @@ class SqlLedger:
     ) -> dict[str, Any]:
         contact = (
             contact_of(event, result.channel, self._key)
-            if result.reason != "no_contact_address"
+            if result.reason != Reason.NO_CONTACT_ADDRESS
             else None
         )
         return audit_values(
@@ -880,14 +922,17 @@ class _AdmitStep:
             block = self.loan.block(self.event, plan.stage, local_date, pending=False)
 
         if block is not None:
-            decision = Decision(Verdict.SUPPRESS, block.reason.value, block.rule)
+            decision = Decision(Verdict.SUPPRESS, block.reason, block.rule)
         else:
             decision = self._decide(plan, first_seen)
             window = self.ledger._rules.digest_window
             if row is None and window is not None and decision.verdict is Verdict.SEND:
                 # Gather: siblings due in the same slot go out as one digest (scheduler).
                 decision = Decision(
-                    Verdict.DEFER, DIGEST_WINDOW, "ledger.digest", due_at=digest_slot(now, window)
+                    Verdict.DEFER,
+                    Reason.DIGEST_WINDOW,
+                    "ledger.digest",
+                    due_at=digest_slot(now, window),
                 )
         values = self._row_values(
             plan, nid, decision, first_seen, defer_count, keep_event=row is not None
@@ -928,23 +973,13 @@ class _AdmitStep:
         event = self.event
         nid = f"{event.event_id}:none:no_plan"
         if block is not None:
-            reason, rule = block.reason.value, block.rule
+            reason, rule = block.reason, block.rule
         elif event.loan.amount_due == 0:
-            reason, rule = "nothing_planned", "policy:zero_balance"
+            reason, rule = Reason.NOTHING_PLANNED, "policy:zero_balance"
         else:
-            reason, rule = "nothing_planned", "policy:no_stage_or_channel"
-        result = DeliveryResult(
-            result_id=result_id_for(nid, DeliveryStatus.SUPPRESSED),
-            notification_id=nid,
-            event_id=event.event_id,
-            loan_id=event.loan.loan_id,
-            borrower_id=event.borrower.borrower_id,
-            channel=None,
-            status=DeliveryStatus.SUPPRESSED,
-            reason=reason,
-            rule=rule,
-            occurred_at=self.now,
-            schema_id=event.schema_id,
+            reason, rule = Reason.NOTHING_PLANNED, "policy:no_stage_or_channel"
+        result = DeliveryResult.for_notification(
+            event, nid, status=DeliveryStatus.SUPPRESSED, reason=reason, at=self.now, rule=rule
         )
         if not self.loan.redelivered(event.event_id):
             self.audits.append(audit_values(result, at=self.now, contact=None, policy_rule=rule))
@@ -958,13 +993,14 @@ class _AdmitStep:
 
     async def _lease_expired(self, plan: PlannedNotification, nid: str, row: Row[Any]) -> Admission:
         """A claim whose holder died: the provider may have been called, so report `unknown`."""
-        result = self._base_result(plan, nid).model_copy(
-            update={
-                "result_id": result_id_for(nid, DeliveryStatus.UNKNOWN),
-                "status": DeliveryStatus.UNKNOWN,
-                "reason": LEASE_EXPIRED,
-                "rule": "ledger.claim_lease",
-            }
+        result = DeliveryResult.for_notification(
+            self.event,
+            nid,
+            status=DeliveryStatus.UNKNOWN,
+            reason=Reason.CLAIM_LEASE_EXPIRED,
+            at=self.now,
+            channel=plan.channel,
+            rule="ledger.claim_lease",
         )
         changed = await self.conn.execute(
             update(notifications)
@@ -1004,21 +1040,6 @@ class _AdmitStep:
         )
         return decide(candidate, self.ledger._rules, self.contacts, self.now)
 
-    def _base_result(self, plan: PlannedNotification, nid: str) -> DeliveryResult:
-        return DeliveryResult(
-            result_id=result_id_for(nid, DeliveryStatus.SUPPRESSED),
-            notification_id=nid,
-            event_id=self.event.event_id,
-            loan_id=self.event.loan.loan_id,
-            borrower_id=self.event.borrower.borrower_id,
-            channel=plan.channel,
-            status=DeliveryStatus.SUPPRESSED,
-            reason="",
-            rule=None,
-            occurred_at=self.now,
-            schema_id=self.event.schema_id,
-        )
-
     def _result_for(
         self, plan: PlannedNotification, nid: str, decision: Decision, defer_count: int
     ) -> DeliveryResult | None:
@@ -1028,14 +1049,17 @@ class _AdmitStep:
         status = DeliveryStatus.DEFERRED if deferred else DeliveryStatus.SUPPRESSED
         # Each deferral of the same notification is a new decision with its own result id.
         sequence = defer_count if status is DeliveryStatus.DEFERRED else 0
-        return self._base_result(plan, nid).model_copy(
-            update={
-                "result_id": result_id_for(nid, status, sequence),
-                "status": status,
-                "reason": decision.reason,
-                "rule": decision.rule,
-                "not_before": decision.due_at,
-            }
+        assert decision.reason is not None, "a defer or suppress decision always says why"
+        return DeliveryResult.for_notification(
+            self.event,
+            nid,
+            status=status,
+            reason=decision.reason,
+            at=self.now,
+            sequence=sequence,
+            channel=plan.channel,
+            rule=decision.rule,
+            not_before=decision.due_at,
         )
 
     def _row_values(

@@ -20,10 +20,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from service.events import DeliveryResult, DeliveryStatus, LoanOverdueEvent, result_id_for
+from service.events import (
+    DeliveryResult,
+    DeliveryStatus,
+    LoanOverdueEvent,
+    Reason,
+    ResultSubject,
+)
 
 __all__ = [
-    "UNREACHED",
     "Escalate",
     "Escalation",
     "escalation_result",
@@ -33,9 +38,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-UNREACHED = "unreached"
 # Suppressions that mean "we could not reach them", not "a rule said don't".
-_UNREACHABLE_SUPPRESSIONS = frozenset({"no_contact_address"})
+_UNREACHABLE_SUPPRESSIONS = frozenset({Reason.NO_CONTACT_ADDRESS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +76,7 @@ def unreached_after(
     own = [
         r
         for r in results
-        if r.event_id == event.event_id and r.channel is not None and r.reason != UNREACHED
+        if r.event_id == event.event_id and r.channel is not None and r.reason != Reason.UNREACHED
     ]
     if not own or not all(_unreached(r) for r in own):
         return None
@@ -90,19 +94,16 @@ def unreached_after(
 def escalation_result(escalation: Escalation, *, schema_id: int | None = None) -> DeliveryResult:
     """The published result that says: nobody was reached for this event (`schema_id`: the
     event's, as on its other results)."""
-    nid = escalation.escalation_id
-    return DeliveryResult(
-        result_id=result_id_for(nid, DeliveryStatus.FAILED),
-        notification_id=nid,
-        event_id=escalation.event_id,
-        loan_id=escalation.loan_id,
-        borrower_id=escalation.borrower_id,
-        channel=None,
+    subject = ResultSubject(
+        escalation.event_id, escalation.loan_id, escalation.borrower_id, schema_id
+    )
+    return DeliveryResult.for_notification(
+        subject,
+        escalation.escalation_id,
         status=DeliveryStatus.FAILED,
-        reason=UNREACHED,
+        reason=Reason.UNREACHED,
+        at=escalation.at,
         rule="escalation:" + ",".join(sorted({reason for *_, reason in escalation.outcomes})),
-        occurred_at=escalation.at,
-        schema_id=schema_id,
     )
 
 

@@ -21,7 +21,7 @@ from service.events import (
     DeliveryResult,
     DeliveryStatus,
     LoanOverdueEvent,
-    result_id_for,
+    Reason,
 )
 from service.ledger.api import Admission, AdmissionKind, DeferredNotification, NotificationLedger
 from service.ledger.errors import LedgerUnavailableError
@@ -172,8 +172,16 @@ class NotificationProcessor:
                     event.borrower.phone,
                     rendered.sms.text,
                     since=now - timedelta(days=1),
+                    plan=plan,
                 )
             )
+
+    async def send_again(
+        self, event: LoanOverdueEvent, plan: PlannedNotification, notification_id: str
+    ) -> DeliveryResult:
+        """Render and send one notification once more, as a claim is sent (the reconciler's
+        one resend, after the ledger granted it: service/ledger/resend.py). Not recorded here."""
+        return await self._send(event, Admission(plan, notification_id, AdmissionKind.SEND))
 
     async def _escalate_unreached(
         self,
@@ -335,7 +343,7 @@ class NotificationProcessor:
                     a.plan,
                     a.notification_id,
                     DeliveryStatus.FAILED,
-                    "render_failed",
+                    Reason.RENDER_FAILED,
                     locale=locale,
                 )
                 for e, a in sending
@@ -348,32 +356,21 @@ class NotificationProcessor:
                 {"notifier.status": outcome.status, "notifier.reason": outcome.reason}, span
             )
         # The dispatcher's reason is final: an opt-out or a dead token is its own reason there.
-        reason, status = outcome.reason, outcome.status
+        status, reason = outcome.status, _outcome_reason(outcome)
         if status is DeliveryStatus.SENT:
             metrics.LAST_SEND.labels(channel=lead.plan.channel.value).set(time.time())
         return [
-            DeliveryResult(
-                result_id=result_id_for(a.notification_id, status),
-                notification_id=a.notification_id,
-                event_id=e.event_id,
-                loan_id=e.loan.loan_id,
-                borrower_id=e.borrower.borrower_id,
-                channel=lead.plan.channel,
-                provider=outcome.provider,
-                template=rendered.template,
-                locale=rendered.locale,
+            _dispatched(
+                e,
+                a.notification_id,
+                lead.plan.channel,
+                # Which digest: the leader's notification id (the audit row of each loan).
+                f"digest:{lead.notification_id}",
+                outcome,
+                rendered,
                 status=status,
                 reason=reason,
-                # Which digest: the leader's notification id (the audit row of each loan).
-                rule=f"digest:{lead.notification_id}",
-                attempts=outcome.attempts,
-                provider_message_id=outcome.provider_message_id,
-                provider_code=outcome.provider_code,
-                sms_parts=rendered.sms.parts if rendered.sms else None,
-                occurred_at=self._clock(),
-                first_attempt_at=outcome.first_attempt_at,
-                finished_at=outcome.finished_at,
-                schema_id=e.schema_id,
+                at=self._clock(),
             )
             for e, a in sending
         ]
@@ -407,7 +404,7 @@ class NotificationProcessor:
                 "render failed", extra={"template": plan.template, "error": type(exc).__name__}
             )
             return self._result(
-                event, plan, nid, DeliveryStatus.FAILED, "render_failed", locale=locale
+                event, plan, nid, DeliveryStatus.FAILED, Reason.RENDER_FAILED, locale=locale
             )
         finally:
             metrics.RENDER_SECONDS.observe(time.perf_counter() - started)
@@ -421,30 +418,19 @@ class NotificationProcessor:
                 {"notifier.status": outcome.status, "notifier.reason": outcome.reason}, span
             )
         # The dispatcher's reason is final: an opt-out or a dead token is its own reason there.
-        reason, status = outcome.reason, outcome.status
+        status, reason = outcome.status, _outcome_reason(outcome)
         if status is DeliveryStatus.SENT:
             metrics.LAST_SEND.labels(channel=plan.channel.value).set(time.time())
-        return DeliveryResult(
-            result_id=result_id_for(nid, status),
-            notification_id=nid,
-            event_id=event.event_id,
-            loan_id=event.loan.loan_id,
-            borrower_id=event.borrower.borrower_id,
-            channel=plan.channel,
-            provider=outcome.provider,
-            template=rendered.template,
-            locale=rendered.locale,
+        return _dispatched(
+            event,
+            nid,
+            plan.channel,
+            plan.rule,
+            outcome,
+            rendered,
             status=status,
             reason=reason,
-            rule=plan.rule,
-            attempts=outcome.attempts,
-            provider_message_id=outcome.provider_message_id,
-            provider_code=outcome.provider_code,
-            sms_parts=rendered.sms.parts if rendered.sms else None,
-            occurred_at=self._clock(),
-            first_attempt_at=outcome.first_attempt_at,
-            finished_at=outcome.finished_at,
-            schema_id=event.schema_id,
+            at=self._clock(),
         )
 
     def _result(
@@ -453,40 +439,83 @@ class NotificationProcessor:
         plan: PlannedNotification,
         nid: str,
         status: DeliveryStatus,
-        reason: str,
+        reason: Reason,
         *,
         locale: str,
     ) -> DeliveryResult:
-        return DeliveryResult(
-            result_id=result_id_for(nid, status),
-            notification_id=nid,
-            event_id=event.event_id,
-            loan_id=event.loan.loan_id,
-            borrower_id=event.borrower.borrower_id,
-            channel=plan.channel,
-            locale=locale,
+        return DeliveryResult.for_notification(
+            event,
+            nid,
             status=status,
             reason=reason,
+            at=self._clock(),
+            channel=plan.channel,
             rule=plan.rule,
-            occurred_at=self._clock(),
-            schema_id=event.schema_id,
+            locale=locale,
         )
 
     def _nothing_planned(self, event: LoanOverdueEvent, now: datetime) -> DeliveryResult:
         nid = f"{event.event_id}:none:no_plan"
-        return DeliveryResult(
-            result_id=result_id_for(nid, DeliveryStatus.SUPPRESSED),
-            notification_id=nid,
-            event_id=event.event_id,
-            loan_id=event.loan.loan_id,
-            borrower_id=event.borrower.borrower_id,
-            channel=None,
+        return DeliveryResult.for_notification(
+            event,
+            nid,
             status=DeliveryStatus.SUPPRESSED,
-            reason="nothing_planned",
+            reason=Reason.NOTHING_PLANNED,
+            at=now,
             rule="policy:no_stage_or_channel",
-            occurred_at=now,
-            schema_id=event.schema_id,
         )
+
+
+def _dispatched(
+    event: LoanOverdueEvent,
+    nid: str,
+    channel: Channel,
+    rule: str | None,
+    outcome: DispatchOutcome,
+    rendered: RenderedMessage,
+    *,
+    status: DeliveryStatus,
+    reason: Reason,
+    at: datetime,
+) -> DeliveryResult:
+    """The result of a notification that went through the dispatcher (alone or in a digest)."""
+    return DeliveryResult.for_notification(
+        event,
+        nid,
+        status=status,
+        reason=reason,
+        at=at,
+        channel=channel,
+        rule=rule,
+        provider=outcome.provider,
+        template=rendered.template,
+        locale=rendered.locale,
+        attempts=outcome.attempts,
+        provider_message_id=outcome.provider_message_id,
+        provider_code=outcome.provider_code,
+        sms_parts=rendered.sms.parts if rendered.sms else None,
+        first_attempt_at=outcome.first_attempt_at,
+        finished_at=outcome.finished_at,
+    )
+
+
+# What a result says when a dispatcher's reason code is not in the contract (a bug: the
+# contract test keeps dispatch.REASONS inside Reason): the send still gets its result.
+_FALLBACK_REASON = {
+    DeliveryStatus.SENT: Reason.SENT,
+    DeliveryStatus.FAILED: Reason.PROVIDER_REJECTED,
+    DeliveryStatus.UNKNOWN: Reason.AMBIGUOUS_ADAPTER_ERROR,
+}
+
+
+def _outcome_reason(outcome: DispatchOutcome) -> Reason:
+    """The result's reason for a dispatch outcome: its own code, always a member of Reason."""
+    try:
+        return Reason(outcome.reason)
+    except ValueError:
+        # Never lose a send's result over a code: publish the nearest, say so loudly.
+        log.error("dispatch reason not in the contract", extra={"reason": outcome.reason[:64]})
+        return _FALLBACK_REASON[outcome.status]
 
 
 def _outbound(

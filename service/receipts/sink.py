@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from service.events import Channel, DeliveryResult, DeliveryStatus, result_id_for
+from service.events import Channel, DeliveryResult, DeliveryStatus, Reason
 from service.ledger.receipts import SentNotification
 from service.observability import metrics
 from service.receipts.model import ProviderReceipt
@@ -149,20 +149,15 @@ class LedgerReceiptSink:
 
 def receipt_result(sent: DeliveryResult, receipt: ProviderReceipt) -> DeliveryResult:
     """The delivered / undelivered result of a receipt for the notification `sent` was."""
-    status = (
-        DeliveryStatus.DELIVERED if receipt.status == "delivered" else DeliveryStatus.UNDELIVERED
-    )
-    nid = sent.notification_id or ""
-    return sent.model_copy(
-        update={
-            "result_id": result_id_for(nid, status, 0),
-            "status": status,
-            "reason": status.value,
-            "rule": f"receipt:{receipt.provider}",
-            "provider": receipt.provider,
-            "provider_code": receipt.error_code,
-            "not_before": None,
-            "occurred_at": receipt.received_at,
-            "finished_at": receipt.received_at,
-        }
+    delivered = receipt.status == "delivered"
+    status = DeliveryStatus.DELIVERED if delivered else DeliveryStatus.UNDELIVERED
+    return sent.followed_by(
+        status=status,
+        reason=Reason.DELIVERED if delivered else Reason.UNDELIVERED,
+        at=receipt.received_at,
+        rule=f"receipt:{receipt.provider}",
+        provider=receipt.provider,
+        provider_code=receipt.error_code,
+        not_before=None,
+        finished_at=receipt.received_at,
     )

@@ -34,7 +34,12 @@ from service.channels.console import ConsoleSender
 from service.channels.dispatch import Dispatcher
 from service.channels.fcm import FcmSender
 from service.channels.google_oauth import ServiceAccount, load_service_account
-from service.channels.http_gateway import HttpGatewayConfig, HttpGatewaySender, parse_body_template
+from service.channels.http_gateway import (
+    HttpGatewayConfig,
+    HttpGatewaySender,
+    check_query_url,
+    parse_body_template,
+)
 from service.channels.jpush import JPushConfig, JPushSender
 from service.channels.ratelimit import TokenBucket
 from service.channels.routing import (
@@ -372,6 +377,7 @@ def http_gateway_config(settings: Settings) -> HttpGatewayConfig:
     s = settings
     if not s.http_gateway_url:
         raise ValueError("NOTIFIER_HTTP_GATEWAY_URL is required for the HTTP gateway adapter")
+    check_query_url(s.http_gateway_query_url, s.http_gateway_body_template)
     return HttpGatewayConfig(
         url=s.http_gateway_url,
         body_template=parse_body_template(s.http_gateway_body_template),
@@ -393,6 +399,11 @@ def http_gateway_config(settings: Settings) -> HttpGatewayConfig:
         unknown_code=s.http_gateway_unknown_code,
         timeout_s=s.send_timeout_s,
         max_connections=s.provider_max_connections,
+        query_url=s.http_gateway_query_url,
+        query_status_path=s.http_gateway_query_status_path,
+        query_message_id_path=s.http_gateway_query_message_id_path,
+        query_found_statuses=frozenset(s.http_gateway_query_found_statuses),
+        query_not_found_statuses=frozenset(s.http_gateway_query_not_found_statuses),
     )
 
 

@@ -8,6 +8,8 @@ so what they run is what `run` wires, down to the ledger's lease and timeout.
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -71,9 +73,13 @@ async def connect_ledger(settings: Settings, policy: Policy) -> SqlLedger:
             lease_s=s.ledger_lease_s,
             timeout_s=s.ledger_timeout_s,
             resend_ambiguous=partial(_resend_after_crash, dict(s.on_ambiguous)),
-            # A restarted static member takes over its dead predecessor's claims at once.
+            # Who holds a claim: checked at each attempt's start. A restarted static member
+            # takes over its dead predecessor's claims at once (same member id, new boot id);
+            # without a member id the process's own id matches no predecessor.
             owner=(
-                (s.kafka_group_instance_id, uuid.uuid4().hex) if s.kafka_group_instance_id else None
+                s.kafka_group_instance_id
+                or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+                uuid.uuid4().hex,
             ),
             # A released notification is re-staged for the day it goes out (lifecycle).
             stage_for=policy.stage_for,

@@ -282,7 +282,12 @@ ADAPTER_VALUES: dict[str, tuple[str, str, list[tuple[str, Any, Any]]]] = {
             ("http_gateway_url", "http://127.0.0.1:9/send", "http://127.0.0.1:9/send"),
             ("http_gateway_method", "PUT", "PUT"),
             ("http_gateway_body_format", "form", "form"),
-            ("http_gateway_body_template", '{"to": "{phone}", "msg": "{text}"}', None),
+            (
+                "http_gateway_body_template",
+                # (our id in the body: the status query below asks by it)
+                '{"to": "{phone}", "msg": "{text}", "id": "{notification_id}"}',
+                None,
+            ),
             ("http_gateway_account", "acct", "acct"),
             ("http_gateway_password", "gw-pass", "gw-pass"),
             ("http_gateway_sender", "JB", "JB"),
@@ -297,6 +302,15 @@ ADAPTER_VALUES: dict[str, tuple[str, str, list[tuple[str, Any, Any]]]] = {
             ("http_gateway_opt_out_codes", ["7"], frozenset({"7"})),
             ("http_gateway_alert_codes", ["5"], frozenset({"5"})),
             ("http_gateway_unknown_code", "transient", "transient"),
+            (
+                "http_gateway_query_url",
+                "http://127.0.0.1:9/q?id={notification_id}",
+                "http://127.0.0.1:9/q?id={notification_id}",
+            ),
+            ("http_gateway_query_status_path", "data.state", "data.state"),
+            ("http_gateway_query_message_id_path", "data.id", "data.id"),
+            ("http_gateway_query_found_statuses", ["OK"], frozenset({"OK"})),
+            ("http_gateway_query_not_found_statuses", ["NONE"], frozenset({"NONE"})),
         ],
     ),
     "apns_": (
@@ -332,7 +346,7 @@ for _prefix, (_route, _provider, _rows) in ADAPTER_VALUES.items():
                     _name,
                     _value,
                     _sync(lambda a: dict(_sender("sms", "http_gateway")(a)._config.body_template)),
-                    {"to": "{phone}", "msg": "{text}"},
+                    {"to": "{phone}", "msg": "{text}", "id": "{notification_id}"},
                 )
             )
             continue

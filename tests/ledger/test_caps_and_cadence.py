@@ -79,7 +79,7 @@ async def test_failed_sends_do_not_count_but_unknown_ones_do(make_ledger: Ledger
     ledger = await make_ledger()
     first = make_event(borrower_id="b-f", loan_id="L1")
     [a] = await ledger.admit(first, [make_plan()], MORNING_NY)
-    failed = outcome(first, a, MORNING_NY, status=DeliveryStatus.FAILED, reason="invalid_number")
+    failed = outcome(first, a, MORNING_NY, status=DeliveryStatus.FAILED, reason="provider_rejected")
     await ledger.record(first, [failed])
     second = make_event(borrower_id="b-f", loan_id="L2")
     [b] = await ledger.admit(second, [make_plan()], MORNING_NY)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 from service.config import Settings
-from service.events import DeliveryResult, DeliveryStatus, LoanOverdueEvent, result_id_for
+from service.events import DeliveryResult, DeliveryStatus, LoanOverdueEvent, Reason, result_id_for
 from service.pipeline.engine import ConsumerEngine, EngineConfig
 from service.pipeline.handler import EventHandler
 from service.pipeline.publisher import ResultPublisher
@@ -31,7 +31,7 @@ def suppressed_result(event: LoanOverdueEvent) -> DeliveryResult:
         borrower_id=event.borrower.borrower_id,
         channel=None,
         status=DeliveryStatus.SUPPRESSED,
-        reason="test",
+        reason=Reason.NOTHING_PLANNED,
         occurred_at=now_utc(),
     )
 

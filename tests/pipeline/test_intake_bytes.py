@@ -97,7 +97,7 @@ class _HugeResult:
 
     async def handle(self, event: LoanOverdueEvent) -> list[DeliveryResult]:
         result = suppressed_result(event)
-        return [result.model_copy(update={"reason": "x" * (2 * 1024 * 1024)})]
+        return [result.model_copy(update={"rule": "x" * (2 * 1024 * 1024)})]
 
 
 async def test_a_result_kafka_refuses_dead_letters_the_event_and_the_partition_moves_on(
