@@ -31,7 +31,7 @@ from service.ledger.sql import SqlLedger
 from service.pipeline.processor import NotificationProcessor
 from service.policy.model import ContactRules, ContactWindow, Stage
 from tests.conftest import REPO_ROOT
-from tests.ledger.helpers import MORNING_NY, make_event, make_plan
+from tests.ledger.helpers import MORNING_NY, RulesPolicy, make_event, make_plan
 from tests.ledger.test_with_processor import Renderer
 
 SERVICE = REPO_ROOT / "service"
@@ -259,7 +259,7 @@ async def test_every_dispatch_outcome_ends_in_a_published_reason_member(
     ledger = await SqlLedger.connect(
         url,
         hash_key=b"k",
-        rules=ContactRules(),
+        policy=RulesPolicy(),
         default_timezone=None,
         lease_s=120.0,
         timeout_s=5.0,

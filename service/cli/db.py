@@ -19,10 +19,9 @@ from typing import Any, TextIO
 from service.config import Settings
 from service.ledger.audit import AuditRow
 from service.ledger.errors import LedgerError
+from service.ledger.history import History
 from service.ledger.loans import LoanEventRow
 from service.ledger.migrations import upgrade
-from service.ledger.sql import SqlLedger
-from service.policy.model import ContactRules
 
 __all__ = ["register"]
 
@@ -88,14 +87,9 @@ def _cmd_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _open(args: argparse.Namespace, settings: Settings) -> SqlLedger:
-    return await SqlLedger.connect(
-        _url(args, settings),
-        hash_key=settings.hash_key.get_secret_value().encode(),
-        rules=ContactRules(),
-        default_timezone=settings.default_timezone,
-        timeout_s=settings.ledger_timeout_s,
-    )
+async def _open(args: argparse.Namespace, settings: Settings) -> History:
+    # The ledger's history only: these commands never admit, so they need no policy.
+    return await History.connect(_url(args, settings), timeout_s=settings.ledger_timeout_s)
 
 
 def _cmd_purge(args: argparse.Namespace) -> int:

@@ -24,16 +24,17 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from service.channels.base import OutboundMessage
 from service.cli.settings_docs import SettingsError, load_settings
 from service.config import Settings
 from service.events import Channel, PushProvider, TemplateRef
 from service.ledger.controls import ControlStore, PauseStatus
+from service.ledger.database import open_database
 from service.ledger.errors import LedgerError
-from service.ledger.sql import SqlLedger
 from service.observability.logging import configure_logging
 from service.observability.masking import mask_phone, mask_token
-from service.policy.model import ContactRules
 from service.receipts.model import ProviderReceipt
 from service.rendering.model import PushContent, RenderedMessage, SmsContent
 from service.rendering.sms import sms_parts
@@ -98,16 +99,16 @@ def _operator(args: argparse.Namespace) -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-async def _controls(args: argparse.Namespace, settings: Settings) -> tuple[SqlLedger, ControlStore]:
+async def _controls(
+    args: argparse.Namespace, settings: Settings
+) -> tuple[AsyncEngine, ControlStore]:
+    # The controls table only, no admitting ledger: a pause needs no policy (and must work
+    # while the policy file is being mended).
     key = settings.hash_key.get_secret_value().encode()
-    ledger = await SqlLedger.connect(
-        str(args.database_url or settings.database_url),
-        hash_key=key,
-        rules=ContactRules(),
-        default_timezone=settings.default_timezone,
-        timeout_s=settings.ledger_timeout_s,
+    engine = await open_database(
+        str(args.database_url or settings.database_url), timeout_s=settings.ledger_timeout_s
     )
-    return ledger, ControlStore(ledger.engine, hash_key=key)
+    return engine, ControlStore(engine, hash_key=key)
 
 
 def _settings(err: TextIO) -> Settings | None:
@@ -137,13 +138,13 @@ def _cmd_pause(
         return 2
 
     async def act() -> PauseStatus:
-        ledger, store = await _controls(args, settings)
+        engine, store = await _controls(args, settings)
         try:
             if args.show:
                 return await store.read_pause()
             return await store.pause(reason=args.reason, by=_operator(args), now=datetime.now(UTC))
         finally:
-            await ledger.aclose()
+            await engine.dispose()
 
     try:
         status = asyncio.run(act())
@@ -170,11 +171,11 @@ def _cmd_resume(
         return 2
 
     async def act() -> PauseStatus:
-        ledger, store = await _controls(args, settings)
+        engine, store = await _controls(args, settings)
         try:
             return await store.resume()
         finally:
-            await ledger.aclose()
+            await engine.dispose()
 
     try:
         lifted = asyncio.run(act())

@@ -19,10 +19,10 @@ from typing import Any, TextIO
 
 from service.cli.settings_docs import SettingsError, load_settings
 from service.ledger.coverage import CoverageStore, UnreachedLoan
+from service.ledger.database import open_database
 from service.ledger.errors import LedgerError
-from service.ledger.sql import SqlLedger
 from service.observability.masking import mask_id
-from service.policy.model import ContactRules, Stage
+from service.policy.model import Stage
 
 __all__ = ["coverage_report", "register"]
 
@@ -126,19 +126,16 @@ def _cmd_coverage(
         return 2
 
     async def compute() -> list[UnreachedLoan]:
-        ledger = await SqlLedger.connect(
-            str(args.database_url or settings.database_url),
-            hash_key=settings.hash_key.get_secret_value().encode(),
-            rules=ContactRules(),
-            default_timezone=settings.default_timezone,
-            timeout_s=settings.ledger_timeout_s,
+        # The ledger's tables only: a report never admits, so it needs no policy.
+        engine = await open_database(
+            str(args.database_url or settings.database_url), timeout_s=settings.ledger_timeout_s
         )
         try:
-            store = CoverageStore(ledger.engine, lookback_days=settings.coverage_lookback_days)
+            store = CoverageStore(engine, lookback_days=settings.coverage_lookback_days)
             stage = Stage(args.stage) if args.stage else None
             return await store.unreached(at, stale_days=stale_days, stage=stage)
         finally:
-            await ledger.aclose()
+            await engine.dispose()
 
     try:
         loans = asyncio.run(compute())

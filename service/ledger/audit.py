@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from service.events import Channel, DeliveryResult, LoanOverdueEvent
+from service.events import Channel, DeliveryResult, LoanOverdueEvent, Reason
 from service.observability.masking import mask_phone, mask_token
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "audit_values",
     "contact_hash",
     "contact_of",
+    "result_audit",
 ]
 
 
@@ -108,3 +109,26 @@ def audit_values(
         "finished_at": result.finished_at,
         "schema_id": result.schema_id,
     }
+
+
+def result_audit(
+    event: LoanOverdueEvent,
+    result: DeliveryResult,
+    key: bytes,
+    *,
+    policy_rule: str | None,
+    template_name: str | None = None,
+) -> dict[str, Any]:
+    """The audit row of a decision or outcome about one of `event`'s notifications."""
+    contact = (
+        contact_of(event, result.channel, key)
+        if result.reason != Reason.NO_CONTACT_ADDRESS
+        else None
+    )
+    return audit_values(
+        result,
+        at=result.finished_at or result.occurred_at,
+        contact=contact,
+        policy_rule=policy_rule,
+        template_name=template_name,
+    )

@@ -158,6 +158,7 @@ class BatchingLedger:
 
     def __init__(self, inner: SqlLedger, *, max_batch: int = 200) -> None:
         self.inner = inner
+        self._max_batch = max_batch
 
         async def admit_one(request: AdmitRequest) -> list[Admission]:
             return await inner.admit(*request)
@@ -190,6 +191,11 @@ class BatchingLedger:
         self._attempts: _Batcher[AttemptRequest, bool] = _Batcher(
             attempts_many, attempts_one, max_batch * 4
         )
+
+    @property
+    def max_batch(self) -> int:
+        """The most admit() or record() calls that share one transaction."""
+        return self._max_batch
 
     @property
     def batch_counts(self) -> dict[str, tuple[int, int]]:

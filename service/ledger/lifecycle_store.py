@@ -28,6 +28,7 @@ from service.events import (
     Reason,
     ResultSubject,
 )
+from service.ledger.admission import StageFor
 from service.ledger.loans import Block, Hold, LoanState, blocking_reason
 from service.ledger.schema import holds, loan_events, loans, notifications
 from service.lifecycle import (
@@ -44,7 +45,6 @@ from service.policy.model import PlannedNotification, Stage
 __all__ = ["LoanContext", "LoanWrites", "StageFor"]
 
 N = notifications.c
-StageFor = Callable[[int], Stage | None]
 _PENDING = ("deferred", "released")
 
 
@@ -232,7 +232,7 @@ class LoanContext:
         plan: PlannedNotification,
         local_date: date,
         event_day: date,
-        stage_for: StageFor | None,
+        stage_for: StageFor,
     ) -> tuple[LoanOverdueEvent, Block | None]:
         """The event a released notification is rendered from: the loan's newest state (amount
         after partial repayments), days past due for the borrower's local date of sending.
@@ -251,7 +251,7 @@ class LoanContext:
         )
         if shift > 0 and plan.stage in (Stage.PRE_DUE, Stage.DUE_TODAY):
             return rendered, Block(Reason.SUPERSEDED, "lifecycle:day_passed")
-        if stage_for is not None and stage_for(dpd) is not plan.stage:
+        if stage_for(dpd) is not plan.stage:
             return rendered, Block(Reason.SUPERSEDED, "lifecycle:stage_changed")
         return rendered, None
 

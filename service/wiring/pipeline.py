@@ -68,7 +68,9 @@ async def connect_ledger(settings: Settings, policy: Policy) -> SqlLedger:
         return await SqlLedger.connect(
             s.database_url,
             hash_key=s.hash_key.get_secret_value().encode(),
-            rules=policy.contact,
+            # The contact rules, and the stages a released notification is re-staged by for
+            # the day it goes out (lifecycle).
+            policy=policy,
             default_timezone=default_zone(s),
             lease_s=s.ledger_lease_s,
             timeout_s=s.ledger_timeout_s,
@@ -81,8 +83,6 @@ async def connect_ledger(settings: Settings, policy: Policy) -> SqlLedger:
                 or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
                 uuid.uuid4().hex,
             ),
-            # A released notification is re-staged for the day it goes out (lifecycle).
-            stage_for=policy.stage_for,
         )
     except SchemaOutOfDateError as exc:
         raise StartupError(

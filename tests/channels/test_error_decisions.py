@@ -19,10 +19,9 @@ from service.ledger.errors import LedgerUnavailableError
 from service.ledger.migrations import upgrade
 from service.ledger.sql import SqlLedger
 from service.pipeline.processor import NotificationProcessor
-from service.policy.model import ContactRules
 from tests.channels.conftest import RecordingSleep, fcm_sender, twilio_sender
 from tests.fakes import FakeFcm, FakeTwilio
-from tests.ledger.helpers import MORNING_NY, make_event, make_plan
+from tests.ledger.helpers import MORNING_NY, RulesPolicy, make_event, make_plan
 from tests.ledger.test_with_processor import Clock, Renderer
 
 PHONE = "+14155550123"  # the borrower's phone in tests.factories.event_dict
@@ -64,7 +63,7 @@ async def ledger(tmp_path: Path) -> AsyncIterator[SqlLedger]:
     opened = await SqlLedger.connect(
         url,
         hash_key=b"test-hash-key",
-        rules=ContactRules(),
+        policy=RulesPolicy(),
         default_timezone=None,
         lease_s=120.0,
         timeout_s=5.0,

@@ -156,7 +156,7 @@ async def service_decisions(
     url = f"sqlite+aiosqlite:///{tmp_path / 'ledger.sqlite3'}"
     await upgrade(url)
     ledger = await SqlLedger.connect(
-        url, hash_key=b"k", rules=policy.contact, default_timezone=zone or None
+        url, hash_key=b"k", policy=policy, default_timezone=zone or None
     )
     try:
         plans = plan_notifications(event, policy, at, default_timezone=zone or None)

@@ -133,9 +133,9 @@ TUNED_SID = "AC" + "7" * 32
 # defaults so that a setting read but never handed on fails its row.
 ROWS: list[tuple[str, Any, Callable[[NotifierApp], Any], Any]] = [
     # ledger
-    ("ledger_lease_s", 77.0, _sync(lambda a: a.ledger._lease.total_seconds()), 77.0),
+    ("ledger_lease_s", 77.0, _sync(lambda a: a.ledger.lease.total_seconds()), 77.0),
     ("ledger_timeout_s", 7.0, _busy_timeout_ms, 7000),
-    ("ledger_batch_max", 17, _sync(lambda a: a.notification_ledger._admits._max_batch), 17),
+    ("ledger_batch_max", 17, _sync(lambda a: a.notification_ledger.max_batch), 17),
     # Kafka
     ("kafka_group_instance_id", "pod-7", _sync(lambda a: a.consumer._group_instance_id), "pod-7"),
     ("kafka_client_id", "notifier-x", _sync(lambda a: a.producer.client._client_id), "notifier-x"),

@@ -27,7 +27,6 @@ from service.embedded_broker import EmbeddedBroker
 from service.ledger.audit import AuditRow
 from service.ledger.sql import SqlLedger
 from service.pipeline.publisher import HEADER_SCHEMA_ID
-from service.policy.model import ContactRules
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import processed, running_app, service_settings, wait_until
 from tests.e2e.test_deferral import SettableClock, backlog
@@ -35,6 +34,7 @@ from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka_tools import read_topic, unique
 from tests.ledger.conftest import HASH_KEY, fresh_postgres_database
+from tests.ledger.helpers import RulesPolicy
 
 # 22:30 in New York (quiet hours), 11:30 in Shanghai (inside the window).
 NIGHT_IN_NEW_YORK = datetime(2026, 11, 20, 3, 30, tzinfo=UTC)
@@ -170,7 +170,7 @@ async def test_a_json_serializer_record_has_its_schema_id_on_every_result_and_au
         ledger = await SqlLedger.connect(
             database_url,
             hash_key=HASH_KEY,
-            rules=ContactRules(),
+            policy=RulesPolicy(),
             default_timezone=None,
             lease_s=120.0,
             timeout_s=5.0,

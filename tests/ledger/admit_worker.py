@@ -20,9 +20,8 @@ from datetime import datetime
 from service.events import LoanOverdueEvent
 from service.ledger.batching import BatchingLedger
 from service.ledger.sql import SqlLedger
-from service.policy.model import ContactRules
 from tests.ledger.conftest import HASH_KEY
-from tests.ledger.helpers import make_event, make_plan
+from tests.ledger.helpers import RulesPolicy, make_event, make_plan
 
 # Several borrowers, so that a batch holds many borrowers (never two events of one) and every
 # borrower is a separate chance for the two processes to race.
@@ -46,7 +45,7 @@ def events(tag: str, count: int) -> list[LoanOverdueEvent]:
 
 async def main(url: str, mode: str, tag: str, count: int, now: datetime) -> None:
     sql = await SqlLedger.connect(
-        url, hash_key=HASH_KEY, rules=ContactRules(), default_timezone=None, timeout_s=30.0
+        url, hash_key=HASH_KEY, policy=RulesPolicy(), default_timezone=None, timeout_s=30.0
     )
     ledger = BatchingLedger(sql, max_batch=50)
     plan = make_plan(cadence_days=1)

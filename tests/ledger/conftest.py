@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from service.ledger.migrations import upgrade
 from service.ledger.sql import SqlLedger
-from service.policy.model import ContactRules
+from tests.ledger.helpers import RulesPolicy
 
 HASH_KEY = b"test-hash-key"
 
@@ -79,9 +79,12 @@ async def make_ledger(ledger_url: str) -> AsyncIterator[LedgerFactory]:
     opened: list[SqlLedger] = []
 
     async def make(**overrides: Any) -> SqlLedger:
+        """`rules=ContactRules(...)`: a policy of these contact rules and the shipped stages."""
+        if "rules" in overrides:
+            overrides["policy"] = RulesPolicy(overrides.pop("rules"))
         options: dict[str, Any] = {
             "hash_key": HASH_KEY,
-            "rules": ContactRules(),
+            "policy": RulesPolicy(),
             "default_timezone": None,
             "lease_s": 120.0,
             "timeout_s": 5.0,

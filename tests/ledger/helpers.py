@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +15,8 @@ from service.events import (
     result_id_for,
 )
 from service.ledger.api import Admission
-from service.policy.model import PlannedNotification, Stage
+from service.policy import Policy, load_policy
+from service.policy.model import ContactRules, PlannedNotification, Stage
 from tests.factories import event_dict
 
 # 10:00 in New York (EST), inside the default 08:00-21:00 window.
@@ -22,6 +24,20 @@ MORNING_NY = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 # 22:00 in New York, after the window closed; it reopens at 08:00 = 13:00 UTC next day.
 NIGHT_NY = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
 NEXT_OPENING_NY = datetime(2026, 11, 21, 13, 0, tzinfo=UTC)
+
+SHIPPED_POLICY = load_policy(None)
+
+
+@dataclass(frozen=True)
+class RulesPolicy:
+    """What a test ledger admits by: these contact rules, and the stages of a real policy (the
+    shipped one unless given), so a release is re-staged exactly as in production."""
+
+    contact: ContactRules = field(default_factory=ContactRules)
+    stages: Policy = SHIPPED_POLICY
+
+    def stage_for(self, days_past_due: int) -> Stage | None:
+        return self.stages.stage_for(days_past_due)
 
 
 def make_event(**kwargs: Any) -> LoanOverdueEvent:

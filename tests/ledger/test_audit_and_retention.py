@@ -13,12 +13,12 @@ from service.events import Channel
 from service.ledger.audit import contact_hash
 from service.ledger.engine import build_engine
 from service.ledger.sql import SqlLedger
-from service.policy.model import ContactRules
 from tests.ledger.conftest import HASH_KEY, LedgerFactory
 from tests.ledger.helpers import (
     MORNING_NY,
     NEXT_OPENING_NY,
     NIGHT_NY,
+    RulesPolicy,
     make_event,
     make_plan,
     outcome,
@@ -125,7 +125,7 @@ def test_cli_upgrade_then_audit_prints_masked_history(
         ledger = await SqlLedger.connect(
             empty_url,
             hash_key=HASH_KEY,
-            rules=ContactRules(),
+            policy=RulesPolicy(),
             default_timezone=None,
         )
         event = make_event(borrower_id="b-cli", phone=PHONE)

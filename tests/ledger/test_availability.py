@@ -15,9 +15,8 @@ from service.ledger.api import AdmissionKind
 from service.ledger.errors import LedgerUnavailableError, SchemaOutOfDateError
 from service.ledger.migrations import is_current, upgrade
 from service.ledger.sql import SqlLedger
-from service.policy.model import ContactRules
 from tests.ledger.conftest import HASH_KEY, LedgerFactory
-from tests.ledger.helpers import MORNING_NY, make_event, make_plan, outcome
+from tests.ledger.helpers import MORNING_NY, RulesPolicy, make_event, make_plan, outcome
 
 
 class TcpProxy:
@@ -155,7 +154,7 @@ async def test_closed_port_refuses_at_connect(ledger_url: str) -> None:
         url = make_url(ledger_url).set(port=1).render_as_string(hide_password=False)
     with pytest.raises(LedgerUnavailableError):
         await SqlLedger.connect(
-            url, hash_key=HASH_KEY, rules=ContactRules(), default_timezone=None, timeout_s=2
+            url, hash_key=HASH_KEY, policy=RulesPolicy(), default_timezone=None, timeout_s=2
         )
 
 
@@ -163,13 +162,13 @@ async def test_empty_database_is_refused_until_upgraded(empty_url: str) -> None:
     """connect() on an empty database names the fix; after `db upgrade` it opens."""
     with pytest.raises(SchemaOutOfDateError, match="overdue-notifier db upgrade"):
         await SqlLedger.connect(
-            empty_url, hash_key=HASH_KEY, rules=ContactRules(), default_timezone=None
+            empty_url, hash_key=HASH_KEY, policy=RulesPolicy(), default_timezone=None
         )
     assert not await is_current(empty_url)
     await upgrade(empty_url)
     assert await is_current(empty_url)
     ledger = await SqlLedger.connect(
-        empty_url, hash_key=HASH_KEY, rules=ContactRules(), default_timezone=None
+        empty_url, hash_key=HASH_KEY, policy=RulesPolicy(), default_timezone=None
     )
     await ledger.aclose()
 

@@ -29,7 +29,14 @@ from service.policy.model import ContactRules, PlannedNotification, Stage
 from service.rendering.model import DigestSummary, PushContent, RenderedMessage, SmsContent
 from tests.factories import event_dict
 from tests.ledger.conftest import HASH_KEY, LedgerFactory
-from tests.ledger.helpers import MORNING_NY, NEXT_OPENING_NY, NIGHT_NY, make_plan, outcome
+from tests.ledger.helpers import (
+    MORNING_NY,
+    NEXT_OPENING_NY,
+    NIGHT_NY,
+    RulesPolicy,
+    make_plan,
+    outcome,
+)
 from tests.ledger.test_with_processor import Clock, sent_outcome
 
 
@@ -405,7 +412,7 @@ def test_audit_loan_shows_the_lifecycle_alongside_the_contacts(
 
     async def seed() -> None:
         ledger = await SqlLedger.connect(
-            empty_url, hash_key=HASH_KEY, rules=ContactRules(), default_timezone=None
+            empty_url, hash_key=HASH_KEY, policy=RulesPolicy(), default_timezone=None
         )
         clock, recorder = Clock(MORNING_NY), Recorder()
         work = worker(ledger, clock, recorder)
@@ -477,13 +484,29 @@ async def test_six_loans_of_one_borrower_due_on_one_day_go_as_one_sms_and_one_pu
     assert sorted(recorder.sent_channels) == ["push", "push", "sms", "sms"]
 
 
+async def test_the_ledger_does_not_open_without_the_policys_stage_function(ledger_url: str) -> None:
+    """Fail closed: a policy without a stage function (what `stage_for=None` used to allow,
+    skipping the restage of releases) is refused, and no engine is left open."""
+
+    class ContactOnly:
+        contact = ContactRules()
+
+    with pytest.raises(TypeError, match="stage_for"):
+        await SqlLedger.connect(
+            ledger_url,
+            policy=ContactOnly(),  # type: ignore[arg-type]  # (what the type forbids, at run time)
+            hash_key=HASH_KEY,
+            default_timezone=None,
+        )
+
+
 async def test_a_grace_reminder_deferred_into_day_four_is_superseded_with_the_policys_stages(
     make_ledger: LedgerFactory,
 ) -> None:
     """A ledger connected as app.py connects it (the policy's stage_for): a grace reminder
     (day 3) deferred by quiet hours to the next morning, day 4 and early_overdue, is
     superseded at release and nothing saying "grace" is sent."""
-    ledger = await make_ledger(stage_for=load_policy(None).stage_for)
+    ledger = await make_ledger(policy=RulesPolicy(stages=load_policy(None)))
     clock, recorder = Clock(NIGHT_NY), Recorder()
     work = worker(ledger, clock, recorder, Stage.GRACE)
     deferred = await work.handle(overdue("L14", NIGHT_NY - timedelta(minutes=1), days_past_due=3))

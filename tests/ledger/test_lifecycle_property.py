@@ -14,9 +14,8 @@ from hypothesis import strategies as st
 
 from service.ledger.migrations import upgrade
 from service.ledger.sql import SqlLedger
-from service.policy.model import ContactRules
 from tests.ledger.conftest import HASH_KEY
-from tests.ledger.helpers import NIGHT_NY
+from tests.ledger.helpers import NIGHT_NY, RulesPolicy
 from tests.ledger.test_lifecycle import Recorder, lifecycle, overdue, release, worker
 from tests.ledger.test_with_processor import Clock
 
@@ -36,7 +35,7 @@ async def _scenario(steps: list[tuple[str, str]], hours: list[int]) -> None:
         url = f"sqlite+aiosqlite:///{Path(tmp) / 'ledger.sqlite3'}"
         await upgrade(url)
         ledger = await SqlLedger.connect(
-            url, hash_key=HASH_KEY, rules=ContactRules(), default_timezone=None
+            url, hash_key=HASH_KEY, policy=RulesPolicy(), default_timezone=None
         )
         try:
             clock, recorder = Clock(NIGHT_NY), Recorder()

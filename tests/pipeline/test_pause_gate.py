@@ -9,11 +9,10 @@ from pathlib import Path
 from service.events import DeliveryResult, LoanOverdueEvent
 from service.ledger.api import Admission
 from service.ledger.controls import ControlStore, PauseStatus
+from service.ledger.database import open_database
 from service.ledger.errors import LedgerUnavailableError
 from service.ledger.migrations import upgrade
-from service.ledger.sql import SqlLedger
 from service.pipeline.pause import PauseGate
-from service.policy.model import ContactRules
 
 NOW = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
 
@@ -51,11 +50,9 @@ async def test_gate_follows_the_stored_pause_and_fails_closed_when_unreadable(
     has been unreadable for longer than three poll intervals (at least 10 s)."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'ledger.sqlite3'}"
     await upgrade(url)
-    ledger = await SqlLedger.connect(
-        url, hash_key=b"k", rules=ContactRules(), default_timezone=None
-    )
+    engine = await open_database(url)
     try:
-        store = ControlStore(ledger.engine, hash_key=b"k")
+        store = ControlStore(engine, hash_key=b"k")
         source = Unreadable(store)
         clock = Clock()
         gate = PauseGate(source, poll_s=2.0, monotonic=clock)
@@ -82,4 +79,4 @@ async def test_gate_follows_the_stored_pause_and_fails_closed_when_unreadable(
         await gate.refresh()
         assert not gate.paused
     finally:
-        await ledger.aclose()
+        await engine.dispose()

@@ -52,7 +52,7 @@ async def audit_of(settings: Settings, borrower_id: str) -> list[AuditRow]:
     ledger = await SqlLedger.connect(
         settings.database_url,
         hash_key=settings.hash_key.get_secret_value().encode(),
-        rules=load_policy(None).contact,
+        policy=load_policy(None),
         default_timezone=settings.default_timezone,
     )
     try:
