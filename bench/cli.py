@@ -27,6 +27,17 @@ def _setting(text: str) -> tuple[str, str]:
     return key.strip().lower(), value
 
 
+BASELINES = ("raw", "naive", "lean")
+
+
+def _baselines(text: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in BASELINES]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(f"baselines are some of {','.join(BASELINES)}")
+    return kinds
+
+
 def _tracing_modes(text: str) -> tuple[str, ...]:
     modes = tuple(m.strip() for m in text.split(",") if m.strip())
     for mode in modes:
@@ -80,6 +91,14 @@ def parse_options(argv: list[str] | None = None) -> BenchOptions:
     )
     parser.add_argument("--skip-baselines", action="store_true", help="measure the service only")
     parser.add_argument(
+        "--baselines",
+        type=_baselines,
+        default=BASELINES,
+        metavar="KINDS",
+        help="which baselines run before the service, comma-separated, of "
+        f"{','.join(BASELINES)} (default all of them)",
+    )
+    parser.add_argument(
         "--replicas",
         type=int,
         default=1,
@@ -130,6 +149,7 @@ def parse_options(argv: list[str] | None = None) -> BenchOptions:
         rate=a.rate,
         paced_events=a.paced_events,
         skip_baselines=a.skip_baselines,
+        baselines=a.baselines,
         replicas=a.replicas,
         profile=a.profile.resolve() if a.profile else None,
         service_settings=dict(a.settings),

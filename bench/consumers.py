@@ -4,6 +4,8 @@
            the ceiling of this machine with this broker.
 - naive:   one event at a time, every step awaited in turn: decode, plan, ledger admit, render,
            send SMS, send push, ledger record, publish (awaiting the ack), commit.
+- lean:    bounded concurrency, pydantic decode, two renders, two provider requests, two
+           results, watermark commits; no ledger, compliance or retries (bench/lean.py).
 - service: NotifierApp, exactly as `python -m service run` wires it.
 
 The parent may run several children of one kind in one consumer group (replicas of the
@@ -39,7 +41,7 @@ __all__ = ["ChildJob", "child_main"]
 
 @dataclass(frozen=True)
 class ChildJob:
-    kind: str  # raw | naive | service
+    kind: str  # raw | naive | lean | service
     settings: dict[str, Any]  # Settings(**settings) of the service (topics, ledger, providers)
     backlog: int
     paced: int
@@ -55,7 +57,7 @@ def child_main(job: ChildJob, conn: Connection) -> None:
 
     configure_logging("WARNING", "console")
     _configure_tracing(job.extra.get("otel_environ"))
-    runner = {"raw": _raw, "naive": _naive, "service": _service}[job.kind]
+    runner = {"raw": _raw, "naive": _naive, "lean": _lean, "service": _service}[job.kind]
     try:
         stats = asyncio.run(runner(job, conn))
     except BaseException as exc:
@@ -116,9 +118,16 @@ class _Progress:
         self.stop = False
         self._reported = -1
         self._reported_at = 0.0
-        # CPU of every thread of this process since the consumer's start, sent with each count:
-        # the parent keeps each child's figure at the count that completes the group's backlog,
-        # a figure a noisy shared machine disturbs far less than wall-clock throughput.
+        # CPU of every thread of this process since the consumer was ready (`ready`), sent
+        # with each count: the parent keeps each child's figure at the count that completes the
+        # group's backlog, a figure a noisy shared machine disturbs far less than wall-clock
+        # throughput. Start-up (imports, templates, connections) is left out: it does not
+        # grow with the backlog, and on a short run it would weigh on one consumer's figure
+        # far more than on another's.
+        self.cpu_start = time.process_time()
+
+    def ready(self) -> None:
+        """The consumer is set up and about to consume: its CPU is counted from here."""
         self.cpu_start = time.process_time()
 
     def update(self, done: int) -> bool:
@@ -249,6 +258,7 @@ async def _naive(job: ChildJob, conn: Connection) -> dict[str, Any]:
         consumer.subscribe([s.input_topic])
         await consumer.start()
         stack.push_async_callback(consumer.stop)
+        progress.ready()
         while True:
             batches = await consumer.getmany(timeout_ms=200, max_records=1)
             for tp, records in batches.items():
@@ -262,6 +272,15 @@ async def _naive(job: ChildJob, conn: Connection) -> dict[str, Any]:
             if progress.update(done):
                 break
     return {"processed": done}
+
+
+# --- lean --------------------------------------------------------------------------------------
+
+
+async def _lean(job: ChildJob, conn: Connection) -> dict[str, Any]:
+    from bench.lean import run_lean
+
+    return await run_lean(job.settings, _clock(job.clock_offset_s), _Progress(conn))
 
 
 # --- service -----------------------------------------------------------------------------------
@@ -282,6 +301,7 @@ async def _service(job: ChildJob, conn: Connection) -> dict[str, Any]:
                 await task
             await asyncio.sleep(0.005)
         engine = app.engine
+        progress.ready()
         if profiler is not None:
             profiler.enable()
         while True:

@@ -1,8 +1,10 @@
 """The fake Twilio and FCM servers of the benchmark, in a process of their own.
 
-They are the test fakes (tests/fakes: real HTTP servers speaking each provider's protocol) with
-`latency_s` and `error_rate` set and the request log off. A separate process keeps their CPU
-out of the measured consumer process (on this 2-core machine they still share the cores).
+They are bench/fake_providers.py: one bare HTTP/1.1 server speaking each provider's protocol,
+with `latency_s` and `error_rate`, built to cost little CPU per request (the aiohttp test fakes
+of tests/fakes used about a quarter of a core at the service's load, on a machine of two). A
+separate process keeps their CPU out of the measured consumer process (on this 2-core machine
+they still share the cores); `cpu()` reads how much of it they have used so far.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import tempfile
+import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -33,29 +36,29 @@ def _serve(conn: Connection, latency_s: float, error_rate: float, directory: str
 async def _serve_async(
     conn: Connection, latency_s: float, error_rate: float, directory: Path
 ) -> None:
-    from tests.fakes import FakeFcm, FakeTwilio
+    from bench.fake_providers import FakeProviders
 
-    async with FakeTwilio() as twilio, FakeFcm(directory) as fcm:
-        for fake in (twilio, fcm):
-            fake.latency_s = latency_s
-            fake.error_rate = error_rate
-            fake.keep_requests = False
+    async with FakeProviders(directory, latency_s=latency_s, error_rate=error_rate) as fakes:
         conn.send(
             ProviderEndpoints(
-                twilio_base_url=twilio.base_url,
-                fcm_base_url=fcm.base_url,
-                fcm_token_url=fcm.token_url,
-                fcm_service_account_file=str(fcm.account.path),
+                twilio_base_url=fakes.twilio_base_url,
+                fcm_base_url=fakes.fcm_base_url,
+                fcm_token_url=fakes.token_url,
+                fcm_service_account_file=str(fakes.account.path),
             )
         )
-        # Serve until the parent says stop (or goes away).
-        await asyncio.to_thread(_wait_for_stop, conn)
-        conn.send({"twilio_requests": twilio.request_count, "fcm_requests": fcm.request_count})
+        # Serve until the parent says stop (or goes away); answer its questions meanwhile.
+        await asyncio.to_thread(_answer_until_stop, conn, fakes.requests)
+        conn.send(
+            {"twilio_requests": fakes.requests["twilio"], "fcm_requests": fakes.requests["fcm"]}
+        )
 
 
-def _wait_for_stop(conn: Connection) -> None:
+def _answer_until_stop(conn: Connection, requests: dict[str, int]) -> None:
     with contextlib.suppress(EOFError):
-        conn.recv()
+        while conn.recv() == "cpu":
+            # CPU of this process, every thread (the server's loop, this waiting thread).
+            conn.send({"cpu_s": time.process_time(), "requests": dict(requests)})
 
 
 class running_providers:
@@ -82,6 +85,14 @@ class running_providers:
             raise RuntimeError("fake providers did not start within 30 s")
         endpoints: ProviderEndpoints = self._conn.recv()
         return endpoints
+
+    def cpu_s(self) -> float:
+        """CPU seconds the fake providers' process has used since it started."""
+        self._conn.send("cpu")
+        if not self._conn.poll(10):
+            raise RuntimeError("fake providers did not answer within 10 s")
+        answer: dict[str, float] = self._conn.recv()
+        return answer["cpu_s"]
 
     def __exit__(self, *exc: object) -> None:
         try:

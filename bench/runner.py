@@ -48,6 +48,8 @@ class BenchOptions:
     rate: float = 1000.0  # events/s of the paced (latency) phase
     paced_events: int | None = None  # default: min(events, 5 s at `rate`)
     skip_baselines: bool = False
+    # Which baselines run before the service (all of them unless skip_baselines).
+    baselines: tuple[str, ...] = ("raw", "naive", "lean")
     # Service processes in the one consumer group (the baselines always run one).
     replicas: int = 1
     profile: Path | None = None
@@ -174,9 +176,12 @@ async def _measure(
     replicas: int = 1,
     label: str | None = None,
     tracing: dict[str, str] | None = None,
+    cpu_probes: dict[str, Callable[[], float | None]] | None = None,
 ) -> dict[str, Any]:
     """`label` names the run (topics, event ids, lines) when one kind is measured twice;
-    `tracing` is the OTEL_* environment of its processes (None: tracing off)."""
+    `tracing` is the OTEL_* environment of its processes (None: tracing off); `cpu_probes`
+    read the CPU seconds used so far by the other processes the run drives (the fake
+    providers, the broker), read when the consumer starts and when its backlog is done."""
     name = label or kind
     bootstrap = settings["kafka_bootstrap_servers"]
     in_topic, results_topic = settings["input_topic"], settings["results_topic"]
@@ -199,11 +204,14 @@ async def _measure(
         extra={"otel_environ": tracing} if tracing else {},
     )
     group = ReplicaGroup(job, replicas, partitions=options.partitions)
+    probes = cpu_probes or {}
+    cpu_before = {process: probe() for process, probe in probes.items()}
     started = time.perf_counter()
     group.start()
     pump = asyncio.create_task(group.run())
     try:
         await group.wait_for(backlog, timeout_s, f"{name} backlog")
+        cpu_after = {process: probe() for process, probe in probes.items()}
         drained_s = (group.drained_at or time.perf_counter()) - started
         say(f"[{name}] backlog done after {drained_s:.1f} s (process start included)")
         produced: dict[str, int] = {}
@@ -237,12 +245,22 @@ async def _measure(
         )
     drain_cpu_s = group.progress.drain_cpu_s or []
     peak_rss_mb = [round(s["peak_rss_mb"], 1) for s in child_stats]
+    by_process: dict[str, float | None] = {"consumer": round(1000 * sum(drain_cpu_s) / backlog, 3)}
+    for process in probes:
+        before, after = cpu_before[process], cpu_after[process]
+        by_process[process] = (
+            None if before is None or after is None else round(1000 * (after - before) / backlog, 3)
+        )
     figures.update(
         paced_events=paced,
         paced_rate_target=rate if paced else None,
         paced_rate_reached=round(reached, 1) if paced else None,
         peak_rss_mb=max(peak_rss_mb),
-        cpu_ms_per_event=round(1000 * sum(drain_cpu_s) / backlog, 3),
+        cpu_ms_per_event=by_process["consumer"],
+        # CPU per backlog event of each process, from the consumer's start to its backlog done
+        # (the consumer's own from when it was ready to consume; the broker's also covers the
+        # commits and fetches of that time; PostgreSQL's is not read).
+        cpu_ms_per_event_by_process=by_process,
         replicas=replicas,
         peak_rss_mb_per_replica=peak_rss_mb,
         # Events each replica finished (backlog and paced); more than the events in all means
@@ -264,6 +282,7 @@ async def _measure(
         f"{figures['notifications_per_s']} notifications/s; latency p50/p95/p99 "
         f"{figures['latency_ms']} ms at {figures['paced_rate_reached']} events/s; peak RSS "
         f"{figures['peak_rss_mb']} MB{per_replica}; {figures['cpu_ms_per_event']} ms CPU per event"
+        f" (by process: {by_process})"
     )
     if "latency_stages_ms" in figures:
         say(f"{label} latency stages p50/p95/p99 (ms): {figures['latency_stages_ms']}")
@@ -381,10 +400,12 @@ async def _run(options: BenchOptions, say: Callable[[str], None]) -> dict[str, A
         "of them), not the broker, fake providers, PostgreSQL or the load generator",
         "service_settings": dict(options.service_settings),
     }
-    with (
-        running_broker(workdir / "broker") as broker,
-        running_providers(options.latency_ms / 1000, options.error_rate) as providers,
-    ):
+    fakes = running_providers(options.latency_ms / 1000, options.error_rate)
+    with running_broker(workdir / "broker") as broker, fakes as providers:
+        cpu_probes: dict[str, Callable[[], float | None]] = {
+            "fake_providers": fakes.cpu_s,
+            "broker": lambda: process_cpu_s(broker.process.pid),
+        }
         async with _ledger_url(options, workdir) as ledger_url:
 
             async def measure(
@@ -419,18 +440,25 @@ async def _run(options: BenchOptions, say: Callable[[str], None]) -> dict[str, A
                     replicas=replicas,
                     label=label,
                     tracing=tracing,
+                    cpu_probes=cpu_probes,
                 )
 
-            if not options.skip_baselines:
+            baselines = () if options.skip_baselines else options.baselines
+            if "raw" in baselines:
                 report["raw"] = await measure(
                     "raw", options.events, options.paced_count, options.rate
                 )
+            if "naive" in baselines:
                 # Naive latency at a rate it can sustain: half its expected throughput
                 # (two provider calls in turn per event, plus ~10 ms of local work).
                 naive_rate = 0.5 / (2 * options.latency_ms / 1000 + 0.01)
                 naive_paced = max(3, min(20, options.naive_events // 5))
                 report["naive"] = await measure(
                     "naive", options.naive_events, naive_paced, naive_rate
+                )
+            if "lean" in baselines:
+                report["lean"] = await measure(
+                    "lean", options.events, options.paced_count, options.rate
                 )
             async with running_trace_sink() as sink:
                 by_mode: dict[str, dict[str, Any]] = {}
@@ -470,12 +498,37 @@ async def _run(options: BenchOptions, say: Callable[[str], None]) -> dict[str, A
                     "sampler": "parentbased_traceidratio (events carry no traceparent: roots)",
                 }
                 say(f"[tracing] cpu_ms_per_event by mode: {_cpu_by_mode(by_mode)}")
-    service_rate = report["service"]["events_per_s"]
-    report["ratios"] = {
-        "service_over_raw": _ratio(service_rate, report.get("raw", {}).get("events_per_s")),
-        "service_over_naive": _ratio(service_rate, report.get("naive", {}).get("events_per_s")),
-    }
+    report["ratios"] = _ratios(report)
     return report
+
+
+def _ratios(report: dict[str, Any]) -> dict[str, float | None]:
+    """Events/s of the service over each baseline's, and its CPU per event over the lean
+    consumer's (issue 19's measure of what the guarantees cost)."""
+    service = report["service"]
+
+    def of(kind: str, figure: str) -> float | None:
+        value: float | None = report.get(kind, {}).get(figure)
+        return value
+
+    return {
+        "service_over_raw": _ratio(service["events_per_s"], of("raw", "events_per_s")),
+        "service_over_naive": _ratio(service["events_per_s"], of("naive", "events_per_s")),
+        "service_over_lean": _ratio(service["events_per_s"], of("lean", "events_per_s")),
+        "service_cpu_over_lean": _ratio(
+            service["cpu_ms_per_event"], of("lean", "cpu_ms_per_event")
+        ),
+    }
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) process `pid` has used, from /proc; None where unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # After the command name: state is field 3 of the full line, utime 14 and stime 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _otel_environ(mode: str, endpoint: str) -> dict[str, str] | None:

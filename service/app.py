@@ -38,6 +38,7 @@ from service.handoff import CollectorTasks, EventEscalation, TaskStore, initiali
 from service.kafka_preflight import check_tls
 from service.ledger.api import NotificationLedger
 from service.ledger.coverage import CoverageLease, CoverageStore
+from service.ledger.reconcile_queue import ReconcileQueue
 from service.ledger.sql import SqlLedger
 from service.observability import metrics
 from service.observability.health import Health
@@ -215,6 +216,8 @@ class NotifierApp:
                         clock=self.clock,
                     ),
                     providers_for=dispatcher.sms_providers_for,
+                    # Durable: swept from the ledger at start-up and periodically (0008).
+                    store=ReconcileQueue(sql_ledger.engine, lease_s=s.ledger_lease_s),
                 )
                 reconcile_task = asyncio.create_task(reconciler.run(self._stop), name="reconcile")
                 stack.push_async_callback(_cancel, reconcile_task)

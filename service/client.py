@@ -31,8 +31,9 @@ from aiokafka import AIOKafkaProducer
 from service.config import Settings
 from service.events import LoanOverdueEvent
 from service.kafka_config import client_options
-from service.lifecycle import INPUT_ADAPTER, LifecycleEvent
+from service.lifecycle import EVENT_TYPES, INPUT_ADAPTER, LifecycleEvent
 from service.observability import tracing
+from service.validation import describe, validation_errors
 
 __all__ = [
     "Headers",
@@ -176,17 +177,8 @@ def build_lifecycle_event(
 
 
 def _invalid(exc: pydantic.ValidationError) -> InvalidEventError:
-    errors = exc.errors(include_url=False, include_input=False)
-    # The union's tag (the event type) leads each location; the field path is what helps.
-    paths = tuple(
-        ".".join(
-            str(p) for p in (e["loc"][1:] if e["loc"] and "." in str(e["loc"][0]) else e["loc"])
-        )
-        or "(root)"
-        for e in errors
-    )
-    message = "; ".join(f"{path}: {e['msg']}" for path, e in zip(paths, errors, strict=True))
-    return InvalidEventError(message, paths=paths)
+    errors = validation_errors(exc, tags=EVENT_TYPES)
+    return InvalidEventError(describe(errors), paths=tuple(path for path, _ in errors))
 
 
 def _validate(data: dict[str, Any]) -> LoanOverdueEvent:

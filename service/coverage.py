@@ -12,9 +12,8 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter as Tally
-from collections.abc import Callable
-from datetime import datetime
 
+from service.clock import Clock
 from service.ledger.coverage import PAST_GRACE, Cause, CoverageLease, CoverageStore, UnreachedLoan
 from service.ledger.errors import LedgerError
 from service.observability.metrics import COVERAGE_LAST_RUN, UNREACHED_LOANS
@@ -32,7 +31,7 @@ class CoverageMonitor:
         *,
         stale_days: int,
         interval_s: float,
-        clock: Callable[[], datetime],
+        clock: Clock,
     ) -> None:
         self._store = store
         self._lease = lease

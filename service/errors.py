@@ -27,6 +27,8 @@ tests/test_error_tree.py checks the classes against it, edge by edge.
   |                                   id): logged at ERROR, a circuit failure, fails over
   x LedgerError                       service.ledger.errors: the ledger cannot do what was asked
      + LedgerUnavailableError         service.ledger.errors: unreachable now: retry, send nothing
+     |  - ClaimLostError              service.ledger.errors: the claim ran out before the
+     |                                attempt: send nothing, retry the event
      + SchemaOutOfDateError           service.ledger.errors: run `overdue-notifier db upgrade`
 
 Decisions are `except` clauses on these types, never flags on an exception: the dispatcher

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Protocol, Self
-from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
@@ -624,8 +623,3 @@ def result_id_for(notification_id: str, status: DeliveryStatus, sequence: int = 
     Republishing after a crash therefore yields a duplicate that consumers can drop by id.
     """
     return str(uuid.uuid5(_RESULT_NAMESPACE, f"{notification_id}|{status.value}|{sequence}"))
-
-
-def local_now(zone: str, now: datetime) -> datetime:
-    """`now` (aware) in the given IANA zone."""
-    return now.astimezone(ZoneInfo(zone))

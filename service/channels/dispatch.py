@@ -238,11 +238,6 @@ class Dispatcher:
                     return sender
         return None
 
-    def route_for(self, message: OutboundMessage) -> Sender | None:
-        """The first-choice sender for `message`."""
-        senders = self.routes_for(message)
-        return senders[0] if senders else None
-
     async def dispatch(self, message: OutboundMessage) -> DispatchOutcome:
         senders = self.routes_for(message)
         ctx: dict[str, object] = {
@@ -324,15 +319,6 @@ class Dispatcher:
                         await self._attempt_ended(journal, message.notification_id)
                     raise
 
-        retrying = AsyncRetrying(
-            stop=self._stop,
-            wait=self._wait,
-            retry=self._retry_transient,
-            sleep=self._sleep,
-            before_sleep=lambda state: self._before_retry(state, ctx),
-            reraise=True,
-        )
-
         def outcome(
             status: DeliveryStatus,
             reason: str,
@@ -355,7 +341,7 @@ class Dispatcher:
 
         try:
             try:
-                message_id: str = await retrying(attempt)
+                message_id = await self._with_retries(attempt, ctx)
             except AmbiguousProviderError as exc:
                 if not resends_ambiguous(
                     self._on_ambiguous, message.channel, message.push_provider
@@ -410,6 +396,40 @@ class Dispatcher:
             return outcome(unknown, reason, code=exc.code), False
         return outcome(DeliveryStatus.SENT, "sent", message_id=message_id), False
 
+    async def _with_retries(
+        self, attempt: Callable[[], Awaitable[str]], ctx: Mapping[str, object]
+    ) -> str:
+        """`attempt()`, retried on transient errors as tenacity decides (stop, wait, log).
+
+        The first attempt is made outside tenacity: nearly every send succeeds at once, and an
+        `AsyncRetrying` (with its strategies wrapped, its state and its loop) cost more CPU
+        than the successful attempt itself. After a first transient failure tenacity takes
+        over from that failure, exactly as if it had made the first attempt: it is handed the
+        failure as attempt 1 (waits, logs and counts as before), then calls `attempt` again.
+        """
+        try:
+            return await attempt()
+        except TransientProviderError as exc:
+            if self._max_attempts == 1:
+                raise
+            first: list[BaseException] = [exc]
+
+        async def from_the_first_failure() -> str:
+            if first:
+                raise first.pop()
+            return await attempt()
+
+        retrying = AsyncRetrying(
+            stop=self._stop,
+            wait=self._wait,
+            retry=self._retry_transient,
+            sleep=self._sleep,
+            before_sleep=lambda state: self._before_retry(state, ctx),
+            reraise=True,
+        )
+        message_id: str = await retrying(from_the_first_failure)
+        return message_id
+
     async def _attempt(
         self, sender: Sender, message: OutboundMessage, circuit: CircuitBreaker | None
     ) -> str:
@@ -421,30 +441,42 @@ class Dispatcher:
                 message_id = await sender.send(message)
         except TimeoutError:
             healthy = False
-            metrics.PROVIDER_ATTEMPTS.labels(provider=provider, outcome="ambiguous").inc()
+            metrics.labelled(
+                metrics.PROVIDER_ATTEMPTS, provider=provider, outcome="ambiguous"
+            ).inc()
             raise AmbiguousProviderError(
                 "attempt timed out", provider=provider, code="timeout"
             ) from None
         except TransientProviderError:
             healthy = False
-            metrics.PROVIDER_ATTEMPTS.labels(provider=provider, outcome="transient").inc()
+            metrics.labelled(
+                metrics.PROVIDER_ATTEMPTS, provider=provider, outcome="transient"
+            ).inc()
             raise
         except ProviderMisconfigured:
             healthy = False  # our fault, but every message fails until it is fixed
-            metrics.PROVIDER_ATTEMPTS.labels(provider=provider, outcome="permanent").inc()
+            metrics.labelled(
+                metrics.PROVIDER_ATTEMPTS, provider=provider, outcome="permanent"
+            ).inc()
             raise
         except PermanentProviderError:
             healthy = True  # a sensible answer about this message or recipient
-            metrics.PROVIDER_ATTEMPTS.labels(provider=provider, outcome="permanent").inc()
+            metrics.labelled(
+                metrics.PROVIDER_ATTEMPTS, provider=provider, outcome="permanent"
+            ).inc()
             raise
         except AmbiguousProviderError:
             healthy = False
-            metrics.PROVIDER_ATTEMPTS.labels(provider=provider, outcome="ambiguous").inc()
+            metrics.labelled(
+                metrics.PROVIDER_ATTEMPTS, provider=provider, outcome="ambiguous"
+            ).inc()
             raise
         except Exception as exc:
             # A bug in an adapter may strike after the request left: treat as ambiguous.
             healthy = False
-            metrics.PROVIDER_ATTEMPTS.labels(provider=provider, outcome="ambiguous").inc()
+            metrics.labelled(
+                metrics.PROVIDER_ATTEMPTS, provider=provider, outcome="ambiguous"
+            ).inc()
             log.error(
                 "adapter failed unexpectedly",
                 extra={"provider": provider, "error": type(exc).__name__},
@@ -455,7 +487,7 @@ class Dispatcher:
         else:
             healthy = True
         finally:
-            metrics.PROVIDER_LATENCY.labels(provider=provider).observe(
+            metrics.labelled(metrics.PROVIDER_LATENCY, provider=provider).observe(
                 time.perf_counter() - started
             )
             if circuit is not None:
@@ -465,7 +497,7 @@ class Dispatcher:
                     circuit.success()
                 else:
                     circuit.failure()
-        metrics.PROVIDER_ATTEMPTS.labels(provider=provider, outcome="ok").inc()
+        metrics.labelled(metrics.PROVIDER_ATTEMPTS, provider=provider, outcome="ok").inc()
         return message_id
 
     async def _attempt_ended(self, journal: AttemptJournal, notification_id: str) -> None:

@@ -13,7 +13,6 @@ Errors: {"error": {"code", "message", "status", "details": [{"@type": ".../FcmEr
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,7 +27,8 @@ from service.channels.errors import (
 )
 from service.channels.google_oauth import AccessTokenSource, ServiceAccount
 from service.channels.push_options import collapse_id, expiry_of, ttl_seconds
-from service.channels.rest import HttpClient, HttpResponse, parse_retry_after, utc_now
+from service.channels.rest import HttpClient, HttpResponse, parse_retry_after
+from service.clock import Clock, utc_now
 from service.events import Channel
 
 __all__ = ["FcmSender"]
@@ -54,7 +54,7 @@ class FcmSender:
         account: ServiceAccount,
         token_url: str | None = None,
         timeout_s: float = 10.0,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
         max_connections: int = 100,
     ) -> None:
         self._url = f"{base_url.rstrip('/')}/v1/projects/{project_id}/messages:send"
@@ -81,7 +81,7 @@ class FcmSender:
             self._tokens.invalidate(access_token)
             response, access_token = await self._post(body)
         if response.status_code == 200:
-            name = _json(response).get("name")
+            name = response.json_object().get("name")
             if isinstance(name, str) and name:
                 return name
             raise AmbiguousProviderError(
@@ -148,17 +148,9 @@ def _request_body(message: OutboundMessage, now: datetime) -> dict[str, Any]:
     }
 
 
-def _json(response: HttpResponse) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
 def _error_code(response: HttpResponse) -> str | None:
     """FcmError.errorCode when present (the specific reason), else the google.rpc status."""
-    error = _json(response).get("error")
+    error = response.json_object().get("error")
     if not isinstance(error, dict):
         return None
     details = error.get("details")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,6 +20,7 @@ import jwt
 
 from service.channels.errors import ProviderError, ProviderMisconfigured, TransientProviderError
 from service.channels.rest import HttpClient, HttpResponse, parse_retry_after
+from service.clock import Clock
 
 __all__ = [
     "FCM_SCOPE",
@@ -87,7 +87,7 @@ class AccessTokenSource:
         client: HttpClient,
         *,
         provider: str,
-        clock: Callable[[], datetime],
+        clock: Clock,
         token_url: str | None = None,
         scope: str = FCM_SCOPE,
     ) -> None:

@@ -8,7 +8,6 @@ id is gone; 1004 / 1008 (authentication, bad appKey) are our misconfiguration.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +21,8 @@ from service.channels.errors import (
     TransientProviderError,
 )
 from service.channels.push_options import collapse_id, expiry_of, ttl_seconds
-from service.channels.rest import HttpClient, HttpResponse, basic_auth, retry_after, utc_now
+from service.channels.rest import HttpClient, HttpResponse, basic_auth, retry_after
+from service.clock import Clock, utc_now
 from service.events import Channel
 from service.rendering.model import PushContent
 
@@ -71,7 +71,7 @@ def jpush_notification(push: PushContent, platform: tuple[str, ...]) -> dict[str
 class JPushSender:
     """`Sender` for devices registered with JPush."""
 
-    def __init__(self, config: JPushConfig, *, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, config: JPushConfig, *, clock: Clock = utc_now) -> None:
         self._config = config
         self._clock = clock
         self._url = f"{config.base_url.rstrip('/')}/v3/push"
@@ -117,7 +117,7 @@ class JPushSender:
         payload = self._payload(message, self._clock())
         response = await self._client.post(self._url, json=payload)
         if response.status_code == 200:
-            msg_id = _json(response).get("msg_id")
+            msg_id = response.json_object().get("msg_id")
             if msg_id is None:
                 raise PermanentProviderError(
                     "200 without msg_id", provider=self.provider, code="no_msg_id"
@@ -127,7 +127,7 @@ class JPushSender:
 
     def _error(self, response: HttpResponse) -> ProviderError:
         status = response.status_code
-        error = _json(response).get("error")
+        error = response.json_object().get("error")
         code = error.get("code") if isinstance(error, dict) else None
         code_text = str(code) if code is not None else str(status)
         message = f"JPush answered {status} code {code_text}"

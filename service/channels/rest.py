@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import httpx
 import orjson
 
 from service.channels.errors import AmbiguousProviderError, ProviderError, TransientProviderError
+from service.clock import Clock, utc_now
 from service.observability import tracing
 
 __all__ = [
@@ -36,16 +38,12 @@ __all__ = [
     "parse_retry_after",
     "quiet_http_client_logs",
     "retry_after",
-    "utc_now",
 ]
 
 # Connecting must not eat the whole attempt budget: a connect timeout is safely retryable,
 # a read timeout is not.
 _CONNECT_TIMEOUT_S = 5.0
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+_FORM = "application/x-www-form-urlencoded"
 
 
 def basic_auth(user: str, password: str) -> str:
@@ -64,6 +62,14 @@ class HttpResponse:
     def json(self) -> Any:
         """The body parsed as JSON; ValueError when it is not JSON."""
         return orjson.loads(self.content)
+
+    def json_object(self) -> dict[str, Any]:
+        """The body's JSON object, or {} for anything else (an HTML error page, a list)."""
+        try:
+            body = self.json()
+        except ValueError:
+            return {}
+        return body if isinstance(body, dict) else {}
 
 
 class HttpClient:
@@ -134,7 +140,13 @@ class HttpClient:
 
         `form` is sent urlencoded, `json` as application/json (orjson), `params` in the query.
         """
-        data: Any = form
+        data: bytes | None = None
+        if form is not None:
+            # Encoded here, byte for byte as aiohttp's FormData would (urlencode, UTF-8): a dict
+            # handed to aiohttp becomes a FormData, which builds a multipart writer (a uuid4
+            # boundary, os.urandom) for every request, urlencoded or not: ~70 us per SMS.
+            data = urlencode(form).encode()
+            headers = {**(headers or {}), "Content-Type": _FORM}
         if json is not None:
             data = orjson.dumps(json)
             headers = {**(headers or {}), "Content-Type": "application/json"}
@@ -165,7 +177,7 @@ class HttpClient:
             self._session = None
 
 
-def parse_retry_after(value: str | None, now: Callable[[], datetime]) -> float | None:
+def parse_retry_after(value: str | None, now: Clock) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), or None."""
     if value is None or not value.strip():
         return None
@@ -187,7 +199,7 @@ def retry_after(
     response: HttpResponse | httpx.Response,
     *,
     header: str = "Retry-After",
-    now: Callable[[], datetime] = utc_now,
+    now: Clock = utc_now,
 ) -> float | None:
     """Seconds to wait that `response` asks for in `header`, or None."""
     return parse_retry_after(response.headers.get(header), now)

@@ -9,9 +9,7 @@ Errors: JSON {"code", "message", "more_info", "status"}; see `_classify`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from service.channels.base import OutboundMessage
 from service.channels.errors import (
@@ -23,7 +21,8 @@ from service.channels.errors import (
     RecipientRefused,
     TransientProviderError,
 )
-from service.channels.rest import HttpClient, HttpResponse, basic_auth, parse_retry_after, utc_now
+from service.channels.rest import HttpClient, HttpResponse, basic_auth, parse_retry_after
+from service.clock import Clock, utc_now
 from service.events import Channel
 
 __all__ = ["TwilioSender"]
@@ -48,7 +47,7 @@ class TwilioSender:
         from_: str,
         status_callback: str | None = None,
         timeout_s: float = 10.0,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
         max_connections: int = 100,
     ) -> None:
         self._base_url = base_url.rstrip("/")
@@ -81,7 +80,7 @@ class TwilioSender:
             form["StatusCallback"] = self._status_callback
         response = await self._client.post(self._url, form=form)
         if response.status_code in (200, 201):
-            sid = twilio_json(response).get("sid")
+            sid = response.json_object().get("sid")
             if isinstance(sid, str) and sid:
                 return sid
             # Accepted, but we cannot tell which message it is: never resend blindly.
@@ -131,7 +130,7 @@ class TwilioSender:
             response = await self._client.request("GET", url, params=params)
             if response.status_code != 200:
                 raise self._classify(response)
-            page = twilio_json(response)
+            page = response.json_object()
             for message in page.get("messages") or []:
                 text = message.get("body") if isinstance(message, dict) else None
                 sid = message.get("sid") if isinstance(message, dict) else None
@@ -154,7 +153,7 @@ def classify_twilio_error(
     response: HttpResponse,
     *,
     provider: str,
-    clock: Callable[[], datetime],
+    clock: Clock,
     recipient_codes: frozenset[int],
     recipient_refused: str,
     opt_out_code: int | None = None,
@@ -165,7 +164,7 @@ def classify_twilio_error(
     API's own codes for a number that can never be reached this way.
     """
     status = response.status_code
-    body = twilio_json(response)
+    body = response.json_object()
     raw_code = body.get("code")
     code_num = raw_code if isinstance(raw_code, int) else None
     code = str(code_num) if code_num is not None else f"http_{status}"
@@ -189,12 +188,3 @@ def classify_twilio_error(
         return RecipientRefused(recipient_refused, provider=provider, code=code)
     # Any other 4xx is a request Twilio will refuse again, unchanged.
     return PermanentProviderError(f"request refused ({status})", provider=provider, code=code)
-
-
-def twilio_json(response: HttpResponse) -> dict[str, Any]:
-    """The answer's JSON object, or {} for anything else (an HTML error page, a list)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}

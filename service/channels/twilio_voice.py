@@ -25,8 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from datetime import datetime
 from xml.sax.saxutils import escape, quoteattr
 
 from multidict import MultiDict
@@ -37,8 +35,9 @@ from service.channels.errors import (
     PermanentProviderError,
     ProviderError,
 )
-from service.channels.rest import HttpClient, HttpResponse, basic_auth, utc_now
-from service.channels.twilio import classify_twilio_error, twilio_json
+from service.channels.rest import HttpClient, HttpResponse, basic_auth
+from service.channels.twilio import classify_twilio_error
+from service.clock import Clock, utc_now
 from service.events import Channel
 from service.receipts.twilio_calls import TWILIO_VOICE, UNANSWERED_CALL_STATUSES, call_receipt
 
@@ -79,7 +78,7 @@ class TwilioVoiceSender:
         detection_poll_s: float = 1.0,
         detection_timeout_s: float = 30.0,
         timeout_s: float = 10.0,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
     ) -> None:
         root = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}"
         self._calls_url = f"{root}/Calls.json"
@@ -126,7 +125,7 @@ class TwilioVoiceSender:
         response = await self._client.post(self._calls_url, form=form)
         if response.status_code not in (200, 201):
             raise self._classify(response)
-        sid = twilio_json(response).get("sid")
+        sid = response.json_object().get("sid")
         if not isinstance(sid, str) or not sid:
             raise AmbiguousProviderError(
                 "accepted without a call sid", provider=PROVIDER, code="unreadable_response"
@@ -146,7 +145,7 @@ class TwilioVoiceSender:
             async with asyncio.timeout(self._detect_timeout_s):
                 while True:
                     await asyncio.sleep(self._poll_s)
-                    call = twilio_json(await self._client.request("GET", url))
+                    call = (await self._client.request("GET", url)).json_object()
                     answered_by = call.get("answered_by")
                     if call.get("status") in ("completed", *_UNANSWERED):
                         return

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.channels.base import OutboundMessage
 from service.cli.settings_docs import SettingsError, load_settings
+from service.clock import utc_now
 from service.config import Settings
 from service.events import Channel, PushProvider, TemplateRef
 from service.ledger.controls import ControlStore, PauseStatus
@@ -237,9 +238,8 @@ def _cmd_test_send(
     message = _test_message(args, settings)
 
     async def send() -> Any:
-        clock = lambda: datetime.now(UTC)  # noqa: E731 - a one-line clock
         async with build_dispatcher(
-            settings, out=out, clock=clock, sink=_DiscardReceipts()
+            settings, out=out, clock=utc_now, sink=_DiscardReceipts()
         ) as dispatcher:
             return await dispatcher.dispatch(message)
 

@@ -34,6 +34,7 @@ from service.rendering import Renderer, RenderError, TemplateConfigError, resolv
 from service.rendering.model import PushContent, RenderedMessage
 from service.rendering.renderer import FCM_MAX_PAYLOAD_BYTES, push_payload_bytes
 from service.rendering.voice import VoiceScripts
+from service.validation import describe, validation_errors
 
 # JPush v3 limits, as JPush's server SDKs check them before sending (bytes of compact JSON).
 JPUSH_ANDROID_MAX_BYTES = 4000
@@ -181,7 +182,7 @@ def _render(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"error: {exc}", file=out)
         return 1
     except (OSError, ValueError) as exc:  # ValidationError and JSON errors are ValueErrors
-        detail = _validation(exc) if isinstance(exc, ValidationError) else str(exc)
+        detail = describe(validation_errors(exc)) if isinstance(exc, ValidationError) else str(exc)
         print(f"error: event {args.event} cannot be used: {detail}", file=out)
         return 1
     now = args.at or datetime.now(UTC)
@@ -292,9 +293,3 @@ def _payload_sizes(push: PushContent, event: LoanOverdueEvent, settings: Setting
 
 def _compact(value: object) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def _validation(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)
-    )

@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from service.clock import Clock
 from service.events import (
     DeliveryResult,
     DeliveryStatus,
@@ -114,7 +115,7 @@ class CollectorTasks:
         store: TaskStore,
         *,
         topic: str,
-        clock: Callable[[], datetime],
+        clock: Clock,
         summary_days: int = 7,
     ) -> None:
         self._producer = producer

@@ -114,13 +114,6 @@ class TaskStore:
                 .values(lease_until=None)
             )
 
-    async def tasks_for_loan(self, loan_id: str) -> list[CollectorTask]:
-        async with translate_errors("read collector tasks"), self._engine.connect() as conn:
-            rows = await conn.execute(
-                select(T.task_json).where(T.loan_id == loan_id).order_by(T.created_at)
-            )
-            return [CollectorTask.model_validate_json(r.task_json) for r in rows]
-
     async def loans_for_lift(
         self, loan_id: str, borrower_id: str, *, whole_borrower: bool
     ) -> list[tuple[str, str, str | None]]:

@@ -180,28 +180,17 @@ def _lint_digests(
                 )
             }
         )
-        url = event.repayment.url if event.repayment else None
-        repay_url = url if url and len(url) <= max_link_chars else None
-        for plan in plan_notifications(event, policy, _LINT_NOW, default_timezone="UTC"):
-            name = template_file(case.locale, DIGEST_TEMPLATE, plan.channel)
-            label = f"digest of 6, {case.label}, {plan.channel.value}"
-            report.renders += 1
-            try:
-                message = renderer.render(event, plan, locale=case.locale, digest=summary)
-            except RenderError as exc:
-                detail = str(exc).removeprefix(f"template {name}: ")
-                check = "undefined variable" if "UndefinedError" in detail else "render error"
-                report.findings.append(Finding(name, check, detail, label))
-                continue
-            for check, detail in check_message(
-                message,
-                lead,
-                policy.lint,
-                brand=brand,
-                customer_service=customer_service,
-                repay_url=repay_url if plan.channel is Channel.SMS else None,
-            ):
-                report.findings.append(Finding(name, check, detail, label))
+        _lint_renders(
+            report,
+            renderer,
+            policy,
+            case,
+            brand,
+            customer_service,
+            max_link_chars,
+            digest=summary,
+            lead=lead,
+        )
 
 
 def _lint_case(
@@ -213,15 +202,35 @@ def _lint_case(
     customer_service: str,
     max_link_chars: int,
 ) -> None:
+    _lint_renders(report, renderer, policy, case, brand, customer_service, max_link_chars)
+
+
+def _lint_renders(
+    report: LintReport,
+    renderer: Renderer,
+    policy: Policy,
+    case: LintCase,
+    brand: str,
+    customer_service: str,
+    max_link_chars: int,
+    *,
+    digest: DigestSummary | None = None,
+    lead: LoanOverdueEvent | None = None,
+) -> None:
+    """Render every message the policy plans for `case` (as a digest of `digest`, checked as
+    one message about `lead`, when given) and record what fails to render or to pass."""
     event = case.event
     url = event.repayment.url if event.repayment else None
     repay_url = url if url and len(url) <= max_link_chars else None
     for plan in plan_notifications(event, policy, _LINT_NOW, default_timezone="UTC"):
-        name = template_file(case.locale, plan.template, plan.channel)
+        template = plan.template if digest is None else DIGEST_TEMPLATE
+        name = template_file(case.locale, template, plan.channel)
         label = f"{case.label}, {plan.channel.value}"
+        if digest is not None:
+            label = f"digest of {len(digest.loans)}, {label}"
         report.renders += 1
         try:
-            message = renderer.render(event, plan, locale=case.locale)
+            message = renderer.render(event, plan, locale=case.locale, digest=digest)
         except RenderError as exc:
             detail = str(exc).removeprefix(f"template {name}: ")
             check = "undefined variable" if "UndefinedError" in detail else "render error"
@@ -229,7 +238,7 @@ def _lint_case(
             continue
         for check, detail in check_message(
             message,
-            event,
+            lead or event,
             policy.lint,
             brand=brand,
             customer_service=customer_service,

@@ -20,10 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pydantic
-import pydantic_core
 
 from service.events import LoanOverdueEvent
 from service.lifecycle import EVENT_TYPES, LifecycleEvent, decode_input
+from service.validation import describe, validation_errors
 
 __all__ = ["Payload", "UndecodableEvent", "decode_event", "decode_payload", "unframe"]
 
@@ -135,19 +135,8 @@ def decode_payload(
     try:
         event = decode_input(value)
     except pydantic.ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        paths = tuple(dict.fromkeys(_location(e["loc"]) for e in errors))
-        return UndecodableEvent("ValidationError", _describe(errors), paths)
+        # Locations and messages only: pydantic's default text echoes input values (phones).
+        errors = validation_errors(exc, tags=EVENT_TYPES)
+        paths = tuple(dict.fromkeys(path for path, _ in errors))
+        return UndecodableEvent("ValidationError", describe(errors)[:1000], paths)
     return event if schema_id is None else event.with_schema_id(schema_id)
-
-
-def _location(loc: tuple[int | str, ...]) -> str:
-    # The union's tag (the event type) leads every location; the field path is what helps.
-    if loc and loc[0] in EVENT_TYPES:
-        loc = loc[1:]
-    return ".".join(str(p) for p in loc) or "(root)"
-
-
-def _describe(errors: list[pydantic_core.ErrorDetails]) -> str:
-    # Locations and messages only: pydantic's default text echoes input values (phone numbers).
-    return "; ".join(f"{_location(e['loc'])}: {e['msg']}" for e in errors)[:1000]

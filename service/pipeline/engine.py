@@ -23,13 +23,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
+from service.clock import Clock
 from service.observability import metrics, tracing
 from service.pipeline.decode import UndecodableEvent, decode_payload, unframe
 from service.pipeline.handler import EventHandler, RetryLater
@@ -77,7 +77,7 @@ class ConsumerEngine:
         handler: EventHandler,
         config: EngineConfig,
         *,
-        clock: Callable[[], datetime],
+        clock: Clock,
         on_tick: Callable[[], None] = lambda: None,
     ) -> None:
         self._consumer = consumer
@@ -275,7 +275,7 @@ class ConsumerEngine:
 
     def _count(self, outcome: str) -> None:
         self.stats[outcome] += 1
-        metrics.EVENTS_CONSUMED.labels(outcome=outcome).inc()
+        metrics.labelled(metrics.EVENTS_CONSUMED, outcome=outcome).inc()
 
     async def _until_done(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Retry infrastructure failures with backoff, pausing consumption while they last."""

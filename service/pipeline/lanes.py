@@ -34,10 +34,6 @@ class KeyedLanes:
         """Items submitted and not yet finished (queued behind their key or running)."""
         return self._in_flight
 
-    @property
-    def active_keys(self) -> int:
-        return len(self._queues)
-
     def submit(self, key: bytes, work: Work) -> None:
         """Queue `work` behind earlier work of the same key. Never blocks."""
         self._in_flight += 1

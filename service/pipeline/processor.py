@@ -130,7 +130,7 @@ class NotificationProcessor:
         if not plans and not results:
             results.append(self._nothing_planned(event, now))
         await self._escalate_unreached(event, plans, results)
-        self._reconcile_unknown_sms(event, plans, results, now)
+        await self._reconcile_unknown_sms(event, plans, results, now)
         if self._after_event is not None:
             try:
                 await self._after_event(event, plans, results)
@@ -138,7 +138,7 @@ class NotificationProcessor:
                 raise RetryLater("ledger unavailable while handing off") from exc
         return results
 
-    def _reconcile_unknown_sms(
+    async def _reconcile_unknown_sms(
         self,
         event: LoanOverdueEvent,
         plans: Sequence[PlannedNotification],
@@ -165,16 +165,19 @@ class NotificationProcessor:
                 continue
             if rendered.sms is None:
                 continue
-            self._reconciler.submit(
-                AmbiguousSms(
-                    event,
-                    result,
-                    event.borrower.phone,
-                    rendered.sms.text,
-                    since=now - timedelta(days=1),
-                    plan=plan,
-                )
+            item = AmbiguousSms(
+                event,
+                result,
+                event.borrower.phone,
+                rendered.sms.text,
+                since=now - timedelta(days=1),
+                plan=plan,
             )
+            try:
+                # Durable (in the ledger) before the offset may be committed.
+                await self._reconciler.enqueue(item)
+            except self._unavailable as exc:
+                raise RetryLater("ledger unavailable while queueing reconciliation") from exc
 
     async def send_again(
         self, event: LoanOverdueEvent, plan: PlannedNotification, notification_id: str
@@ -420,7 +423,7 @@ class NotificationProcessor:
         # The dispatcher's reason is final: an opt-out or a dead token is its own reason there.
         status, reason = outcome.status, _outcome_reason(outcome)
         if status is DeliveryStatus.SENT:
-            metrics.LAST_SEND.labels(channel=plan.channel.value).set(time.time())
+            metrics.labelled(metrics.LAST_SEND, channel=plan.channel.value).set(time.time())
         return _dispatched(
             event,
             nid,

@@ -138,7 +138,8 @@ class ResultPublisher:
                     "schema_id": result.schema_id,
                 },
             )
-            metrics.NOTIFICATIONS.labels(
+            metrics.labelled(
+                metrics.NOTIFICATIONS,
                 channel=result.channel.value if result.channel else "none",
                 provider=result.provider or "none",
                 status=result.status.value,

@@ -16,9 +16,15 @@ reached the borrower).
 Bounded: at most `max_pending` waiting items (more are not reconciled, and logged), `workers`
 queries at a time. Never blocks a partition: the processor only enqueues. Idempotent across
 replicas: the `sent` result id is deterministic, record() only replaces `unknown`, and the
-resend is taken by one conditional update of the row. The queue is in memory: a process that
-dies before an item's delay has passed leaves that send `unknown` (and escalated), which is
-the state it would have had without reconciliation.
+resend is taken by one conditional update of the row.
+
+Durable (`store`, the ledger's reconciliation queue, service/ledger/reconcile_queue.py): the
+processor writes each item to the ledger (`enqueue`) before its event's offset may be
+committed, and `run` sweeps the due rows at start-up and every `sweep_s` (at most
+`sweep_batch` rows a sweep, `workers` at a time), under a lease per row, and marks each row
+done with its outcome, so it is asked once. A process that dies before an item's delay has
+passed leaves it to the next sweep of any replica. Without a store (tests of the query alone)
+the queue is in memory and dies with the process.
 """
 
 from __future__ import annotations
@@ -28,8 +34,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
 
 from service.events import (
     Channel,
@@ -38,7 +44,11 @@ from service.events import (
     LoanOverdueEvent,
     Reason,
 )
+from service.ledger.reconcile_queue import Enqueued
 from service.policy.model import PlannedNotification, Stage
+
+if TYPE_CHECKING:
+    from service.ledger.reconcile_queue import ReconcileQueue
 
 __all__ = ["AmbiguousSms", "Reconciler", "SmsFinder", "resend_under_claim"]
 
@@ -101,6 +111,10 @@ class Reconciler:
         workers: int = 4,
         resend: Resend | None = None,
         providers_for: Callable[[str], Sequence[str]] | None = None,
+        store: ReconcileQueue | None = None,
+        sweep_s: float = 5.0,
+        sweep_batch: int = 100,
+        drain_s: float = 10.0,
     ) -> None:
         self._finders = (
             dict(finders) if isinstance(finders, Mapping) else {finders.provider: finders}
@@ -113,6 +127,12 @@ class Reconciler:
         self._queue: asyncio.Queue[tuple[float, AmbiguousSms]] = asyncio.Queue(max_pending)
         self._workers = workers
         self._resend = resend
+        self._store = store
+        self._sweep_s = sweep_s
+        self._sweep_batch = sweep_batch
+        self._drain_s = drain_s
+        self._adds: list[tuple[AmbiguousSms, asyncio.Future[None]]] = []
+        self._adding: asyncio.Task[None] | None = None
         self.found = 0
         self.not_found = 0
         self.resent = 0
@@ -130,10 +150,58 @@ class Reconciler:
             return False
         return True
 
+    async def enqueue(self, item: AmbiguousSms) -> bool:
+        """Queue `item`: in the ledger when there is a store (its errors propagate: the caller
+        retries the event, whose redelivery queues it again), else in memory (`submit`).
+
+        Concurrent calls share one insert (a restart replays hundreds of ambiguous sends at
+        once; one write transaction each would queue behind each other on SQLite's single
+        writer): no timer, a lone call goes at once."""
+        if self._store is None:
+            return self.submit(item)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._adds.append((item, done))
+        if self._adding is None:
+            self._adding = asyncio.create_task(self._flush_adds(), name="reconcile-enqueue")
+        await done
+        return True
+
+    async def _flush_adds(self) -> None:
+        assert self._store is not None
+        try:
+            while self._adds:
+                batch, self._adds = self._adds, []
+                now = self._clock()
+                due = now + timedelta(seconds=self._delay_s)
+                rows = [
+                    Enqueued(i.event, i.unknown, i.plan, i.body, i.since, due) for i, _ in batch
+                ]
+                try:
+                    await self._store.add_many(rows, now)
+                except Exception as exc:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                    continue
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+        finally:
+            self._adding = None
+
     async def run(self, stop: asyncio.Event) -> None:
         tasks = [asyncio.create_task(self._work(), name="reconcile") for _ in range(self._workers)]
+        sweep = None
+        if self._store is not None:
+            sweep = asyncio.create_task(self._sweep(stop), name="reconcile-sweep")
+            tasks.append(sweep)
         try:
             await stop.wait()
+            if sweep is not None:
+                # A sweep under way finishes (its rows marked done) within a bound; cut off,
+                # its rows are asked again once their lease runs out (idempotent).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(sweep), self._drain_s)
         finally:
             for task in tasks:
                 task.cancel()
@@ -158,14 +226,72 @@ class Reconciler:
                     },
                 )
 
+    async def _sweep(self, stop: asyncio.Event) -> None:
+        """Sweep at once (a previous process's items), then every `sweep_s`; a full batch is
+        followed by the next one at once."""
+        while not stop.is_set():
+            try:
+                taken = await self.sweep_once()
+            except Exception as exc:
+                log.warning("reconciliation sweep failed", extra={"error": type(exc).__name__})
+                taken = 0
+            if taken >= self._sweep_batch:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._sweep_s)
+
+    async def sweep_once(self) -> int:
+        """Reconcile the ledger's due items (at most `sweep_batch`); how many were taken."""
+        assert self._store is not None
+        store = self._store
+        items = await store.claim_due(self._clock(), self._sweep_batch)
+        slots = asyncio.Semaphore(self._workers)
+
+        async def one(nid: str, item: AmbiguousSms | None) -> None:
+            async with slots:
+                if item is None:
+                    log.error("queued reconciliation cannot be loaded; send stays unknown")
+                    await store.done(nid, "unreadable", self._clock())
+                    return
+                try:
+                    outcome = await self._reconcile(item)
+                except Exception as exc:
+                    log.warning(
+                        "reconciliation failed; asked again later",
+                        extra={"notification_id": nid, "error": type(exc).__name__},
+                    )
+                    now = self._clock()
+                    await store.retry_later(nid, now + timedelta(seconds=self._delay_s), now)
+                    return
+                await store.done(nid, outcome[0], self._clock())
+
+        await asyncio.gather(
+            *(
+                one(
+                    q.notification_id,
+                    None
+                    if q.event is None or q.unknown is None or q.event.borrower.phone is None
+                    else AmbiguousSms(
+                        q.event, q.unknown, q.event.borrower.phone, q.body, q.since, q.plan
+                    ),
+                )
+                for q in items
+            )
+        )
+        return len(items)
+
     async def reconcile(self, item: AmbiguousSms) -> DeliveryResult | None:
         """Ask the provider now; the published result: `sent` if it was found, else the
         outcome of the one resend (None when nothing was published)."""
+        return (await self._reconcile(item))[1]
+
+    async def _reconcile(self, item: AmbiguousSms) -> tuple[str, DeliveryResult | None]:
+        """reconcile(), with its outcome: found, resent, not_resent, not_asked."""
         nid = item.unknown.notification_id or ""
         route = list(self._providers_for(item.to)) if self._providers_for else list(self._finders)
         asked = [p for p in route if p in self._finders]
         if not asked:
-            return None
+            return "not_asked", None
         found: tuple[str, str] | None = None
         for name in asked:
             sid = await self._finders[name].find_sent(
@@ -178,15 +304,15 @@ class Reconciler:
             self.not_found += 1
             if self._resend is None or len(asked) < len(route):
                 # Not asked everywhere it may have gone: a resend could be a second SMS.
-                return None
+                return "not_asked", None
             resent = await self._resend(item)
             if resent is None or resent.status is DeliveryStatus.UNKNOWN:
                 # Refused (already resent, opted out, window closed...) or ambiguous again:
                 # the published `unknown` stands (its result id would be the same).
-                return None
+                return "not_resent", None
             await self._publish([resent])
             self.resent += 1
-            return resent
+            return "resent", resent
         provider, sid = found
         how = "list" if provider == "twilio" else "query"
         now = self._clock()
@@ -202,7 +328,7 @@ class Reconciler:
         await self._ledger.record(item.event, [sent])
         await self._publish([sent])
         self.found += 1
-        return sent
+        return "found", sent
 
 
 def resend_under_claim(

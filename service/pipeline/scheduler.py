@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from datetime import datetime
 
+from service.clock import Clock
 from service.events import DeliveryResult
 from service.ledger.api import DeferredNotification, NotificationLedger
 from service.observability import metrics, tracing
@@ -45,7 +45,7 @@ class DeferredScheduler:
         processor: NotificationProcessor,
         publisher: ResultPublisher,
         *,
-        clock: Callable[[], datetime],
+        clock: Clock,
         interval_s: float = 5.0,
         batch_size: int = 200,
         pause: PauseGate | None = None,

@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from service.errors import ConfigError
 from service.events import Channel, RiskLevel
 from service.policy.model import CallCaps, ContactRules, ContactWindow, FrequencyCaps, Stage
+from service.validation import validation_errors
 
 __all__ = [
     "ChannelRule",
@@ -29,6 +30,7 @@ __all__ = [
     "RiskRule",
     "StageRule",
     "load_policy",
+    "template_name",
 ]
 
 DEFAULT_POLICY_RESOURCE = "default_policy.yaml"
@@ -211,6 +213,12 @@ class LintRules(_Strict):
         return self
 
 
+def template_name(stage: Stage, rule: StageRule, risk: RiskRule, channel: ChannelRule) -> str:
+    """The template a channel rule sends: its own, else its risk rule's, else its stage rule's,
+    else the stage's name."""
+    return channel.template or risk.template or rule.template or stage.value
+
+
 class Policy(_Strict):
     """The whole policy file. `stages` keep the file's order; their day ranges never overlap."""
 
@@ -261,21 +269,16 @@ class Policy(_Strict):
         for stage, rule in self.stages.items():
             for risk in rule.risk.values():
                 for ch in risk.channels:
-                    name = ch.template or risk.template or rule.template or stage.value
+                    name = template_name(stage, rule, risk, ch)
                     if (name, ch.channel) not in seen:
                         seen.add((name, ch.channel))
                         yield name, ch.channel
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "(top level)"
-
-
 def _describe(source: str, exc: ValidationError) -> str:
     lines = [f"policy {source} is invalid:"]
-    for err in exc.errors(include_url=False):
-        msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"  {_location(err['loc'])}: {msg}")
+    for location, msg in validation_errors(exc, root="(top level)"):
+        lines.append(f"  {location}: {msg.removeprefix('Value error, ')}")
     return "\n".join(lines)
 
 

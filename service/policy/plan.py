@@ -12,8 +12,8 @@ from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
 from service.events import LoanOverdueEvent
-from service.policy.config import Policy, StageRule
-from service.policy.model import PlannedNotification, Stage
+from service.policy.config import Policy, template_name
+from service.policy.model import PlannedNotification
 
 __all__ = ["borrower_zone", "plan_notifications"]
 
@@ -57,7 +57,7 @@ def plan_notifications(
         PlannedNotification(
             channel=ch.channel,
             stage=stage,
-            template=ch.template or risk_rule.template or _template(stage, stage_rule),
+            template=template_name(stage, stage_rule, risk_rule, ch),
             priority=stage_rule.priority if risk_rule.priority is None else risk_rule.priority,
             # Stable per event: the idempotency key is event id + channel + step.
             step=stage.value,
@@ -69,10 +69,6 @@ def plan_notifications(
         if ch.days is None or ch.days[0] <= dpd <= ch.days[1]
     ]
     return sorted(plans, key=lambda p: -p.priority)
-
-
-def _template(stage: Stage, rule: StageRule) -> str:
-    return rule.template or stage.value
 
 
 def _preferred_time(at: time, zone: ZoneInfo | None, now: datetime) -> datetime | None:

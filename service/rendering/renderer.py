@@ -9,12 +9,12 @@ blocks `title` and `body`. Rendering is pure: no clock, no IO after `load`.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -109,7 +109,9 @@ def push_payload_bytes(content: PushContent) -> int:
     if content.deep_link:
         data["deep_link"] = content.deep_link
     payload = {"notification": {"title": content.title, "body": content.body}, "data": data}
-    return len(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    # orjson writes what json.dumps(ensure_ascii=False, separators=(",", ":")) writes, in UTF-8
+    # (the same escapes), ~6 us faster per push.
+    return len(orjson.dumps(payload))
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +155,12 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,
+            # Compiled once here, never read again: with jinja's default auto_reload every
+            # `{% include %}` stat()ed its partial on each render (IO on the hot path, and a
+            # file edited while running would be rendered under the version hashed at start),
+            # and an unbounded cache keeps every template of the directory without LRU upkeep.
+            auto_reload=False,
+            cache_size=-1,
         )
         env.filters.update(FILTERS)
         env.globals.update(brand=brand, customer_service=customer_service)
@@ -316,6 +324,11 @@ def _compile(env: SandboxedEnvironment, templates_dir: Path, rel: str) -> _Compi
                 f"template {rel} uses unknown variables: {', '.join(sorted(unknown))}"
             )
         template = env.get_template(rel)
+        # Jinja hands each template a ChainMap of its globals over the environment's, and
+        # every render copies it key by key into a new context (~2.5% of the service's CPU in
+        # the bench profile). The globals are all set before compiling and never change: one
+        # plain dict of the same names and values.
+        template.globals = dict(template.globals)
     except TemplateConfigError:
         raise
     except TemplateError as exc:

@@ -27,8 +27,9 @@ FIGURES = {
 @pytest.mark.timeout(240)
 def test_smoke_run_reports_every_figure_and_every_event_gets_its_results() -> None:
     """`python -m bench --events 300 --naive-events 20` ends with one JSON line in which the raw
-    loop, the naive consumer and the service each answered every event (two sent results per
-    event: one SMS, one push), with throughput, latency percentiles, peak RSS and the ratios."""
+    loop, the naive consumer, the lean consumer and the service each answered every event (two
+    sent results per event: one SMS, one push), with throughput, latency percentiles, peak RSS,
+    the CPU per event of the consumer, the fake providers and the broker, and the ratios."""
     out = io.StringIO()
     code = main(
         ["--events", "300", "--naive-events", "20", "--latency-ms", "5", "--paced-events", "100"],
@@ -36,18 +37,34 @@ def test_smoke_run_reports_every_figure_and_every_event_gets_its_results() -> No
     )
     assert code == 0
     report = json.loads(out.getvalue().strip().splitlines()[-1])
-    for kind in ("raw", "naive", "service"):
+    for kind in ("raw", "naive", "lean", "service"):
         figures = report[kind]
-        assert figures.keys() >= FIGURES, kind
+        assert figures.keys() >= FIGURES | {"cpu_ms_per_event"}, kind
+        by_process = figures["cpu_ms_per_event_by_process"]
+        assert set(by_process) == {"consumer", "fake_providers", "broker"}, kind
+        assert by_process["consumer"] == figures["cpu_ms_per_event"] > 0, kind
         assert figures["every_event_has_results"], kind
         assert figures["events_with_results"] == figures["events_expected"], kind
         assert figures["results_by_status"] == {"sent": 2 * figures["events_expected"]}, kind
         assert {"p50", "p95", "p99"} <= figures["latency_ms"].keys()
         assert figures["peak_rss_mb"] > 0
     assert report["service"]["events_expected"] == 300 + 100
+    assert report["lean"]["events_expected"] == 300 + 100
     assert report["naive"]["events"] == 20
-    assert set(report["ratios"]) == {"service_over_raw", "service_over_naive"}
-    assert report["ratios"]["service_over_naive"] is not None
+    # The consumers that call the providers made the fake providers work; raw calls none.
+    for kind in ("naive", "lean", "service"):
+        assert report[kind]["cpu_ms_per_event_by_process"]["fake_providers"] > 0, kind
+    ratios = report["ratios"]
+    assert set(ratios) == {
+        "service_over_raw",
+        "service_over_naive",
+        "service_over_lean",
+        "service_cpu_over_lean",
+    }
+    assert ratios["service_over_naive"] is not None
+    assert ratios["service_cpu_over_lean"] == round(
+        report["service"]["cpu_ms_per_event"] / report["lean"]["cpu_ms_per_event"], 2
+    )
 
 
 @pytest.mark.timeout(180)

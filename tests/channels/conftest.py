@@ -4,7 +4,6 @@ and the fake Twilio and FCM servers."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from service.channels.google_oauth import load_service_account
 from service.channels.twilio import TwilioSender
 from service.events import Channel, PushProvider, TemplateRef
 from service.rendering.model import PushContent, RenderedMessage, SmsContent
+from tests.clocks import StepClock
 from tests.fakes import FakeFcm, FakeTwilio
 
 PHONE = "+8613812345678"
@@ -49,22 +49,6 @@ def push_message(
         ),
     )
     return OutboundMessage(nid, Channel.PUSH, token, content, push_provider=provider)
-
-
-class StepClock:
-    """A clock the test moves by hand; every reading also advances it by `step`."""
-
-    def __init__(self, start: datetime | None = None, step: timedelta = timedelta(0)) -> None:
-        self.now = start or datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
-        self.step = step
-
-    def __call__(self) -> datetime:
-        current = self.now
-        self.now += self.step
-        return current
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 class RecordingSleep:

@@ -20,12 +20,12 @@ from tests.channels.conftest import (
     PHONE,
     TOKEN,
     RecordingSleep,
-    StepClock,
     fcm_sender,
     push_message,
     sms_message,
     twilio_sender,
 )
+from tests.clocks import StepClock
 from tests.fakes import FakeFcm, FakeTwilio
 
 

@@ -20,9 +20,10 @@ from service.ledger.migrations import upgrade
 from service.ledger.sql import SqlLedger
 from service.pipeline.processor import NotificationProcessor
 from tests.channels.conftest import RecordingSleep, fcm_sender, twilio_sender
+from tests.clocks import StepClock
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.ledger.helpers import MORNING_NY, RulesPolicy, make_event, make_plan
-from tests.ledger.test_with_processor import Clock, Renderer
+from tests.ledger.test_with_processor import Renderer
 
 PHONE = "+14155550123"  # the borrower's phone in tests.factories.event_dict
 TOKEN = "fcm-token-abcdefghijklmnop"  # and its FCM token
@@ -40,7 +41,7 @@ class Pipeline:
             renderer=Renderer(),
             locale_for=lambda _event: "en-US",
             dispatcher=dispatcher,
-            clock=Clock(MORNING_NY),
+            clock=StepClock(MORNING_NY),
             unavailable=(LedgerUnavailableError,),
         )
 
@@ -89,7 +90,7 @@ async def make_pipeline(ledger: SqlLedger) -> AsyncIterator[PipelineFactory]:
             timeout_s=timeout_s,
             max_attempts=3,
             backoff_max_s=1.0,
-            clock=Clock(MORNING_NY),
+            clock=StepClock(MORNING_NY),
             sleep=sleep or RecordingSleep(),
         )
         pipeline = Pipeline(ledger, dispatcher, channel)

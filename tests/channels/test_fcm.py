@@ -17,7 +17,8 @@ from service.channels.errors import (
 )
 from service.channels.fcm import FcmSender
 from service.channels.google_oauth import FCM_SCOPE, load_service_account
-from tests.channels.conftest import TOKEN, StepClock, fcm_sender, push_message
+from tests.channels.conftest import TOKEN, fcm_sender, push_message
+from tests.clocks import StepClock
 from tests.fakes import FakeFcm, Reply, fcm_unauthenticated, write_service_account
 
 

@@ -9,15 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.coverage import CoverageMonitor
 from service.ledger.coverage import CoverageLease, CoverageStore
+from tests.clocks import StepClock
 from tests.ledger.conftest import LedgerFactory
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 async def test_two_replicas_compute_coverage_once_and_the_survivor_takes_over(
@@ -26,7 +19,7 @@ async def test_two_replicas_compute_coverage_once_and_the_survivor_takes_over(
     """Of two replicas sharing one ledger only the lease holder computes (the other clears its
     series); it keeps the lease on every pass; once it stops renewing, the other takes over
     after the lease's time-to-live, and a released lease is free at once."""
-    clock = Clock(datetime(2026, 11, 20, 2, 0, tzinfo=UTC))
+    clock = StepClock(datetime(2026, 11, 20, 2, 0, tzinfo=UTC))
     a_ledger, b_ledger = await make_ledger(), await make_ledger()
 
     def monitor(engine: AsyncEngine, holder: str) -> CoverageMonitor:

@@ -27,11 +27,13 @@ from service.cli import main
 from service.config import Settings
 from service.embedded_broker import EmbeddedBroker
 from service.observability.masking import mask_id
-from tests.e2e.conftest import processed, running_app, service_settings, wait_until
+from tests.clocks import StepClock
+from tests.e2e.conftest import processed, running_app, service_settings
 from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka_tools import create_topics, produce_events, unique
 from tests.ledger.conftest import fresh_postgres_database
+from tests.waiting import eventually
 
 DAY0 = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 STALE_DAYS = 3
@@ -116,14 +118,6 @@ def _repaid(s: Scenario, day: int) -> dict[str, Any]:
     }
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def _expected(
     scenarios: list[Scenario], contacts: dict[str, list[datetime]], at: datetime
 ) -> dict[str, tuple[str, str]]:
@@ -188,7 +182,7 @@ async def test_report_coverage_over_two_weeks_matches_an_independent_count(
     by_phone = {s.phone: s.loan_id for s in scenarios if s.phone}
     by_token = {s.token: s.loan_id for s in scenarios if s.token}
     contacts: dict[str, list[datetime]] = {}
-    clock = Clock(DAY0)
+    clock = StepClock(DAY0)
     async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
         twilio.landlines.add("+8613800000006")
         settings = await service_settings(
@@ -214,7 +208,7 @@ async def test_report_coverage_over_two_weeks_matches_an_independent_count(
                 events += [_repaid(s, day) for s in scenarios if s.repaid_on == day]
                 total += len(events)
                 await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, events)
-                await wait_until(functools.partial(_processed_is, app, total), app)
+                await eventually(functools.partial(_processed_is, app, total))
                 await _scheduler_settles(app)
                 # Stamp what the providers accepted since the last day with this day's time.
                 for r in twilio.sent[seen_twilio:]:
@@ -236,12 +230,11 @@ async def test_report_coverage_over_two_weeks_matches_an_independent_count(
             late = await asyncio.to_thread(_report, settings, evening, "--stage", "late_overdue")
             assert {x["stage"] for x in late["loans"]} <= {"late_overdue"}
             assert late["total"] == sum(1 for v in expected.values() if v[0] == "late_overdue")
-            await wait_until(
+            await eventually(
                 lambda: (
                     REGISTRY.get_sample_value("notifier_coverage_last_run_timestamp_seconds")
                     == clock.now.timestamp()
                 ),
-                app,
             )
             now_expected = Counter(_expected(scenarios, contacts, clock.now).values())
             for stage in ("early_overdue", "late_overdue", "pre_legal"):
@@ -272,4 +265,4 @@ async def _scheduler_settles(app: Any) -> None:
         )
 
     start = passes()
-    await wait_until(lambda: passes() >= start + 2, app)
+    await eventually(lambda: passes() >= start + 2)

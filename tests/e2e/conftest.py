@@ -14,16 +14,13 @@ from typing import Any
 from service.app import NotifierApp
 from service.config import Settings
 from service.ledger.migrations import upgrade
+from tests.clocks import fixed_clock
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.fakes.twilio import FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN
 from tests.kafka_tools import create_topics, read_topic, unique
 
 # 10:00 in Shanghai: inside every default contact window of the borrowers these tests use.
 MORNING_IN_SHANGHAI = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
-
-
-def fixed_clock(at: datetime = MORNING_IN_SHANGHAI) -> Callable[[], datetime]:
-    return lambda: at
 
 
 async def service_settings(
@@ -71,19 +68,13 @@ async def service_settings(
 async def running_app(
     settings: Settings, clock: Callable[[], datetime] | None = None
 ) -> AsyncIterator[NotifierApp]:
-    app = NotifierApp(settings, clock=clock or fixed_clock(), out=StringIO())
+    app = NotifierApp(settings, clock=clock or fixed_clock(MORNING_IN_SHANGHAI), out=StringIO())
     task = asyncio.create_task(app.run())
     try:
         yield app
     finally:
         app.request_stop()
         await task
-
-
-async def wait_until(predicate: Callable[[], bool], app: NotifierApp, timeout: float = 30) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.05)
 
 
 def processed(app: NotifierApp) -> int:

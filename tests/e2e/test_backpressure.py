@@ -7,10 +7,11 @@ from collections import Counter
 from pathlib import Path
 
 from service.embedded_broker import EmbeddedBroker
-from tests.e2e.conftest import processed, results_of, running_app, service_settings, wait_until
+from tests.e2e.conftest import processed, results_of, running_app, service_settings
 from tests.e2e.test_service import shanghai_event
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka_tools import produce_events
+from tests.waiting import eventually
 
 
 async def test_a_slow_provider_pauses_fetching_and_the_backlog_still_drains_exactly_once(
@@ -28,9 +29,9 @@ async def test_a_slow_provider_pauses_fetching_and_the_backlog_still_drains_exac
         events = [shanghai_event(300 + n, 45, "medium") for n in range(count)]
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, events)
         async with running_app(settings) as app:
-            await wait_until(lambda: app.engine is not None and bool(app.engine._paused), app)
-            await wait_until(lambda: processed(app) == count, app, timeout=60)
-            await wait_until(lambda: not app.engine._paused, app)  # type: ignore[union-attr]
+            await eventually(lambda: app.engine is not None and bool(app.engine._paused))
+            await eventually(lambda: processed(app) == count, timeout=60)
+            await eventually(lambda: not app.engine._paused)  # type: ignore[union-attr]
         results = await results_of(settings, expect=count)
 
     per_phone = Counter(r.form["To"] for r in twilio.sent)

@@ -12,22 +12,16 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.embedded_broker import EmbeddedBroker
 from service.ledger.schema import notifications
-from tests.e2e.conftest import processed, results_of, running_app, service_settings, wait_until
+from tests.clocks import StepClock
+from tests.e2e.conftest import processed, results_of, running_app, service_settings
 from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka_tools import produce_events
+from tests.waiting import eventually
 
 
 def backlog() -> float | None:
     return REGISTRY.get_sample_value("notifier_deferred_backlog")
-
-
-class SettableClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 async def test_a_night_time_event_is_deferred_then_sent_when_the_window_opens(
@@ -36,7 +30,7 @@ async def test_a_night_time_event_is_deferred_then_sent_when_the_window_opens(
     """At 22:30 in New York nothing is sent and a `deferred` result says when; once the clock
     passes 08:00 local the scheduler sends it and publishes `sent` for the same notification."""
     # 03:30 UTC = 22:30 the evening before in New York (EST).
-    clock = SettableClock(datetime(2026, 11, 20, 3, 30, tzinfo=UTC))
+    clock = StepClock(datetime(2026, 11, 20, 3, 30, tzinfo=UTC))
     async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
         settings = await service_settings(
             kafka_broker.bootstrap_servers, tmp_path, twilio, fcm, scheduler_interval_s=0.1
@@ -44,7 +38,7 @@ async def test_a_night_time_event_is_deferred_then_sent_when_the_window_opens(
         event = event_dict(borrower_id="b-night", days_past_due=45, risk_level="medium")
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [event])
         async with running_app(settings, clock=clock) as app:
-            await wait_until(lambda: processed(app) == 1, app)
+            await eventually(lambda: processed(app) == 1)
             deferred = await results_of(settings, expect=1)
             assert twilio.sent == []
             assert [r["status"] for r in deferred] == ["deferred"]
@@ -52,11 +46,11 @@ async def test_a_night_time_event_is_deferred_then_sent_when_the_window_opens(
             due = datetime.fromisoformat(deferred[0]["not_before"])
             assert due == datetime(2026, 11, 20, 13, 0, tzinfo=UTC)  # 08:00 in New York
 
-            await wait_until(lambda: backlog() == 1, app)
+            await eventually(lambda: backlog() == 1)
 
             clock.now = due + timedelta(minutes=1)
-            await wait_until(lambda: len(twilio.sent) == 1, app)
-            await wait_until(lambda: backlog() == 0, app)
+            await eventually(lambda: len(twilio.sent) == 1)
+            await eventually(lambda: backlog() == 0)
         results = await results_of(settings, expect=2)
 
     assert [r.form["To"] for r in twilio.sent] == ["+14155550123"]
@@ -78,7 +72,7 @@ async def test_a_borrower_with_a_preferred_time_is_deferred_then_sent_at_that_ti
     once the clock passes 19:15 local, the scheduler (through the ledger's stored copy of the
     event) sends every planned reminder and publishes `sent` for each, with no failed pass."""
     # 15:00 UTC = 10:00 in New York (EST): inside the window, before the preferred time.
-    clock = SettableClock(datetime(2026, 11, 20, 15, 0, tzinfo=UTC))
+    clock = StepClock(datetime(2026, 11, 20, 15, 0, tzinfo=UTC))
     async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
         settings = await service_settings(
             kafka_broker.bootstrap_servers, tmp_path, twilio, fcm, scheduler_interval_s=0.1
@@ -89,17 +83,17 @@ async def test_a_borrower_with_a_preferred_time_is_deferred_then_sent_at_that_ti
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [event])
         failed_before = scheduler_passes("failed")
         async with running_app(settings, clock=clock) as app:
-            await wait_until(lambda: processed(app) == 1, app)
+            await eventually(lambda: processed(app) == 1)
             deferred = await results_of(settings, expect=1)
             assert twilio.sent == []
             assert {r["status"] for r in deferred} == {"deferred"}
             due = {datetime.fromisoformat(r["not_before"]) for r in deferred}
             assert due == {datetime(2026, 11, 21, 0, 15, tzinfo=UTC)}  # 19:15 in New York
-            await wait_until(lambda: backlog() == len(deferred), app)
+            await eventually(lambda: backlog() == len(deferred))
 
             clock.now = datetime(2026, 11, 21, 0, 16, tzinfo=UTC)
-            await wait_until(lambda: backlog() == 0, app)
-            await wait_until(lambda: len(twilio.sent) == 1, app)
+            await eventually(lambda: backlog() == 0)
+            await eventually(lambda: len(twilio.sent) == 1)
         results = await results_of(settings, expect=2 * len(deferred))
 
     assert scheduler_passes("failed") == failed_before
@@ -140,7 +134,7 @@ async def test_a_deferred_row_that_cannot_be_loaded_fails_alone_and_the_rest_is_
     """When the window opens, a deferred row whose stored event no longer loads gets one
     published `failed` result (deferred_event_unreadable), the other borrower's deferred
     reminder in the same pass is sent, and no scheduler pass fails."""
-    clock = SettableClock(datetime(2026, 11, 20, 3, 30, tzinfo=UTC))  # 22:30 in New York
+    clock = StepClock(datetime(2026, 11, 20, 3, 30, tzinfo=UTC))  # 22:30 in New York
     async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
         settings = await service_settings(
             kafka_broker.bootstrap_servers, tmp_path, twilio, fcm, scheduler_interval_s=0.1
@@ -153,14 +147,14 @@ async def test_a_deferred_row_that_cannot_be_loaded_fails_alone_and_the_rest_is_
         failed_passes = scheduler_passes("failed")
         unreadable = REGISTRY.get_sample_value("notifier_deferred_unreadable_total") or 0
         async with running_app(settings, clock=clock) as app:
-            await wait_until(lambda: processed(app) == 2, app)
+            await eventually(lambda: processed(app) == 2)
             deferred = await results_of(settings, expect=2)
             assert {r["status"] for r in deferred} == {"deferred"}
             await _corrupt_stored_event(settings.database_url, "b-broken")
 
             clock.now = datetime(2026, 11, 20, 13, 1, tzinfo=UTC)  # 08:01 in New York
-            await wait_until(lambda: backlog() == 0, app)
-            await wait_until(lambda: len(twilio.sent) == 1, app)
+            await eventually(lambda: backlog() == 0)
+            await eventually(lambda: len(twilio.sent) == 1)
         results = await results_of(settings, expect=4)
 
     later = {r["borrower_id"]: r for r in results if r["status"] != "deferred"}

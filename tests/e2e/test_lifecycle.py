@@ -10,13 +10,15 @@ from pathlib import Path
 
 from service.app import NotifierApp
 from service.embedded_broker import EmbeddedBroker
+from tests.clocks import StepClock
 from tests.conftest import REPO_ROOT
-from tests.e2e.conftest import processed, results_of, running_app, service_settings, wait_until
-from tests.e2e.test_deferral import SettableClock, backlog
+from tests.e2e.conftest import processed, results_of, running_app, service_settings
+from tests.e2e.test_deferral import backlog
 from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka_tools import produce_events
 from tests.ledger.conftest import fresh_postgres_database
+from tests.waiting import eventually
 
 
 async def test_repaid_at_22_local_after_a_quiet_hours_deferral_nothing_is_sent_at_08(
@@ -25,7 +27,7 @@ async def test_repaid_at_22_local_after_a_quiet_hours_deferral_nothing_is_sent_a
     """An overdue event at 21:59 in New York is deferred; the loan is repaid at 22:00; when
     the clock passes 08:00 nothing is sent and each deferred notification has exactly one
     suppressed/repaid result, the repayment one acknowledgement."""
-    clock = SettableClock(datetime(2026, 11, 20, 2, 59, tzinfo=UTC))  # 21:59 in New York
+    clock = StepClock(datetime(2026, 11, 20, 2, 59, tzinfo=UTC))  # 21:59 in New York
     async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
         settings = await service_settings(
             kafka_broker.bootstrap_servers, tmp_path, twilio, fcm, scheduler_interval_s=0.1
@@ -43,14 +45,14 @@ async def test_repaid_at_22_local_after_a_quiet_hours_deferral_nothing_is_sent_a
         }
         async with running_app(settings, clock=clock) as app:
             await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [event])
-            await wait_until(lambda: processed(app) == 1, app)
+            await eventually(lambda: processed(app) == 1)
             deferred = await results_of(settings, expect=1)
             assert {r["status"] for r in deferred} == {"deferred"}
             clock.now = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
             await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [repaid])
-            await wait_until(lambda: processed(app) == 2, app)
+            await eventually(lambda: processed(app) == 2)
             clock.now = datetime(2026, 11, 20, 13, 1, tzinfo=UTC)  # 08:01 in New York
-            await wait_until(lambda: backlog() == 0, app)
+            await eventually(lambda: backlog() == 0)
         results = await results_of(settings, expect=len(deferred) * 2 + 1)
 
     assert twilio.sent == []
@@ -81,7 +83,7 @@ async def test_two_replicas_after_a_rebalance_one_repaid_result_per_cancelled_no
     the repayments arrive on whichever now owns them; at 08:00 nothing is sent and each
     deferred notification has exactly one suppressed/repaid result on the topic."""
     count = 8
-    clock = SettableClock(datetime(2026, 11, 20, 2, 59, tzinfo=UTC))  # 21:59 in New York
+    clock = StepClock(datetime(2026, 11, 20, 2, 59, tzinfo=UTC))  # 21:59 in New York
     async with (
         fresh_postgres_database(postgres_url) as database_url,
         FakeTwilio() as twilio,
@@ -112,17 +114,17 @@ async def test_two_replicas_after_a_rebalance_one_repaid_result_per_cancelled_no
         ]
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, events)
         async with running_app(settings, clock=clock) as first:
-            await wait_until(lambda: processed(first) == count, first)
+            await eventually(lambda: processed(first) == count)
             deferred = await results_of(settings, expect=count)  # late_overdue/medium: SMS only
             assert {r["status"] for r in deferred} == {"deferred"}
             async with running_app(settings, clock=clock) as second:
-                await wait_until(lambda: bool(second.engine and second.engine.assigned), second)
-                await wait_until(lambda: _split(first, second), second)
+                await eventually(lambda: bool(second.engine and second.engine.assigned))
+                await eventually(lambda: _split(first, second))
                 clock.now = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
                 await produce_events(
                     settings.kafka_bootstrap_servers, settings.input_topic, repayments
                 )
-                await wait_until(lambda: processed(first) + processed(second) >= 2 * count, second)
+                await eventually(lambda: processed(first) + processed(second) >= 2 * count)
                 clock.now = datetime(2026, 11, 20, 13, 1, tzinfo=UTC)  # 08:01 in New York
                 await asyncio.sleep(1.0)  # several scheduler passes on both replicas
                 assert processed(second) > 0, "no repayment reached the second replica"
@@ -149,7 +151,7 @@ async def test_six_loans_of_one_borrower_on_one_day_one_sms_and_one_push(
     assert "digest_window" in policy
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(policy, encoding="utf-8")
-    clock = SettableClock(datetime(2026, 11, 20, 15, 1, tzinfo=UTC))  # 10:01 in New York
+    clock = StepClock(datetime(2026, 11, 20, 15, 1, tzinfo=UTC))  # 10:01 in New York
     async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
         settings = await service_settings(
             kafka_broker.bootstrap_servers,
@@ -166,12 +168,12 @@ async def test_six_loans_of_one_borrower_on_one_day_one_sms_and_one_push(
             events.append(event)
         async with running_app(settings, clock=clock) as app:
             await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, events)
-            await wait_until(lambda: processed(app) == 6, app)
+            await eventually(lambda: processed(app) == 6)
             deferred = await results_of(settings, expect=12)
             assert {r["reason"] for r in deferred} == {"digest_window"}
             clock.now = datetime(2026, 11, 20, 15, 15, 1, tzinfo=UTC)
-            await wait_until(lambda: len(twilio.sent) == 1 and len(fcm.sends) == 1, app)
-            await wait_until(lambda: backlog() == 0, app)
+            await eventually(lambda: len(twilio.sent) == 1 and len(fcm.sends) == 1)
+            await eventually(lambda: backlog() == 0)
         results = await results_of(settings, expect=24)
 
     (sms,) = twilio.sent

@@ -17,12 +17,13 @@ from service.app import NotifierApp
 from service.cli import main as cli_main
 from service.config import Settings
 from service.embedded_broker import EmbeddedBroker
-from tests.e2e.conftest import processed, results_of, running_app, service_settings, wait_until
+from tests.e2e.conftest import processed, results_of, running_app, service_settings
 from tests.e2e.test_service import shanghai_event
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka_tools import produce_events
 from tests.ledger.conftest import fresh_postgres_database
 from tests.routing.test_receipts_e2e import free_port
+from tests.waiting import eventually
 
 
 async def cli(*argv: str) -> tuple[int, str]:
@@ -78,7 +79,7 @@ async def test_pause_defers_without_any_provider_call_and_resume_sends(
         settings: Settings = await _settings(kafka_broker.bootstrap_servers, tmp_path, twilio, fcm)
         url = settings.database_url
         async with running_app(settings) as app:
-            await wait_until(lambda: app.http_port is not None, app)
+            await eventually(lambda: app.http_port is not None)
             code, text = await cli("pause", "--reason", "wrong amounts", "--database-url", url)
             assert code == 0, text
             assert "PAUSED" in text
@@ -94,7 +95,7 @@ async def test_pause_defers_without_any_provider_call_and_resume_sends(
 
             event = shanghai_event(701, 0, "medium")  # due today: SMS and push
             await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [event])
-            await wait_until(lambda: processed(app) == 1, app)
+            await eventually(lambda: processed(app) == 1)
             deferred = await results_of(settings, expect=2)
             assert sorted((r["channel"], r["status"], r["reason"]) for r in deferred) == [
                 ("push", "deferred", "paused"),
@@ -108,7 +109,7 @@ async def test_pause_defers_without_any_provider_call_and_resume_sends(
             code, text = await cli("resume", "--database-url", url)
             assert code == 0, text
             assert "lifted" in text
-            await wait_until(lambda: len(twilio.sent) == 1 and len(fcm.sends) == 1, app)
+            await eventually(lambda: len(twilio.sent) == 1 and len(fcm.sends) == 1)
             await wait_paused(app, False)
             assert paused_gauge() == 0
         results = await results_of(settings, expect=4)
@@ -138,13 +139,13 @@ async def test_a_service_started_while_paused_sends_nothing_until_resumed(
         event = shanghai_event(702, 45, "medium")  # late overdue: SMS only
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [event])
         async with running_app(settings) as app:
-            await wait_until(lambda: processed(app) == 1, app)
+            await eventually(lambda: processed(app) == 1)
             (deferred,) = await results_of(settings, expect=1)
             assert (deferred["status"], deferred["reason"]) == ("deferred", "paused")
             assert twilio.requests == []
             code, _ = await cli("resume", "--database-url", url)
             assert code == 0
-            await wait_until(lambda: len(twilio.sent) == 1, app)
+            await eventually(lambda: len(twilio.sent) == 1)
 
 
 async def test_two_replicas_both_honour_the_pause_and_send_each_once_after_resume(
@@ -165,21 +166,21 @@ async def test_two_replicas_both_honour_the_pause_and_send_each_once_after_resum
         url = settings.database_url
         other = settings.model_copy(update={"http_port": free_port()})
         async with running_app(settings) as first, running_app(other) as second:
-            await wait_until(lambda: first.http_port is not None, first)
-            await wait_until(lambda: second.http_port is not None, second)
+            await eventually(lambda: first.http_port is not None)
+            await eventually(lambda: second.http_port is not None)
             code, _ = await cli("pause", "--reason", "incident 42", "--database-url", url)
             assert code == 0
             await wait_paused(first, True)
             await wait_paused(second, True)
             events = [shanghai_event(800 + n, 45, "medium") for n in range(count)]
             await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, events)
-            await wait_until(lambda: processed(first) + processed(second) == count, first, 60)
+            await eventually(lambda: processed(first) + processed(second) == count)
             deferred = await results_of(settings, expect=count)
             assert {(r["status"], r["reason"]) for r in deferred} == {("deferred", "paused")}
             assert twilio.requests == []
             code, _ = await cli("resume", "--database-url", url)
             assert code == 0
-            await wait_until(lambda: len(twilio.sent) >= count, first, 60)
+            await eventually(lambda: len(twilio.sent) >= count)
             await asyncio.sleep(0.3)
         results = await results_of(settings, expect=2 * count)
 

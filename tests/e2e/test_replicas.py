@@ -7,11 +7,12 @@ from collections import Counter
 from pathlib import Path
 
 from service.embedded_broker import EmbeddedBroker
-from tests.e2e.conftest import processed, results_of, running_app, service_settings, wait_until
+from tests.e2e.conftest import processed, results_of, running_app, service_settings
 from tests.e2e.test_service import shanghai_event
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka_tools import produce_events
 from tests.ledger.conftest import fresh_postgres_database
+from tests.waiting import eventually
 
 
 async def test_two_replicas_joining_mid_stream_contact_each_borrower_exactly_once(
@@ -38,13 +39,13 @@ async def test_two_replicas_joining_mid_stream_contact_each_borrower_exactly_onc
         events = [shanghai_event(300 + n, 45, "medium") for n in range(count)]
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, events)
         async with running_app(settings) as first:
-            await wait_until(lambda: processed(first) >= 5, first)
+            await eventually(lambda: processed(first) >= 5)
             async with running_app(settings) as second:
-                await wait_until(lambda: bool(second.engine and second.engine.assigned), second)
+                await eventually(lambda: bool(second.engine and second.engine.assigned))
                 # The hand-over happened mid-stream: the first replica had not finished.
                 assert processed(first) < count
                 twilio.latency_s = 0.01
-                await wait_until(lambda: len(twilio.sent) >= count, second, timeout=60)
+                await eventually(lambda: len(twilio.sent) >= count, timeout=60)
                 # Let both commit and publish what they finished before stopping.
                 await asyncio.sleep(0.5)
         results = await results_of(settings, expect=count)

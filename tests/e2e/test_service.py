@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from service.embedded_broker import EmbeddedBroker
-from tests.e2e.conftest import processed, results_of, running_app, service_settings, wait_until
+from tests.e2e.conftest import processed, results_of, running_app, service_settings
 from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka_tools import produce, produce_events, read_topic
+from tests.waiting import eventually
 
 
 def shanghai_event(n: int, days_past_due: int, risk: str, **extra: Any) -> dict[str, Any]:
@@ -42,7 +43,7 @@ async def test_each_stage_reaches_the_right_providers_with_the_promised_content(
         ]
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, events)
         async with running_app(settings) as app:
-            await wait_until(lambda: processed(app) == 3, app)
+            await eventually(lambda: processed(app) == 3)
         results = await results_of(settings, expect=4)
 
     sms_to = sorted(r.form["To"] for r in twilio.sent)
@@ -91,7 +92,7 @@ async def test_invalid_events_are_dead_lettered_and_the_events_behind_them_still
             ],
         )
         async with running_app(settings) as app:
-            await wait_until(lambda: processed(app) == 3, app)
+            await eventually(lambda: processed(app) == 3)
             assert app.engine is not None
             assert app.engine.stats["dead_lettered"] == 2
         dead = await read_topic(settings.kafka_bootstrap_servers, settings.dlq_topic, expect=2)
@@ -119,11 +120,11 @@ async def test_a_restart_mid_stream_loses_no_event_and_sends_nothing_twice(
         events = [shanghai_event(100 + n, 45, "medium") for n in range(count)]
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, events)
         async with running_app(settings) as first:
-            await wait_until(lambda: processed(first) >= 10, first)
+            await eventually(lambda: processed(first) >= 10)
         first_count = processed(first)
         assert first_count < count
-        async with running_app(settings) as second:
-            await wait_until(lambda: len(twilio.sent) >= count, second)
+        async with running_app(settings):
+            await eventually(lambda: len(twilio.sent) >= count)
         results = await results_of(settings, expect=count)
 
     per_phone = Counter(r.form["To"] for r in twilio.sent)

@@ -15,21 +15,15 @@ from service.embedded_broker import EmbeddedBroker
 from service.events import RiskLevel
 from service.handoff import CollectorTask, HandoffReason, task_id_for
 from service.policy.model import Stage
+from tests.clocks import StepClock
 from tests.conftest import REPO_ROOT
-from tests.e2e.conftest import processed, results_of, running_app, service_settings, wait_until
+from tests.e2e.conftest import processed, results_of, running_app, service_settings
 from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka_tools import create_topics, produce_events, read_topic, unique
+from tests.waiting import eventually
 
 MORNING_IN_SHANGHAI = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)  # 10:00 local
-
-
-class SettableClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 async def _settings(
@@ -74,7 +68,7 @@ async def test_no_phone_and_no_token_gives_one_collector_task_per_loan_and_day_a
     that day, keyed by borrower id, even when the event is replayed, a second event of the loan
     arrives and a second instance (another consumer group, same ledger) re-reads the topic;
     the next local day gives one new task with a new id."""
-    clock = SettableClock(MORNING_IN_SHANGHAI)
+    clock = StepClock(MORNING_IN_SHANGHAI)
     before = _published("no_contact_address")
     async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
         settings = await _settings(kafka_broker.bootstrap_servers, tmp_path, twilio, fcm)
@@ -83,7 +77,7 @@ async def test_no_phone_and_no_token_gives_one_collector_task_per_loan_and_day_a
         bootstrap = settings.kafka_bootstrap_servers
         await produce_events(bootstrap, settings.input_topic, [first, first, again])
         async with running_app(settings, clock=clock) as app:
-            await wait_until(lambda: processed(app) == 3, app)
+            await eventually(lambda: processed(app) == 3)
         results = await results_of(settings, expect=4)
         # Each event's two suppressions, and the crash recovery's `unreached` result of it.
         assert {r["reason"] for r in results} == {"no_contact_address", "unreached"}
@@ -91,7 +85,7 @@ async def test_no_phone_and_no_token_gives_one_collector_task_per_loan_and_day_a
         # A second replica of the same ledger replays the whole input topic from the start.
         replica = settings.model_copy(update={"kafka_group_id": unique("replay-group")})
         async with running_app(replica, clock=clock) as app:
-            await wait_until(lambda: processed(app) == 3, app)
+            await eventually(lambda: processed(app) == 3)
         tasks = await _tasks(settings, expect=1)
 
         # The next local day: one new task for the same loan.
@@ -99,7 +93,7 @@ async def test_no_phone_and_no_token_gives_one_collector_task_per_loan_and_day_a
         next_day = _unreachable("JB-NOADDR-1", "evt-noaddr-3", phone=None, push_tokens=[])
         await produce_events(bootstrap, settings.input_topic, [next_day])
         async with running_app(settings, clock=clock) as app:
-            await wait_until(lambda: processed(app) == 1, app)
+            await eventually(lambda: processed(app) == 1)
         all_tasks = await _tasks(settings, expect=2)
 
     assert len(tasks) == 1
@@ -137,7 +131,7 @@ async def test_every_channel_opted_out_gives_one_collector_task(
         event = _unreachable("JB-OPTED-1", "evt-opted-1", opted_out_channels=["sms", "push"])
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [event, event])
         async with running_app(settings) as app:
-            await wait_until(lambda: processed(app) == 2, app)
+            await eventually(lambda: processed(app) == 2)
         tasks = await _tasks(settings, expect=1)
 
     assert len(tasks) == 1
@@ -157,7 +151,7 @@ async def test_a_reachable_borrower_gets_no_collector_task(
         event = _unreachable("JB-OK-1", "evt-ok-1", push_tokens=[])
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [event])
         async with running_app(settings) as app:
-            await wait_until(lambda: processed(app) == 1, app)
+            await eventually(lambda: processed(app) == 1)
         records = await read_topic(
             settings.kafka_bootstrap_servers, settings.tasks_topic, expect=0, timeout=2
         )
@@ -201,7 +195,7 @@ async def test_the_policy_handoff_rule_publishes_a_task_beside_the_reminders(
             settings.kafka_bootstrap_servers, settings.input_topic, [legal, early, legal]
         )
         async with running_app(settings) as app:
-            await wait_until(lambda: processed(app) == 3, app)
+            await eventually(lambda: processed(app) == 3)
         tasks = await _tasks(settings, expect=1)
     assert [(t.loan_id, t.reason, t.stage.value) for _, t in tasks] == [
         ("JB-LEGAL-1", HandoffReason.POLICY_HANDOFF, "pre_legal")
@@ -243,7 +237,7 @@ async def test_a_hold_lifted_past_pre_legal_hands_the_loan_to_a_collector_once(
         ]
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, events)
         async with running_app(settings) as app:
-            await wait_until(lambda: processed(app) == len(events), app)
+            await eventually(lambda: processed(app) == len(events))
         tasks = await _tasks(settings, expect=1)
     assert [(t.loan_id, t.reason) for _, t in tasks] == [
         ("JB-LIFT-1", HandoffReason.HOLD_LIFTED_PRE_LEGAL)
@@ -268,7 +262,7 @@ async def test_the_unreached_seam_builds_a_task_from_the_ledger_once_per_day(
         event = _unreachable("JB-UNREACHED-1", "evt-unreached-1", push_tokens=[])
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [event])
         async with running_app(settings) as app:
-            await wait_until(lambda: processed(app) == 1, app)
+            await eventually(lambda: processed(app) == 1)
             assert app.collector_tasks is not None
             first, second = [
                 await app.collector_tasks.escalate_loan(
@@ -300,7 +294,7 @@ async def test_an_event_every_send_of_which_failed_gives_one_unreached_task(
         event = _unreachable("JB-FAILED-1", "evt-failed-1", push_tokens=[])
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [event, event])
         async with running_app(settings) as app:
-            await wait_until(lambda: processed(app) == 2, app)
+            await eventually(lambda: processed(app) == 2)
         tasks = await _tasks(settings, expect=1)
     assert [(t.loan_id, t.reason, t.stage.value) for _, t in tasks] == [
         ("JB-FAILED-1", HandoffReason.UNREACHED, "early_overdue")

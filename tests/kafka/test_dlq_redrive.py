@@ -25,7 +25,8 @@ from service.pipeline.redrive import (
 from service.wiring.kafka import ensure_topics
 from tests.factories import event_dict
 from tests.kafka_tools import produce, produce_events, read_topic
-from tests.pipeline.conftest import engine_settings, running_engine, suppressed_result, wait_for
+from tests.pipeline.conftest import engine_settings, running_engine, suppressed_result
+from tests.waiting import eventually
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -67,7 +68,7 @@ async def test_list_then_replay_by_reason_redrives_a_fixed_failure(
     await produce(bootstrap, settings.input_topic, [(b"B-889201", b"{not json")])
     handler = _FailsUntilFixed("evt-flaky")
     async with running_engine(settings, handler) as engine:
-        await wait_for(
+        await eventually(
             lambda: engine.stats["dead_lettered"] == 2 and engine.stats["processed"] == 1
         )
 
@@ -100,7 +101,7 @@ async def test_list_then_replay_by_reason_redrives_a_fixed_failure(
 
     handler.fixed = True
     async with running_engine(settings, handler) as engine:
-        await wait_for(lambda: engine.stats["processed"] == 1)
+        await eventually(lambda: engine.stats["processed"] == 1)
     results = await read_topic(bootstrap, settings.results_topic, expect=2)
     assert sorted(json.loads(r.value)["event_id"] for r in results)[-1] == "evt-flaky"
 
@@ -117,7 +118,7 @@ async def test_replay_since_the_future_replays_nothing(
     await ensure_topics(settings, partitions=1)
     await produce(bootstrap, settings.input_topic, [(b"B-1", b"[]")])
     async with running_engine(settings, _FailsUntilFixed("-")) as engine:
-        await wait_for(lambda: engine.stats["dead_lettered"] == 1)
+        await eventually(lambda: engine.stats["dead_lettered"] == 1)
     future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     assert await asyncio.to_thread(main, ["dlq", "replay", "--since", future]) == 0
     assert "replayed 0 of 1" in capsys.readouterr().out

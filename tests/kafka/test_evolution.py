@@ -11,7 +11,8 @@ from service.pipeline import dlq
 from service.wiring.kafka import ensure_topics
 from tests.kafka.golden import EXAMPLES
 from tests.kafka_tools import produce, read_topic
-from tests.pipeline.conftest import engine_settings, running_engine, suppressed_result, wait_for
+from tests.pipeline.conftest import engine_settings, running_engine, suppressed_result
+from tests.waiting import eventually
 
 
 class _Answer:
@@ -45,7 +46,7 @@ async def test_unknown_fields_and_v1_minors_are_processed_and_v2_is_dead_lettere
     await produce(kafka_broker.bootstrap_servers, settings.input_topic, records)
     handler = _Answer()
     async with running_engine(settings, handler) as engine:
-        await wait_for(lambda: engine.stats["processed"] + engine.stats["dead_lettered"] == 6)
+        await eventually(lambda: engine.stats["processed"] + engine.stats["dead_lettered"] == 6)
     assert engine.stats == {**engine.stats, "processed": 4, "dead_lettered": 2}
     assert sorted(e.schema_version or "absent" for e in handler.seen) == [
         "1",

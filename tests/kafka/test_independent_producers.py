@@ -18,7 +18,7 @@ import contextlib
 import io
 import json
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,11 +33,13 @@ from service.config import Settings
 from service.embedded_broker import EmbeddedBroker
 from service.pipeline import dlq
 from service.pipeline.publisher import HEADER_SCHEMA_ID
-from tests.e2e.conftest import fixed_clock, processed, service_settings
+from tests.clocks import fixed_clock
+from tests.e2e.conftest import MORNING_IN_SHANGHAI, processed, service_settings
 from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka.helpers import read_records
 from tests.kafka.raw_records import RawHeader, RawRecord, produce_raw
+from tests.waiting import eventually
 
 # Large enough for the near-1-MiB record (librdkafka's default is 1,000,000 bytes).
 _MAX_MESSAGE_BYTES = 2_000_000
@@ -183,20 +185,13 @@ class _Producers:
 
 @contextlib.asynccontextmanager
 async def _service(settings: Settings) -> AsyncIterator[tuple[NotifierApp, asyncio.Task[None]]]:
-    app = NotifierApp(settings, clock=fixed_clock(), out=io.StringIO())
+    app = NotifierApp(settings, clock=fixed_clock(MORNING_IN_SHANGHAI), out=io.StringIO())
     task = asyncio.create_task(app.run())
     try:
         yield app, task
     finally:
         app.request_stop()
         await task
-
-
-async def _until(predicate: Callable[[], bool], task: asyncio.Task[None], timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            assert not task.done(), "the service exited"
-            await asyncio.sleep(0.05)
 
 
 def _headers(record: Any) -> dict[str, bytes | None]:
@@ -235,7 +230,7 @@ async def test_every_case_ends_in_results_or_named_in_the_dlq_and_the_partition_
                 cfg.input_topic, f"B-after-{case.name}".encode(), _json(f"after-{case.name}")
             )
         async with _service(cfg) as (app, task):
-            await _until(lambda: processed(app) == 2 * len(cases), task, timeout=90)
+            await eventually(lambda: processed(app) == 2 * len(cases), timeout=90, unless_done=task)
             assert app.engine is not None
             dead_expected = sum(1 for c in cases if c.dlq is not None)
             assert app.engine.stats["dead_lettered"] == dead_expected
@@ -306,7 +301,11 @@ async def test_arbitrary_bytes_in_key_value_and_headers_never_stop_a_partition(
     async with FakeTwilio() as twilio, FakeFcm(tmp_path) as fcm:
         cfg = await service_settings(kafka_broker.bootstrap_servers, tmp_path, twilio, fcm)
         async with _service(cfg) as (app, task):
-            await _until(lambda: app.engine is not None and bool(app.engine.assigned), task, 30)
+            await eventually(
+                lambda: app.engine is not None and bool(app.engine.assigned),
+                timeout=30,
+                unless_done=task,
+            )
             sent = 0
             lock = threading.Lock()
 
@@ -327,7 +326,11 @@ async def test_arbitrary_bytes_in_key_value_and_headers_never_stop_a_partition(
                     [*records, follower],
                     compression=compression,
                 )
-                await _until(lambda: processed(app) >= before + len(records) + 1, task, 30)
+                await eventually(
+                    lambda: processed(app) >= before + len(records) + 1,
+                    timeout=30,
+                    unless_done=task,
+                )
 
             @settings(
                 max_examples=15,

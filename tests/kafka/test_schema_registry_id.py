@@ -27,14 +27,16 @@ from service.embedded_broker import EmbeddedBroker
 from service.ledger.audit import AuditRow
 from service.ledger.sql import SqlLedger
 from service.pipeline.publisher import HEADER_SCHEMA_ID
+from tests.clocks import StepClock
 from tests.conftest import REPO_ROOT
-from tests.e2e.conftest import processed, running_app, service_settings, wait_until
-from tests.e2e.test_deferral import SettableClock, backlog
+from tests.e2e.conftest import processed, running_app, service_settings
+from tests.e2e.test_deferral import backlog
 from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka_tools import read_topic, unique
 from tests.ledger.conftest import HASH_KEY, fresh_postgres_database
 from tests.ledger.helpers import RulesPolicy
+from tests.waiting import eventually
 
 # 22:30 in New York (quiet hours), 11:30 in Shanghai (inside the window).
 NIGHT_IN_NEW_YORK = datetime(2026, 11, 20, 3, 30, tzinfo=UTC)
@@ -96,7 +98,7 @@ async def test_a_json_serializer_record_has_its_schema_id_on_every_result_and_au
     result (sent now; deferred at night and sent by the scheduler hours later; cancelled by a
     framed repayment, which carries the repayment schema's id) and on every audit row; a plain
     JSON event's results and audit rows have schema_id null."""
-    clock = SettableClock(NIGHT_IN_NEW_YORK)
+    clock = StepClock(NIGHT_IN_NEW_YORK)
     registry = SchemaRegistryClient.new_client({"url": f"mock://{unique('registry')}"})
     async with (
         _database(database, tmp_path, postgres_url) as database_url,
@@ -149,17 +151,17 @@ async def test_a_json_serializer_record_has_its_schema_id_on_every_result_and_au
             [*framed.items(), ("b-sr-plain", json.dumps(plain).encode())],
         )
         async with running_app(settings, clock=clock) as app:
-            await wait_until(lambda: processed(app) == 4, app)
+            await eventually(lambda: processed(app) == 4)
             await _produce(
                 settings.kafka_bootstrap_servers,
                 settings.input_topic,
                 [("b-sr-repaid", repayment_bytes)],
             )
-            await wait_until(lambda: processed(app) == 5, app)
-            await wait_until(lambda: backlog() == 1, app)  # the night one; the repaid is gone
+            await eventually(lambda: processed(app) == 5)
+            await eventually(lambda: backlog() == 1)  # the night one; the repaid is gone
             clock.now = MORNING_IN_NEW_YORK
-            await wait_until(lambda: len(twilio.sent) == 3, app)
-            await wait_until(lambda: backlog() == 0, app)
+            await eventually(lambda: len(twilio.sent) == 3)
+            await eventually(lambda: backlog() == 0)
             assert app.engine is not None
             assert app.engine.stats["dead_lettered"] == 0
         # now: sent; plain: sent; night: deferred + sent; to repay: deferred + repaid + ack.

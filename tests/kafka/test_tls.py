@@ -17,7 +17,8 @@ from service.kafka_security import KafkaSecurityError
 from service.wiring.kafka import ensure_topics
 from tests.kafka.conftest import TlsBroker
 from tests.kafka.helpers import read_records
-from tests.pipeline.conftest import engine_settings, running_engine, suppressed_result, wait_for
+from tests.pipeline.conftest import engine_settings, running_engine, suppressed_result
+from tests.waiting import eventually
 
 
 class _Suppress:
@@ -68,7 +69,7 @@ async def test_events_flow_through_tls_from_producer_to_results(
         await producer.send_many([_event(n) for n in range(5)])
         await producer.send_encoded([(b"B-9", b"{not json")])
     async with running_engine(settings, _Suppress()) as engine:
-        await wait_for(
+        await eventually(
             lambda: engine.stats["processed"] == 5 and engine.stats["dead_lettered"] == 1
         )
     results = await read_records(settings, settings.results_topic, expect=5)

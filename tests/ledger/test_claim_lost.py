@@ -21,11 +21,12 @@ from service.ledger.batching import BatchingLedger
 from service.ledger.errors import LedgerUnavailableError
 from service.pipeline.handler import RetryLater
 from service.pipeline.processor import NotificationProcessor
+from tests.clocks import StepClock
 from tests.fakes.twilio import FakeTwilio
 from tests.ledger.conftest import LedgerFactory
 from tests.ledger.helpers import MORNING_NY, make_plan
 from tests.ledger.test_crash_states import Backoff, event_of
-from tests.ledger.test_with_processor import Clock, Renderer
+from tests.ledger.test_with_processor import Renderer
 
 LEASE_S = 60.0
 
@@ -39,7 +40,7 @@ async def twilio() -> AsyncIterator[FakeTwilio]:
 async def worker(
     make_ledger: LedgerFactory,
     twilio: FakeTwilio,
-    clock: Clock,
+    clock: StepClock,
     owner: str,
     sleep: Callable[[float], Awaitable[None]],
 ) -> tuple[NotificationProcessor, BatchingLedger, Dispatcher]:
@@ -77,7 +78,7 @@ async def test_a_retry_after_the_claim_was_taken_over_sends_nothing(
     """Worker A's first attempt gets a 503 and its backoff outlasts the lease; worker B (after a
     rebalance) takes the claim and sends. A's retry finds the claim is B's: no second SMS, the
     event is retried later and replays B's `sent`."""
-    clock = Clock(MORNING_NY)
+    clock = StepClock(MORNING_NY)
     backoff = Backoff()
     a, a_ledger, a_dispatch = await worker(make_ledger, twilio, clock, "pod-a", backoff)
     b, b_ledger, b_dispatch = await worker(make_ledger, twilio, clock, "pod-b", asyncio.sleep)

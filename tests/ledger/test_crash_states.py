@@ -25,10 +25,12 @@ from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueE
 from service.ledger.batching import BatchingLedger
 from service.ledger.errors import LedgerUnavailableError
 from service.pipeline.processor import NotificationProcessor
+from tests.clocks import StepClock
 from tests.fakes.twilio import FakeTwilio
 from tests.ledger.conftest import LedgerFactory
 from tests.ledger.helpers import MORNING_NY, make_event, make_plan
-from tests.ledger.test_with_processor import Clock, Renderer
+from tests.ledger.test_with_processor import Renderer
+from tests.waiting import eventually
 
 LEASE_S = 60.0
 
@@ -63,7 +65,7 @@ def start_worker(
     make_ledger: LedgerFactory, twilio: FakeTwilio
 ) -> Callable[..., Awaitable[Worker]]:
     async def start(
-        clock: Clock, *, sleep: Callable[[float], Awaitable[None]] | None = None
+        clock: StepClock, *, sleep: Callable[[float], Awaitable[None]] | None = None
     ) -> Worker:
         sql = await make_ledger(lease_s=LEASE_S)
         ledger = BatchingLedger(sql)
@@ -114,12 +116,6 @@ def sms_to(twilio: FakeTwilio, phone: str) -> int:
     return sum(1 for r in twilio.requests if r.form.get("To") == phone and r.status != 503)
 
 
-async def until(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(10):
-        while not condition():
-            await asyncio.sleep(0.01)
-
-
 def event_of(borrower: str, phone: str) -> LoanOverdueEvent:
     event = make_event(borrower_id=borrower)
     borrower_data = event.borrower.model_copy(update={"phone": phone})
@@ -127,7 +123,7 @@ def event_of(borrower: str, phone: str) -> LoanOverdueEvent:
 
 
 async def after_restart(
-    start_worker: Callable[..., Awaitable[Worker]], clock: Clock, event: LoanOverdueEvent
+    start_worker: Callable[..., Awaitable[Worker]], clock: StepClock, event: LoanOverdueEvent
 ) -> list[DeliveryResult]:
     """The restarted worker handles the redelivered record once the dead claim's lease ran out."""
     clock.now = MORNING_NY + timedelta(seconds=LEASE_S + 5)
@@ -147,12 +143,12 @@ async def test_crash_while_claimed_sends_once_after_restart(
     start_worker: Callable[..., Awaitable[Worker]], twilio: FakeTwilio
 ) -> None:
     """A claim still waiting for a connection slot at the crash is sent once after the restart."""
-    clock = Clock(MORNING_NY)
+    clock = StepClock(MORNING_NY)
     worker = await start_worker(clock)
     twilio.hang_next()  # the first borrower's request holds the one slot
     on_wire, waiting = event_of("b-wire", "+14155550101"), event_of("b-wait", "+14155550102")
     first = asyncio.create_task(worker.processor.handle(on_wire))
-    await until(lambda: twilio.request_count == 1)
+    await eventually(lambda: twilio.request_count == 1, interval=0.01)
     second = asyncio.create_task(worker.processor.handle(waiting))
     await asyncio.sleep(0.2)  # claimed, queued behind the slot
     await crash(worker, first, second)
@@ -168,12 +164,12 @@ async def test_crash_while_attempting_is_unknown_and_escalated(
     start_worker: Callable[..., Awaitable[Worker]], twilio: FakeTwilio
 ) -> None:
     """A request on the wire at the crash is `unknown` after the restart, escalated, not resent."""
-    clock = Clock(MORNING_NY)
+    clock = StepClock(MORNING_NY)
     worker = await start_worker(clock)
     twilio.hang_next()
     event = event_of("b-wire", "+14155550101")
     task = asyncio.create_task(worker.processor.handle(event))
-    await until(lambda: twilio.request_count == 1)
+    await eventually(lambda: twilio.request_count == 1, interval=0.01)
     await crash(worker, task)
 
     results = await after_restart(start_worker, clock, event)
@@ -188,7 +184,7 @@ async def test_crash_in_backoff_after_a_transient_error_sends_once(
 ) -> None:
     """Refused with a 503 and waiting to retry at the crash: nothing is on the wire, so the
     restarted worker sends it, once."""
-    clock = Clock(MORNING_NY)
+    clock = StepClock(MORNING_NY)
     backoff = Backoff()
     worker = await start_worker(clock, sleep=backoff)
     twilio.fail_next(1, status=503)
@@ -210,13 +206,13 @@ async def test_crash_while_the_retry_is_on_the_wire_is_unknown_and_escalated(
     start_worker: Callable[..., Awaitable[Worker]], twilio: FakeTwilio
 ) -> None:
     """After a 503, the retry that may have reached Twilio is the attempt that counts: unknown."""
-    clock = Clock(MORNING_NY)
+    clock = StepClock(MORNING_NY)
     worker = await start_worker(clock, sleep=lambda _s: asyncio.sleep(0))
     twilio.fail_next(1, status=503)
     twilio.hang_next()
     event = event_of("b-retry", "+14155550104")
     task = asyncio.create_task(worker.processor.handle(event))
-    await until(lambda: twilio.request_count == 2)
+    await eventually(lambda: twilio.request_count == 2, interval=0.01)
     await crash(worker, task)
 
     results = await after_restart(start_worker, clock, event)
@@ -230,7 +226,7 @@ async def test_crash_after_record_replays_the_sent_result(
     start_worker: Callable[..., Awaitable[Worker]], twilio: FakeTwilio
 ) -> None:
     """Recorded but not yet published at the crash: the redelivery republishes `sent`, no SMS."""
-    clock = Clock(MORNING_NY)
+    clock = StepClock(MORNING_NY)
     worker = await start_worker(clock)
     event = event_of("b-done", "+14155550105")
     first = await worker.processor.handle(event)

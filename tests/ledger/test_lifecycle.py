@@ -27,6 +27,7 @@ from service.pipeline.scheduler import digest_groups
 from service.policy import load_policy
 from service.policy.model import ContactRules, PlannedNotification, Stage
 from service.rendering.model import DigestSummary, PushContent, RenderedMessage, SmsContent
+from tests.clocks import StepClock
 from tests.factories import event_dict
 from tests.ledger.conftest import HASH_KEY, LedgerFactory
 from tests.ledger.helpers import (
@@ -37,7 +38,7 @@ from tests.ledger.helpers import (
     make_plan,
     outcome,
 )
-from tests.ledger.test_with_processor import Clock, sent_outcome
+from tests.ledger.test_with_processor import sent_outcome
 
 
 class Recorder:
@@ -76,7 +77,7 @@ class Recorder:
 
 
 def worker(
-    ledger: SqlLedger, clock: Clock, recorder: Recorder, stage: Stage = Stage.EARLY_OVERDUE
+    ledger: SqlLedger, clock: StepClock, recorder: Recorder, stage: Stage = Stage.EARLY_OVERDUE
 ) -> NotificationProcessor:
     return NotificationProcessor(
         planner=lambda _e, _n: [
@@ -135,7 +136,7 @@ async def test_repaid_at_22_after_a_quiet_hours_deferral_sends_nothing_at_08(
 ) -> None:
     """An overdue event deferred at 22:00 local, then repaid: each deferred notification gets
     one suppressed/repaid result, the event one acknowledgement, and at 08:00 nothing is sent."""
-    ledger, clock, recorder = await make_ledger(), Clock(NIGHT_NY), Recorder()
+    ledger, clock, recorder = await make_ledger(), StepClock(NIGHT_NY), Recorder()
     work = worker(ledger, clock, recorder)
     first = await work.handle(overdue("L1", NIGHT_NY - timedelta(minutes=1)))
     assert reasons(first) == [
@@ -166,7 +167,7 @@ async def test_a_repayment_landing_after_the_scheduler_claimed_the_row_still_win
     """Released to one replica, repaid on another before the release is admitted: the release
     re-checks the loan in its transaction, sends nothing and publishes nothing of its own."""
     one, two = await make_ledger(), await make_ledger()
-    clock, recorder = Clock(NIGHT_NY), Recorder()
+    clock, recorder = StepClock(NIGHT_NY), Recorder()
     work_a, work_b = worker(one, clock, recorder), worker(two, clock, recorder)
     await work_a.handle(overdue("L2", NIGHT_NY - timedelta(minutes=1)))
     clock.now = NEXT_OPENING_NY + timedelta(seconds=1)
@@ -183,7 +184,7 @@ async def test_partial_repayment_then_release_states_the_new_amount(
 ) -> None:
     """A deferred reminder released after a partial repayment shows the new amount due, and
     the days past due of the local day it goes out."""
-    ledger, clock, recorder = await make_ledger(), Clock(NIGHT_NY), Recorder()
+    ledger, clock, recorder = await make_ledger(), StepClock(NIGHT_NY), Recorder()
     work = worker(ledger, clock, recorder)
     event = overdue("L3", NIGHT_NY - timedelta(minutes=1), amount="100.00", days_past_due=5)
     await work.handle(event)
@@ -203,7 +204,7 @@ async def test_partial_repayment_then_release_states_the_new_amount(
 
 async def test_an_older_event_after_a_newer_one_sends_nothing(make_ledger: LedgerFactory) -> None:
     """Out of order for one loan: the older event is suppressed as stale_event, nothing sent."""
-    ledger, clock, recorder = await make_ledger(), Clock(MORNING_NY), Recorder()
+    ledger, clock, recorder = await make_ledger(), StepClock(MORNING_NY), Recorder()
     work = worker(ledger, clock, recorder)
     newer = await work.handle(overdue("L4", MORNING_NY, amount="50.00"))
     assert {r.status for r in newer} == {DeliveryStatus.SENT}
@@ -217,7 +218,7 @@ async def test_an_older_event_after_a_newer_one_sends_nothing(make_ledger: Ledge
 
 async def test_a_newer_event_supersedes_the_pending_older_one(make_ledger: LedgerFactory) -> None:
     """A newer overdue event cancels the deferred notifications of the older (superseded)."""
-    ledger, clock, recorder = await make_ledger(), Clock(NIGHT_NY), Recorder()
+    ledger, clock, recorder = await make_ledger(), StepClock(NIGHT_NY), Recorder()
     work = worker(ledger, clock, recorder)
     old = await work.handle(overdue("L5", NIGHT_NY - timedelta(hours=1)))
     new = await work.handle(overdue("L5", NIGHT_NY))
@@ -234,7 +235,7 @@ async def test_an_opt_out_in_a_later_event_cancels_what_is_pending_on_that_chann
 ) -> None:
     """A later event listing sms in opted_out_channels cancels the deferred SMS of another
     loan of the borrower; at release only the push goes."""
-    ledger, clock, recorder = await make_ledger(), Clock(NIGHT_NY), Recorder()
+    ledger, clock, recorder = await make_ledger(), StepClock(NIGHT_NY), Recorder()
     work = worker(ledger, clock, recorder)
     await work.handle(overdue("L6", NIGHT_NY - timedelta(hours=1)))
     other = await work.handle(overdue("L7", NIGHT_NY, opted_out_channels=["sms"]))
@@ -253,7 +254,7 @@ async def test_holds_stop_every_channel_for_the_loan_or_the_borrower_until_lifte
 ) -> None:
     """A loan hold stops that loan only; a borrower hold stops every loan; after the lift the
     next event sends again. Pending notifications are cancelled as contact_hold."""
-    ledger, clock, recorder = await make_ledger(), Clock(NIGHT_NY), Recorder()
+    ledger, clock, recorder = await make_ledger(), StepClock(NIGHT_NY), Recorder()
     work = worker(ledger, clock, recorder)
     await work.handle(overdue("L8", NIGHT_NY - timedelta(hours=1)))
     held = await work.handle(
@@ -299,7 +300,7 @@ async def test_a_lift_older_than_the_hold_is_stale_and_the_hold_stays(
     make_ledger: LedgerFactory,
 ) -> None:
     """Hold and lift out of order (the lift occurred before the hold): the hold stays."""
-    ledger, clock, recorder = await make_ledger(), Clock(MORNING_NY), Recorder()
+    ledger, clock, recorder = await make_ledger(), StepClock(MORNING_NY), Recorder()
     work = worker(ledger, clock, recorder)
     await work.handle(lifecycle("loan.contact_hold", "L11", MORNING_NY, reason="legal"))
     lift = await work.handle(
@@ -314,7 +315,7 @@ async def test_a_repayment_plan_pauses_collection_but_not_pre_due_reminders(
     make_ledger: LedgerFactory,
 ) -> None:
     """Until paused_until, collection reminders are plan_paused; pre-due reminders go out."""
-    ledger, clock, recorder = await make_ledger(), Clock(MORNING_NY), Recorder()
+    ledger, clock, recorder = await make_ledger(), StepClock(MORNING_NY), Recorder()
     await worker(ledger, clock, recorder).handle(
         lifecycle("loan.repayment_plan", "L12", MORNING_NY, paused_until="2026-11-25")
     )
@@ -334,7 +335,7 @@ async def test_a_due_today_reminder_deferred_past_midnight_is_superseded_not_sen
 ) -> None:
     """A due_today reminder deferred by quiet hours to the next morning would be false then:
     at release it is suppressed as superseded and nothing is sent."""
-    ledger, clock, recorder = await make_ledger(), Clock(NIGHT_NY), Recorder()
+    ledger, clock, recorder = await make_ledger(), StepClock(NIGHT_NY), Recorder()
     work = worker(ledger, clock, recorder, Stage.DUE_TODAY)
     await work.handle(overdue("L13", NIGHT_NY - timedelta(minutes=1), days_past_due=0))
     clock.now = NEXT_OPENING_NY + timedelta(minutes=1)
@@ -350,7 +351,7 @@ async def test_nothing_planned_and_zero_balance_leave_an_audit_row(
     make_ledger: LedgerFactory,
 ) -> None:
     """An event with nothing planned has one suppressed result and one audit row."""
-    ledger, clock, recorder = await make_ledger(), Clock(MORNING_NY), Recorder()
+    ledger, clock, recorder = await make_ledger(), StepClock(MORNING_NY), Recorder()
     work = NotificationProcessor(
         planner=lambda _e, _n: [],
         ledger=ledger,
@@ -414,7 +415,7 @@ def test_audit_loan_shows_the_lifecycle_alongside_the_contacts(
         ledger = await SqlLedger.connect(
             empty_url, hash_key=HASH_KEY, policy=RulesPolicy(), default_timezone=None
         )
-        clock, recorder = Clock(MORNING_NY), Recorder()
+        clock, recorder = StepClock(MORNING_NY), Recorder()
         work = worker(ledger, clock, recorder)
         await work.handle(overdue("LA1", MORNING_NY))
         clock.now = MORNING_NY + timedelta(hours=1)
@@ -450,7 +451,7 @@ async def test_six_loans_of_one_borrower_due_on_one_day_go_as_one_sms_and_one_pu
     one push listing six loans, each loan keeps its own result (same message id), and the
     caps count the digest once: a later single SMS that day is still allowed."""
     rules = ContactRules(digest_window=timedelta(minutes=15))
-    ledger, clock, recorder = await make_ledger(rules=rules), Clock(MORNING_NY), Recorder()
+    ledger, clock, recorder = await make_ledger(rules=rules), StepClock(MORNING_NY), Recorder()
     work = worker(ledger, clock, recorder)
     gathered = []
     for n in range(6):
@@ -507,7 +508,7 @@ async def test_a_grace_reminder_deferred_into_day_four_is_superseded_with_the_po
     (day 3) deferred by quiet hours to the next morning, day 4 and early_overdue, is
     superseded at release and nothing saying "grace" is sent."""
     ledger = await make_ledger(policy=RulesPolicy(stages=load_policy(None)))
-    clock, recorder = Clock(NIGHT_NY), Recorder()
+    clock, recorder = StepClock(NIGHT_NY), Recorder()
     work = worker(ledger, clock, recorder, Stage.GRACE)
     deferred = await work.handle(overdue("L14", NIGHT_NY - timedelta(minutes=1), days_past_due=3))
     assert {r.status for r in deferred} == {DeliveryStatus.DEFERRED}

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from service.ledger.migrations import upgrade
 from service.ledger.sql import SqlLedger
+from tests.clocks import StepClock
 from tests.ledger.conftest import HASH_KEY
 from tests.ledger.helpers import NIGHT_NY, RulesPolicy
 from tests.ledger.test_lifecycle import Recorder, lifecycle, overdue, release, worker
-from tests.ledger.test_with_processor import Clock
 
 LOANS = ("PA", "PB")
 STEP = st.one_of(
@@ -38,7 +38,7 @@ async def _scenario(steps: list[tuple[str, str]], hours: list[int]) -> None:
             url, hash_key=HASH_KEY, policy=RulesPolicy(), default_timezone=None
         )
         try:
-            clock, recorder = Clock(NIGHT_NY), Recorder()
+            clock, recorder = StepClock(NIGHT_NY), Recorder()
             work = worker(ledger, clock, recorder)
             repaid: set[str] = set()
             held: set[str] = set()

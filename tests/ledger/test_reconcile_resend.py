@@ -31,12 +31,13 @@ from service.pipeline.reconcile import AmbiguousSms, Reconciler, resend_under_cl
 from service.policy.model import PlannedNotification
 from service.rendering.model import RenderedMessage, SmsContent
 from service.wiring.channels import build_http_gateway_sender
+from tests.clocks import StepClock
 from tests.fakes.http_gateway import FakeHttpGateway
 from tests.fakes.twilio import FakeTwilio
 from tests.ledger.conftest import LedgerFactory
 from tests.ledger.helpers import MORNING_NY, NIGHT_NY, make_event, make_plan
 from tests.ledger.test_lifecycle import lifecycle
-from tests.ledger.test_with_processor import Clock, Renderer
+from tests.ledger.test_with_processor import Renderer
 
 LEASE_S = 60.0
 LATER = MORNING_NY + timedelta(seconds=LEASE_S + 1)
@@ -65,7 +66,7 @@ async def twilio() -> AsyncIterator[FakeTwilio]:
 async def replica(
     make_ledger: LedgerFactory,
     twilio: FakeTwilio,
-    clock: Clock,
+    clock: StepClock,
     *,
     delay_s: float = 0.0,
     gateway: HttpGatewaySender | None = None,
@@ -164,7 +165,7 @@ async def test_not_listed_is_resent_once_and_never_twice_across_replicas(
     """Twilio never accepted it: one replica resends it under the same id (`sent` replaces
     `unknown` and is published); the other replica, and a later pass (which now finds the
     resend in the list: the same `sent` result id), send nothing."""
-    clock = Clock(LATER)
+    clock = StepClock(LATER)
     event, plan = event_of("b-lost", "+14155550107"), make_plan(Channel.SMS)
     item = await left_unknown(make_ledger, event, plan)
     first = await replica(make_ledger, twilio, clock)
@@ -202,7 +203,7 @@ async def test_listed_after_the_providers_delay_is_found_not_resent(
     """Twilio accepted it but lists it only after its delay: the reconciler waits that delay,
     finds it and records `sent` with Twilio's sid; no second SMS."""
     twilio.list_delay_s = 0.3
-    clock = Clock(LATER)
+    clock = StepClock(LATER)
     event, plan = event_of("b-acc", "+14155550106"), make_plan(Channel.SMS)
     rep = await replica(make_ledger, twilio, clock, delay_s=0.6)
     stop = asyncio.Event()
@@ -246,8 +247,8 @@ async def test_no_resend_after_a_stop_reply_a_repayment_or_outside_the_window(
     await ledger.apply_lifecycle(
         lifecycle("loan.repaid", "L-paid", LATER, borrower="b-paid"), LATER
     )
-    day = await replica(make_ledger, twilio, Clock(LATER))
-    late = await replica(make_ledger, twilio, Clock(NIGHT_NY))
+    day = await replica(make_ledger, twilio, StepClock(LATER))
+    late = await replica(make_ledger, twilio, StepClock(NIGHT_NY))
     try:
         assert await day.reconciler.reconcile(stop_item) is None
         assert await day.reconciler.reconcile(paid_item) is None
@@ -268,7 +269,7 @@ async def test_not_listed_is_not_resent_when_its_route_has_a_provider_without_a_
     taken it, so nothing is resent and `unknown` stands."""
     event, plan = event_of("b-route", "+14155550112"), make_plan(Channel.SMS)
     item = await left_unknown(make_ledger, event, plan)
-    rep = await replica(make_ledger, twilio, Clock(LATER), route=("smpp", "twilio"))
+    rep = await replica(make_ledger, twilio, StepClock(LATER), route=("smpp", "twilio"))
     try:
         assert await rep.reconciler.reconcile(item) is None
     finally:
@@ -293,7 +294,7 @@ async def test_gateway_query_reconciles_found_as_sent_and_resends_the_never_take
     taken, lost = event_of("b-gw1", "+8613900000001"), event_of("b-gw2", "+8613900000002")
     plan = make_plan(Channel.SMS)
     rep = await replica(
-        make_ledger, twilio, Clock(LATER), gateway=build_http_gateway_sender(settings)
+        make_ledger, twilio, StepClock(LATER), gateway=build_http_gateway_sender(settings)
     )
     try:
         taken_item = await left_unknown(make_ledger, taken, plan, accepted_by=rep.sender)

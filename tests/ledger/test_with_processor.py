@@ -6,7 +6,7 @@ against their fake servers elsewhere); planner and renderer are the smallest val
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -18,6 +18,7 @@ from service.pipeline.handler import RetryLater
 from service.pipeline.processor import NotificationProcessor
 from service.policy.model import PlannedNotification
 from service.rendering.model import DigestSummary, PushContent, RenderedMessage, SmsContent
+from tests.clocks import StepClock
 from tests.ledger.conftest import LedgerFactory
 from tests.ledger.helpers import NEXT_OPENING_NY, NIGHT_NY, make_event, make_plan
 
@@ -53,16 +54,8 @@ class Renderer:
         return RenderedMessage(plan.channel, ref, locale, push=PushContent("t", "b"))
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def processor(
-    ledger: SqlLedger, clock: Clock, dispatcher: RecordingDispatcher
+    ledger: SqlLedger, clock: StepClock, dispatcher: RecordingDispatcher
 ) -> NotificationProcessor:
     plans = [make_plan(Channel.SMS), make_plan(Channel.PUSH)]
     return NotificationProcessor(
@@ -80,7 +73,7 @@ async def test_night_event_is_deferred_published_and_sent_once_at_opening(
     make_ledger: LedgerFactory,
 ) -> None:
     """At night: two `deferred` results, nothing sent; at 08:00 both are sent exactly once."""
-    clock = Clock(NIGHT_NY)
+    clock = StepClock(NIGHT_NY)
     dispatcher = RecordingDispatcher()
     one, two = await make_ledger(), await make_ledger()
     worker_a = processor(one, clock, dispatcher)
@@ -108,7 +101,7 @@ async def test_night_event_is_deferred_published_and_sent_once_at_opening(
 
 async def test_busy_claim_makes_the_processor_retry_later(make_ledger: LedgerFactory) -> None:
     """While another replica holds the claim the processor asks to retry instead of publishing."""
-    clock = Clock(NEXT_OPENING_NY)
+    clock = StepClock(NEXT_OPENING_NY)
     ledger = await make_ledger()
     event = make_event()
     await ledger.admit(event, [make_plan(Channel.SMS), make_plan(Channel.PUSH)], clock.now)

@@ -14,16 +14,7 @@ from prometheus_client import CollectorRegistry, Counter
 from service.observability import metrics
 from service.observability.health import Health
 from service.observability.http import build_http_app, serve_http
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clocks import MonotonicClock
 
 
 async def _ok() -> None:
@@ -45,7 +36,9 @@ async def _client(app: web.Application) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def _health(clock: Callable[[], float] | None = None, timeout_s: float = 30.0) -> Health:
-    return Health(liveness_timeout_s=timeout_s, check_timeout_s=0.5, clock=clock or FakeClock())
+    return Health(
+        liveness_timeout_s=timeout_s, check_timeout_s=0.5, clock=clock or MonotonicClock()
+    )
 
 
 async def test_metrics_endpoint_serves_prometheus_text() -> None:
@@ -77,7 +70,7 @@ async def test_default_registry_exposes_the_service_metrics() -> None:
 
 async def test_liveness_fails_when_the_poll_loop_stops_ticking() -> None:
     """/healthz is 200 right after a tick and 503 once the tick is older than the timeout."""
-    clock = FakeClock()
+    clock = MonotonicClock()
     health = _health(clock, timeout_s=30.0)
     async with _client(build_http_app(health)) as client:
         clock.now += 10
@@ -128,7 +121,7 @@ async def test_readiness_passes_when_all_checks_pass_and_times_out_slow_ones() -
 
 async def test_stopping_is_not_ready_but_still_alive() -> None:
     """After mark_stopping, /readyz is 503 while /healthz stays 200 even with a stale tick."""
-    clock = FakeClock()
+    clock = MonotonicClock()
     health = _health(clock, timeout_s=5.0)
     health.add_check("ledger", _ok)
     health.mark_stopping()

@@ -31,7 +31,8 @@ def test_every_webhook_refusal_reason_is_initialised() -> None:
 def test_every_dead_letter_class_and_attempt_outcome_is_initialised() -> None:
     """DLQ error classes and provider-attempt outcomes in the code are all created at start."""
     classes = _literals(r'UndecodableEvent\(\s*"([A-Za-z]+)"')
-    outcomes = _literals(r'PROVIDER_ATTEMPTS\.labels\([^)]*outcome="([a-z_]+)"')
+    # metrics.PROVIDER_ATTEMPTS.labels(..., outcome="x") or labelled(PROVIDER_ATTEMPTS, ...)
+    outcomes = _literals(r'PROVIDER_ATTEMPTS(?:\.labels\(|,)[^)]*outcome="([a-z_]+)"')
     assert classes
     assert outcomes
     assert classes <= set(metrics.DLQ_ERROR_CLASSES), classes

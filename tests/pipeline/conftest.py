@@ -82,9 +82,3 @@ async def running_engine(
         await task
         await consumer.stop()
         await producer.stop()
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.05)

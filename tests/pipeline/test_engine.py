@@ -14,7 +14,8 @@ from service.pipeline.engine import EngineConfig
 from service.pipeline.handler import RetryLater
 from tests.factories import event_dict
 from tests.kafka_tools import committed_offsets, create_topics, produce, produce_events, read_topic
-from tests.pipeline.conftest import engine_settings, running_engine, suppressed_result, wait_for
+from tests.pipeline.conftest import engine_settings, running_engine, suppressed_result
+from tests.waiting import eventually
 
 
 class RecordingHandler:
@@ -60,7 +61,7 @@ async def test_every_event_gets_its_result_and_offsets_reach_the_end(
     await produce_events(kafka_broker.bootstrap_servers, settings.input_topic, events)
     handler = RecordingHandler()
     async with running_engine(settings, handler) as engine:
-        await wait_for(lambda: engine.stats["processed"] == 40)
+        await eventually(lambda: engine.stats["processed"] == 40)
     results = await read_topic(kafka_broker.bootstrap_servers, settings.results_topic, expect=40)
     assert sorted(json.loads(r.value)["event_id"] for r in results) == sorted(
         e["event_id"] for e in events
@@ -92,7 +93,7 @@ async def test_invalid_events_are_dead_lettered_and_later_events_still_processed
     )
     handler = RecordingHandler()
     async with running_engine(settings, handler) as engine:
-        await wait_for(
+        await eventually(
             lambda: engine.stats["processed"] == 1 and engine.stats["dead_lettered"] == 3
         )
     dead = await read_topic(kafka_broker.bootstrap_servers, settings.dlq_topic, expect=3)
@@ -114,7 +115,7 @@ async def test_one_borrowers_events_are_handled_in_order_under_random_latency(
     await produce_events(kafka_broker.bootstrap_servers, settings.input_topic, events)
     handler = RecordingHandler(max_delay=0.02, seed=7)
     async with running_engine(settings, handler) as engine:
-        await wait_for(lambda: engine.stats["processed"] == 120)
+        await eventually(lambda: engine.stats["processed"] == 120)
     produced: dict[str, list[str]] = defaultdict(list)
     for e in events:
         produced[e["borrower"]["borrower_id"]].append(e["event_id"])
@@ -133,14 +134,14 @@ async def test_no_commit_passes_an_unfinished_event(kafka_broker: EmbeddedBroker
     stuck = events[3]["event_id"]
     handler.gates[stuck] = asyncio.Event()
     async with running_engine(settings, handler) as engine:
-        await wait_for(lambda: engine.stats["processed"] == 9)
+        await eventually(lambda: engine.stats["processed"] == 9)
         await asyncio.sleep(0.5)  # several commit intervals pass
         committed = await committed_offsets(
             kafka_broker.bootstrap_servers, settings.kafka_group_id, settings.input_topic
         )
         assert committed[0] == 3, "commit stops at the unfinished offset 3"
         handler.gates[stuck].set()
-        await wait_for(lambda: engine.stats["processed"] == 10)
+        await eventually(lambda: engine.stats["processed"] == 10)
     committed = await committed_offsets(
         kafka_broker.bootstrap_servers, settings.kafka_group_id, settings.input_topic
     )
@@ -160,12 +161,12 @@ async def test_partitions_pause_when_in_flight_work_hits_the_ceiling(
         handler.gates[e["event_id"]] = release
     config = EngineConfig(max_in_flight=10, max_records_per_poll=5, commit_interval_s=0.2)
     async with running_engine(settings, handler, config) as engine:
-        await wait_for(lambda: engine.in_flight >= 10 and len(engine._paused) == 2)
+        await eventually(lambda: engine.in_flight >= 10 and len(engine._paused) == 2)
         await asyncio.sleep(0.5)
         assert engine.in_flight < 10 + 5 * 2, "in-flight stays near the ceiling while paused"
         release.set()
-        await wait_for(lambda: engine.stats["processed"] == 60)
-        await wait_for(lambda: not engine._paused)
+        await eventually(lambda: engine.stats["processed"] == 60)
+        await eventually(lambda: not engine._paused)
 
 
 async def test_unavailable_dependency_pauses_and_loses_nothing(
@@ -189,11 +190,11 @@ async def test_unavailable_dependency_pauses_and_loses_nothing(
     handler = FlakyLedgerHandler()
     config = EngineConfig(retry_initial_s=0.05, retry_max_s=0.1, commit_interval_s=0.2)
     async with running_engine(settings, handler, config) as engine:
-        await wait_for(lambda: handler.failures >= 5)
+        await eventually(lambda: handler.failures >= 5)
         assert engine._paused, "consumption pauses while the dependency is down"
         assert engine.stats["processed"] == 0
         handler.down = False
-        await wait_for(lambda: engine.stats["processed"] == 5)
+        await eventually(lambda: engine.stats["processed"] == 5)
     committed = await committed_offsets(
         kafka_broker.bootstrap_servers, settings.kafka_group_id, settings.input_topic
     )
@@ -209,9 +210,9 @@ async def test_a_second_member_joining_mid_flight_loses_nothing(
     await produce_events(kafka_broker.bootstrap_servers, settings.input_topic, events)
     first, second = RecordingHandler(max_delay=0.03, seed=1), RecordingHandler(max_delay=0.03)
     async with running_engine(settings, first) as engine_a:
-        await wait_for(lambda: engine_a.stats["processed"] >= 20)
+        await eventually(lambda: engine_a.stats["processed"] >= 20)
         async with running_engine(settings, second) as engine_b:
-            await wait_for(
+            await eventually(
                 lambda: len({e.event_id for e in first.seen + second.seen}) == 200, timeout=40
             )
             assert engine_b.assigned, "the second member received partitions"

@@ -21,13 +21,8 @@ from service.pipeline.publisher import ResultPublisher
 from service.wiring.kafka import build_consumer, ensure_topics
 from tests.factories import event_dict
 from tests.kafka_tools import committed_offsets, produce, read_topic
-from tests.pipeline.conftest import (
-    engine_settings,
-    now_utc,
-    running_engine,
-    suppressed_result,
-    wait_for,
-)
+from tests.pipeline.conftest import engine_settings, now_utc, running_engine, suppressed_result
+from tests.waiting import eventually
 
 _EVENT = json.dumps(event_dict(event_id="evt-bytes")).encode()
 
@@ -110,8 +105,8 @@ async def test_a_result_kafka_refuses_dead_letters_the_event_and_the_partition_m
     await ensure_topics(settings, partitions=1)
     await produce(bootstrap, settings.input_topic, [(b"b-1", _EVENT)])
     async with running_engine(settings, _HugeResult()) as engine:
-        await wait_for(lambda: engine.stats["dead_lettered"] == 1)
-        await wait_for(lambda: engine.stats["committed"] > 0)
+        await eventually(lambda: engine.stats["dead_lettered"] == 1)
+        await eventually(lambda: engine.stats["committed"] > 0)
     (letter,) = await read_topic(bootstrap, settings.dlq_topic, expect=1)
     headers = dict(letter.headers)
     assert headers[dlq.HEADER_ERROR_CLASS] == b"PublishError"

@@ -16,7 +16,8 @@ from service.events import DeliveryResult, LoanOverdueEvent
 from service.pipeline.engine import EngineConfig
 from tests.factories import event_dict
 from tests.kafka_tools import committed_offsets, create_topics, produce_events, read_topic
-from tests.pipeline.conftest import engine_settings, running_engine, suppressed_result, wait_for
+from tests.pipeline.conftest import engine_settings, running_engine, suppressed_result
+from tests.waiting import eventually
 
 
 class LatencyHandler:
@@ -68,7 +69,7 @@ def test_each_borrowers_events_are_handled_in_produce_order(
             max_in_flight=max_in_flight, commit_interval_s=0.2, shutdown_grace_s=5
         )
         async with running_engine(settings_, handler, config) as engine:
-            await wait_for(lambda: engine.stats["processed"] == len(events))
+            await eventually(lambda: engine.stats["processed"] == len(events))
         produced: dict[str, list[str]] = defaultdict(list)
         for e in events:
             produced[e["borrower"]["borrower_id"]].append(e["event_id"])
@@ -101,7 +102,7 @@ async def test_a_revocation_while_an_event_is_in_flight_loses_nothing(
     second = LatencyHandler({})
     config = EngineConfig(commit_interval_s=0.2, shutdown_grace_s=5, rebalance_drain_s=8)
     async with running_engine(settings_, first, config) as engine_a:
-        await wait_for(
+        await eventually(
             lambda: engine_a.in_flight > 0 and slow not in {e.event_id for e in first.seen}
         )
         revoking = asyncio.Event()
@@ -115,7 +116,7 @@ async def test_a_revocation_while_an_event_is_in_flight_loses_nothing(
         async with running_engine(settings_, second, config):
             await asyncio.wait_for(revoking.wait(), timeout=30)
             first.gates[slow].set()  # the slow provider answers during the drain
-            await wait_for(
+            await eventually(
                 lambda: (
                     {e.event_id for e in first.seen + second.seen}
                     == {e["event_id"] for e in events}

@@ -13,16 +13,9 @@ from service.ledger.database import open_database
 from service.ledger.errors import LedgerUnavailableError
 from service.ledger.migrations import upgrade
 from service.pipeline.pause import PauseGate
+from tests.clocks import MonotonicClock
 
 NOW = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 class Unreadable:
@@ -54,7 +47,7 @@ async def test_gate_follows_the_stored_pause_and_fails_closed_when_unreadable(
     try:
         store = ControlStore(engine, hash_key=b"k")
         source = Unreadable(store)
-        clock = Clock()
+        clock = MonotonicClock(0.0)
         gate = PauseGate(source, poll_s=2.0, monotonic=clock)
         assert gate.paused  # never read yet: fail closed
         await gate.refresh()
@@ -70,9 +63,9 @@ async def test_gate_follows_the_stored_pause_and_fails_closed_when_unreadable(
         assert not gate.paused
 
         source.down = True
-        clock.t += 9.0
+        clock.now += 9.0
         assert not gate.paused  # a blip shorter than the staleness bound changes nothing
-        clock.t += 2.0
+        clock.now += 2.0
         assert gate.paused
         assert gate.describe()["control_readable"] is False
         source.down = False

@@ -25,6 +25,7 @@ from service.channels.push_options import collapse_id
 from service.config import Settings
 from service.events import PushProvider
 from service.wiring.channels import build_apns_sender
+from tests.clocks import MonotonicClock
 from tests.fakes.apns import ApnsAnswer, FakeApns
 from tests.fakes.apns import invalid_headers as invalid_apns_headers
 from tests.providers.conftest import DEVICE_TOKEN, push_message
@@ -32,14 +33,6 @@ from tests.providers.conftest import DEVICE_TOKEN, push_message
 KEY_ID = "ABC123DEFG"
 TEAM_ID = "TEAM123456"
 TOPIC = "com.example.jiebei"
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = 1_768_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +59,13 @@ async def apns(key_pair: tuple[str, str]) -> AsyncIterator[FakeApns]:
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
+def clock() -> MonotonicClock:
+    return MonotonicClock(1_768_000_000.0)
 
 
 @pytest.fixture
 async def sender(
-    apns: FakeApns, key_pair: tuple[str, str], clock: ManualClock
+    apns: FakeApns, key_pair: tuple[str, str], clock: MonotonicClock
 ) -> AsyncIterator[ApnsSender]:
     config = ApnsConfig(apns.base_url, key_pair[0], KEY_ID, TEAM_ID, TOPIC, timeout_s=0.5)
     adapter = ApnsSender(config, clock=clock)
@@ -102,7 +95,7 @@ async def test_same_notification_keeps_its_apns_id(sender: ApnsSender) -> None:
 
 
 async def test_jwt_is_reused_then_refreshed_after_50_minutes(
-    sender: ApnsSender, apns: FakeApns, clock: ManualClock
+    sender: ApnsSender, apns: FakeApns, clock: MonotonicClock
 ) -> None:
     """Within 50 minutes one token serves every request; after that a new one is made."""
     await sender.send(MESSAGE)
@@ -162,7 +155,7 @@ async def test_busy_answers_are_transient(
     assert caught.value.retry_after == 7.0
 
 
-async def test_bad_key_alerts(apns: FakeApns, clock: ManualClock) -> None:
+async def test_bad_key_alerts(apns: FakeApns, clock: MonotonicClock) -> None:
     """A JWT signed with the wrong key is refused as InvalidProviderToken: ProviderMisconfigured."""
     other = (
         ec.generate_private_key(ec.SECP256R1())
@@ -200,7 +193,9 @@ async def test_dropped_connection_is_ambiguous_and_next_send_reconnects(
     assert apns.connections == 2
 
 
-async def test_unreachable_apns_is_transient(key_pair: tuple[str, str], clock: ManualClock) -> None:
+async def test_unreachable_apns_is_transient(
+    key_pair: tuple[str, str], clock: MonotonicClock
+) -> None:
     """A refused connection means nothing was sent: transient."""
     config = ApnsConfig("http://127.0.0.1:9", key_pair[0], KEY_ID, TEAM_ID, TOPIC)
     adapter = ApnsSender(config, clock=clock)
@@ -255,7 +250,7 @@ async def test_no_token_in_logs_or_errors(
 
 
 async def test_push_carries_apns_expiration_and_collapse_id(
-    sender: ApnsSender, apns: FakeApns, clock: ManualClock
+    sender: ApnsSender, apns: FakeApns, clock: MonotonicClock
 ) -> None:
     """apns-expiration is the UNIX time of the push's expiry (0 once it has passed: deliver
     now or never) and apns-collapse-id is the notification's collapse id, at most 64 bytes."""

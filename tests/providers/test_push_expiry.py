@@ -24,18 +24,13 @@ from service.policy import load_policy
 from service.policy.config import PolicyError, parse_policy
 from service.policy.expiry import push_expires_at
 from service.policy.model import ContactWindow
-from tests.e2e.conftest import (
-    MORNING_IN_SHANGHAI,
-    processed,
-    running_app,
-    service_settings,
-    wait_until,
-)
+from tests.e2e.conftest import MORNING_IN_SHANGHAI, processed, running_app, service_settings
 from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.fakes.jpush import FakeJPush
 from tests.kafka_tools import produce_events
 from tests.providers.conftest import FIXED_NOW, fixed_clock, push_message
+from tests.waiting import eventually
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 WINDOW = ContactWindow()  # 08:00-21:00
@@ -211,7 +206,7 @@ async def test_app_pushes_expire_at_the_window_end_or_after_the_stage_ttl(
         )
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [event])
         async with running_app(settings) as app:
-            await wait_until(lambda: processed(app) == 1, app)
+            await eventually(lambda: processed(app) == 1)
     [push] = fcm.delivered
     expected = 2 * 3600 if push_ttl else 11 * 3600  # 10:00 -> 21:00 Shanghai
     assert push["android"]["ttl"] == f"{expected}s"

@@ -17,6 +17,7 @@ from service.channels.smpp import SmppConfig, SmppSender
 from service.channels.smpp.pdu import CommandStatus, TlvTag
 from tests.fakes.smpp import FakeSmsc
 from tests.providers.conftest import FIXED_NOW, PHONE, RecordingSink, fixed_clock, sms_message
+from tests.waiting import eventually
 
 SenderFactory = Callable[..., Awaitable[SmppSender]]
 
@@ -61,13 +62,6 @@ async def make_sender(smsc: FakeSmsc, sink: RecordingSink) -> AsyncIterator[Send
     yield factory
     for sender in senders:
         await sender.aclose()
-
-
-async def until(predicate: Callable[[], bool], within_s: float = 5.0) -> None:
-    """Poll state observed from outside the sender, under a deadline."""
-    async with asyncio.timeout(within_s):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 async def test_send_returns_the_smsc_message_id(make_sender: SenderFactory, smsc: FakeSmsc) -> None:
@@ -217,7 +211,7 @@ async def test_wrong_password_fails_sends_transient_naming_the_bind_status(
     """A refused bind makes sends fail transient (the session keeps rebinding, the dispatcher
     fails over) with the refusing status as the code, so the log says why."""
     sender = await make_sender(wait=False, password="wrong", bind_wait_s=0.3)
-    await until(lambda: len(smsc.binds) >= 1)
+    await eventually(lambda: len(smsc.binds) >= 1, interval=0.01)
     with pytest.raises(TransientProviderError) as caught:
         await sender.send(sms_message("hello"))
     assert caught.value.code == "0x0E"
@@ -230,7 +224,7 @@ async def test_window_bounds_outstanding_submits(
     sender = await make_sender(window=2, response_timeout_s=0.5)
     smsc.hang_submits = True
     sends = [asyncio.create_task(sender.send(sms_message(f"m{i}"))) for i in range(3)]
-    await until(lambda: len(smsc.submits) == 2)
+    await eventually(lambda: len(smsc.submits) == 2, interval=0.01)
     await asyncio.sleep(0.1)  # give the third send every chance to overtake the window
     assert len(smsc.submits) == 2
     smsc.hang_submits = False
@@ -244,7 +238,7 @@ async def test_enquire_link_keeps_alive_and_silence_drops_the_link(
 ) -> None:
     """enquire_link goes out periodically; when unanswered the session reconnects."""
     await make_sender(enquire_link_s=0.05, response_timeout_s=0.2)
-    await until(lambda: smsc.enquire_links >= 2)
+    await eventually(lambda: smsc.enquire_links >= 2, interval=0.01)
     smsc.answer_enquire_link = False
     await smsc.wait_binds(2)
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service.events import Channel, Repayment
 from service.policy import PlannedNotification, Policy, Stage, parse_policy, plan_notifications
@@ -16,6 +19,7 @@ from service.rendering import (
     TemplateConfigError,
     resolve_locale,
 )
+from service.rendering.model import PushContent
 from service.rendering.renderer import FCM_MAX_PAYLOAD_BYTES, push_payload_bytes
 from tests.rendering.conftest import BRAND, SERVICE, EventFactory
 
@@ -215,3 +219,24 @@ def test_whole_default_plan_renders(
                 msg = renderer.render(event, plan, locale=locale)
                 assert msg.template.name == f"{locale}/{plan.template}.{plan.channel.value}.j2"
                 assert msg.locale == locale
+
+
+@given(
+    title=st.text(max_size=60),
+    body=st.text(max_size=300),
+    link=st.none() | st.text(max_size=80),
+    data=st.dictionaries(st.text(max_size=12), st.text(max_size=40), max_size=6),
+)
+def test_push_payload_size_is_the_bytes_of_the_compact_utf8_json(
+    title: str, body: str, link: str | None, data: dict[str, str]
+) -> None:
+    """The size checked against FCM's 4 KB is the length of the compact UTF-8 JSON of the
+    notification and data (with the deep link), whatever the text holds: quotes, controls,
+    non-ASCII (hypothesis' text has no lone surrogates, which no JSON can carry)."""
+    content = PushContent(title=title, body=body, deep_link=link, data=data)
+    expected = dict(data)
+    if link:
+        expected["deep_link"] = link
+    payload = {"notification": {"title": title, "body": body}, "data": expected}
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    assert push_payload_bytes(content) == len(text.encode("utf-8"))

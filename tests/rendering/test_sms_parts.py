@@ -61,3 +61,44 @@ def test_ucs2_parts_hold_the_text(text: str) -> None:
     units = len(text.encode("utf-16-le")) // 2
     assert encoding == "UCS-2"
     assert parts == 1 if units <= 70 else parts >= math.ceil(units / 67)
+
+
+def _parts_by_walking(text: str) -> int:
+    """Parts counted unit by unit, pairs moved whole: the definition the shortcut must keep."""
+    encoding, units = sms_units(text)
+    if units <= (160 if encoding == "GSM-7" else 70):
+        return 1
+    if encoding == "GSM-7":
+        sizes = [2 if c in GSM7_EXTENSION else 1 for c in text]
+    else:
+        sizes = [2 if ord(c) > 0xFFFF else 1 for c in text]
+    per_part, parts, used = (153 if encoding == "GSM-7" else 67), 1, 0
+    for size in sizes:
+        if used + size > per_part:
+            parts, used = parts + 1, 0
+        used += size
+    return parts
+
+
+# A pair just where a part is full, with text after it that fills the next part to the brim:
+# the pair moving whole then takes one part more than a plain division would say.
+_BRIMS = st.sampled_from([66, 67, 133, 134, 152, 153, 305, 306])
+_NEAR_A_BOUNDARY = st.builds(
+    lambda before, pair, after, fill: fill * before + pair + fill * after,
+    _BRIMS,
+    st.sampled_from(["€", "|", "😀"]),
+    _BRIMS,
+    st.sampled_from(["a", "中"]),
+)
+
+
+@given(
+    _NEAR_A_BOUNDARY
+    | st.text(alphabet=sorted(GSM7_BASIC | GSM7_EXTENSION), max_size=800)
+    | st.text(alphabet=st.sampled_from("中文還款a€😀"), max_size=400)
+    | st.text(max_size=400)
+)
+def test_parts_equal_the_unit_by_unit_count(text: str) -> None:
+    """Whether or not the text has escape or surrogate pairs, the count (a division when it has
+    none) is the one a walk over its units gives."""
+    assert sms_parts(text)[1] == _parts_by_walking(text)

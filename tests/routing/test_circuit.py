@@ -11,7 +11,8 @@ from prometheus_client import REGISTRY
 from service.channels.circuit import CircuitBreaker, CircuitConfig, CircuitState
 from service.channels.dispatch import Dispatcher
 from service.wiring.channels import build_http_gateway_sender
-from tests.channels.conftest import RecordingSleep, StepClock, sms_message, twilio_sender
+from tests.channels.conftest import RecordingSleep, sms_message, twilio_sender
+from tests.clocks import StepClock
 from tests.fakes import FakeTwilio
 from tests.fakes.http_gateway import FakeHttpGateway
 from tests.routing.conftest import ManualMonotonic, provider_settings

@@ -13,7 +13,8 @@ from service.channels.smpp.pdu import CommandStatus
 from service.channels.twilio import TwilioSender
 from service.config import Settings
 from service.wiring.channels import build_dispatcher, build_http_gateway_sender
-from tests.channels.conftest import RecordingSleep, StepClock, sms_message
+from tests.channels.conftest import RecordingSleep, sms_message
+from tests.clocks import StepClock
 from tests.fakes import FakeTwilio
 from tests.fakes.http_gateway import FakeHttpGateway, GatewayAnswer
 from tests.fakes.smpp import FakeSmsc

@@ -13,7 +13,8 @@ from service.channels.ratelimit import TokenBucket
 from service.config import Settings
 from service.events import Channel
 from service.wiring.channels import build_dispatcher
-from tests.channels.conftest import RecordingSleep, StepClock, sms_message
+from tests.channels.conftest import RecordingSleep, sms_message
+from tests.clocks import StepClock
 from tests.routing.conftest import ManualMonotonic
 
 

@@ -20,12 +20,13 @@ from service.ledger.audit import AuditRow
 from service.ledger.sql import SqlLedger
 from service.policy import load_policy
 from service.receipts.webhook import twilio_signature
-from tests.e2e.conftest import processed, results_of, running_app, service_settings, wait_until
+from tests.e2e.conftest import processed, results_of, running_app, service_settings
 from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.fakes.smpp import FakeSmsc
 from tests.fakes.twilio import FAKE_AUTH_TOKEN
 from tests.kafka_tools import produce_events
+from tests.waiting import eventually
 
 
 def free_port() -> int:
@@ -86,7 +87,7 @@ async def test_twilio_status_callback_updates_the_ledger_and_publishes_delivered
         event = sms_event(1)
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [event])
         async with running_app(settings) as app, httpx.AsyncClient() as http:
-            await wait_until(lambda: processed(app) == 1, app)
+            await eventually(lambda: processed(app) == 1)
             sid = twilio.sent[0].response["sid"]
             url = f"http://127.0.0.1:{app.receipts_http_port}/receipts/twilio/status"
             forged = await post_signed(
@@ -134,13 +135,13 @@ async def test_stop_reply_suppresses_the_next_sms_as_opted_out(
         phone = first_event["borrower"]["phone"]
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [first_event])
         async with running_app(settings) as app, httpx.AsyncClient() as http:
-            await wait_until(lambda: processed(app) == 1, app)
+            await eventually(lambda: processed(app) == 1)
             url = f"http://127.0.0.1:{app.receipts_http_port}/receipts/twilio/inbound"
             reply = await post_signed(http, url, {"From": phone, "Body": "STOP"})
             await produce_events(
                 settings.kafka_bootstrap_servers, settings.input_topic, [later_event]
             )
-            await wait_until(lambda: processed(app) == 2, app)
+            await eventually(lambda: processed(app) == 2)
         results = await results_of(settings, expect=2)
 
     assert reply.status_code == 200
@@ -177,7 +178,7 @@ async def test_smpp_delivery_receipt_reaches_the_results_topic(
                 settings.kafka_bootstrap_servers, settings.input_topic, [sms_event(3)]
             )
             async with running_app(settings) as app:
-                await wait_until(lambda: processed(app) == 1, app)
+                await eventually(lambda: processed(app) == 1)
                 (sent,) = await results_of(settings, expect=1)
                 status = await smsc.send_receipt(sent["provider_message_id"], "UNDELIV", "034")
                 results = await results_of(settings, expect=2)
@@ -226,7 +227,7 @@ async def test_sha256_signed_twilio_stop_in_chinese_suppresses_the_next_sms(
         phone = first_event["borrower"]["phone"]
         await produce_events(settings.kafka_bootstrap_servers, settings.input_topic, [first_event])
         async with running_app(settings) as app, httpx.AsyncClient() as http:
-            await wait_until(lambda: processed(app) == 1, app)
+            await eventually(lambda: processed(app) == 1)
             url = f"http://127.0.0.1:{app.receipts_http_port}/receipts/twilio/inbound"
             form = {"From": phone, "Body": "退订。", "MessageSid": "SMreply"}
             signature = RequestValidator(shared_key).compute_signature(url, form, HMAC_SHA256)
@@ -241,7 +242,7 @@ async def test_sha256_signed_twilio_stop_in_chinese_suppresses_the_next_sms(
             await produce_events(
                 settings.kafka_bootstrap_servers, settings.input_topic, [later_event]
             )
-            await wait_until(lambda: processed(app) == 2, app)
+            await eventually(lambda: processed(app) == 2)
         results = await results_of(settings, expect=2)
 
     assert reply.status_code == 200
@@ -281,13 +282,13 @@ async def test_smpp_stop_from_a_national_number_suppresses_the_next_sms(
                 settings.kafka_bootstrap_servers, settings.input_topic, [first_event]
             )
             async with running_app(settings) as app:
-                await wait_until(lambda: processed(app) == 1, app)
+                await eventually(lambda: processed(app) == 1)
                 parts_sent = len(smsc.submits)  # the first SMS, in one or more parts
                 status = await smsc.send_mo(sender, text, source_addr_ton=ton)
                 await produce_events(
                     settings.kafka_bootstrap_servers, settings.input_topic, [later_event]
                 )
-                await wait_until(lambda: processed(app) == 2, app)
+                await eventually(lambda: processed(app) == 2)
             results = await results_of(settings, expect=2)
     finally:
         await smsc.aclose()

@@ -28,10 +28,11 @@ from opentelemetry.trace import StatusCode
 from service.config import Settings
 from service.embedded_broker import EmbeddedBroker
 from service.observability.logging import configure_logging
-from tests.e2e.conftest import processed, running_app, service_settings, wait_until
+from tests.e2e.conftest import processed, running_app, service_settings
 from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka.helpers import read_records
+from tests.waiting import eventually
 
 UPSTREAM_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 UPSTREAM_SPAN = "00f067aa0ba902b7"
@@ -153,7 +154,7 @@ async def traced_run(
         )
         with _json_logs(stream):
             async with running_app(settings) as app:
-                await wait_until(lambda: processed(app) == 3, app, timeout=60)
+                await eventually(lambda: processed(app) == 3, timeout=60)
         results = await read_records(settings, settings.results_topic, expect=3)
         dead = await read_records(settings, settings.dlq_topic, expect=1)
     logs = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]

@@ -11,11 +11,12 @@ from service.client import OverdueEventProducer
 from service.config import Settings
 from service.embedded_broker import EmbeddedBroker
 from service.observability import tracing
-from tests.e2e.conftest import processed, running_app, service_settings, wait_until
+from tests.e2e.conftest import processed, running_app, service_settings
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka.helpers import read_records
 from tests.kafka_tools import create_topics, unique
 from tests.tracing.test_trace_across_kafka import _produce, _untraced_event
+from tests.waiting import eventually
 
 _TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -37,7 +38,7 @@ async def test_results_carry_the_upstream_traceparent_when_no_span_is_made(
             [(b"B-untraced", event, headers)],
         )
         async with running_app(settings) as app:
-            await wait_until(lambda: processed(app) == 1, app)
+            await eventually(lambda: processed(app) == 1)
         (result,) = await read_records(settings, settings.results_topic, expect=1)
     assert dict(result.headers)["traceparent"] == _TRACEPARENT.encode()
     assert dict(result.headers)["tracestate"] == b"up=1"

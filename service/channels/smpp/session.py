@@ -24,9 +24,7 @@ import logging
 import random
 import ssl
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Literal
 
 from service.channels.base import OutboundMessage
@@ -57,6 +55,7 @@ from service.channels.smpp.status import (
     status_code,
 )
 from service.channels.smpp.text import ESM_UDHI, concat_udh, decode_text, encode_text, split_for_udh
+from service.clock import Clock, utc_now
 from service.compliance.opt_out import OptOutMatcher
 from service.events import Channel
 from service.observability import metrics, tracing
@@ -139,10 +138,6 @@ class _Link:
         return decode_pdu(header + await self.reader.readexactly(length - HEADER.size))
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class SmppSender:
     """`Sender` over one SMPP transceiver session. Start with `start()`, stop with `aclose()`."""
 
@@ -151,7 +146,7 @@ class SmppSender:
         config: SmppConfig,
         sink: ReceiptSink,
         *,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Clock = utc_now,
     ) -> None:
         self._config = config
         self._sink = sink
