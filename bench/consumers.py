@@ -30,7 +30,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -158,7 +157,7 @@ async def _raw(job: ChildJob, conn: Connection) -> dict[str, Any]:
     from aiokafka.structs import OffsetAndMetadata
 
     from service.config import Settings
-    from service.pipeline.kafka_clients import build_consumer, build_producer
+    from service.wiring.kafka import build_consumer, build_producer
 
     settings = Settings(**job.settings)
     consumer = build_consumer(settings)
@@ -223,31 +222,19 @@ class _OneSendAtATime:
 async def _naive(job: ChildJob, conn: Connection) -> dict[str, Any]:
     from aiokafka.structs import OffsetAndMetadata
 
-    from service.channels.factory import build_dispatcher
     from service.config import Settings
-    from service.events import LoanOverdueEvent
-    from service.ledger.sql import SqlLedger
     from service.pipeline.decode import UndecodableEvent, decode_event
-    from service.pipeline.kafka_clients import build_consumer, build_producer
-    from service.pipeline.processor import NotificationProcessor
     from service.pipeline.publisher import ResultPublisher
-    from service.policy import load_policy, plan_notifications
-    from service.policy.model import PlannedNotification
-    from service.rendering import Renderer, resolve_locale
+    from service.wiring.channels import build_dispatcher
+    from service.wiring.kafka import build_consumer, build_producer
+    from service.wiring.pipeline import build_processor, connect_ledger, load_content
 
     s = Settings(**job.settings)
     clock = _clock(job.clock_offset_s)
-    policy = load_policy(s.policy_file)
-    renderer = Renderer.load(
-        s.templates_dir, brand=s.brand_name, customer_service=s.customer_service
-    )
-    zone = s.default_timezone or None
-    ledger = await SqlLedger.connect(
-        s.database_url,
-        hash_key=s.hash_key.get_secret_value().encode(),
-        policy=policy,
-        default_timezone=zone,
-    )
+    # The service's own content, ledger and processor (service/wiring/pipeline.py); only the
+    # loop around them is naive: one record, one send, one commit at a time.
+    policy, renderer = load_content(s)
+    ledger = await connect_ledger(s, policy)
     done = 0
     progress = _Progress(conn)
     async with contextlib.AsyncExitStack() as stack:
@@ -259,15 +246,11 @@ async def _naive(job: ChildJob, conn: Connection) -> dict[str, Any]:
         await producer.start()
         stack.push_async_callback(producer.stop)
         publisher = ResultPublisher(producer, results_topic=s.results_topic, dlq_topic=s.dlq_topic)
-
-        def planner(event: LoanOverdueEvent, now: datetime) -> list[PlannedNotification]:
-            return plan_notifications(event, policy, now, default_timezone=zone)
-
-        processor = NotificationProcessor(
-            planner=planner,
-            ledger=ledger,
+        processor = build_processor(
+            s,
+            policy=policy,
             renderer=renderer,
-            locale_for=partial(resolve_locale, default=s.default_locale),
+            ledger=ledger,
             dispatcher=_OneSendAtATime(dispatcher),
             clock=clock,
         )

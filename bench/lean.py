@@ -67,12 +67,12 @@ async def run_lean(
         Reason,
         result_id_for,
     )
-    from service.pipeline.kafka_clients import build_consumer, build_producer
     from service.pipeline.offsets import OffsetTracker
     from service.policy import load_policy, plan_notifications
     from service.policy.model import PlannedNotification
     from service.rendering import Renderer, resolve_locale
     from service.rendering.model import RenderedMessage
+    from service.wiring.kafka import build_consumer, build_producer
 
     s = Settings(**settings)
     policy = load_policy(s.policy_file)

@@ -1,4 +1,7 @@
-"""Wiring: settings in, a running service out. The only module that knows every room.
+"""The running service: settings in, a consumer-group member out.
+
+Each part is built by the composition root (service/wiring/: channels, kafka, receipts,
+pipeline); this module puts them together in start-up order and owns their lifecycle.
 
 Lifecycle (arq-style): start every dependency or fail naming it; consume until asked to stop;
 on SIGTERM stop fetching, give in-flight work `shutdown_grace_s`, cancel the rest, commit,
@@ -18,47 +21,48 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
-from typing import Literal, TextIO
+from typing import TextIO
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from sqlalchemy.engine import make_url
 
 from service import __version__
-from service.channels.dispatch import Dispatcher, resends_ambiguous
-from service.channels.factory import build_dispatcher, route_plan
+from service.channels.dispatch import Dispatcher
 from service.channels.http_gateway import HttpGatewaySender
 from service.channels.twilio import TwilioSender
 from service.config import Settings
 from service.coverage import CoverageMonitor
-from service.events import Channel, DeliveryResult, LoanOverdueEvent
+from service.events import DeliveryResult, LoanOverdueEvent
 from service.handoff import CollectorTasks, EventEscalation, TaskStore, initialise_task_series
 from service.kafka_preflight import check_tls
 from service.ledger.api import NotificationLedger
-from service.ledger.batching import BatchingLedger
 from service.ledger.coverage import CoverageLease, CoverageStore
-from service.ledger.errors import LedgerUnavailableError, SchemaOutOfDateError
 from service.ledger.reconcile_queue import ReconcileQueue
 from service.ledger.sql import SqlLedger
 from service.observability import metrics
 from service.observability.health import Health
 from service.observability.http import build_http_app, build_webhook_app, serve_http
 from service.observability.looplag import watch_loop_lag
-from service.pipeline.engine import ConsumerEngine, EngineConfig
-from service.pipeline.kafka_clients import build_consumer, build_producer
+from service.pipeline.engine import ConsumerEngine
 from service.pipeline.pause import PauseGate
-from service.pipeline.processor import NotificationProcessor
 from service.pipeline.publisher import ResultPublisher
-from service.pipeline.push_expiry import push_expiry_for
 from service.pipeline.readiness import GroupMembership, producer_connected
 from service.pipeline.reconcile import Reconciler, SmsFinder, resend_under_claim
-from service.pipeline.scheduler import DeferredScheduler
-from service.policy import Policy, load_policy, plan_notifications
 from service.policy.model import PlannedNotification
 from service.receipts.sink import LedgerReceiptSink
-from service.receipts.webhook import build_receipt_routes
-from service.rendering import Renderer, resolve_locale
 from service.settings_check import StartupError
+from service.wiring.channels import build_dispatcher, route_plan
+from service.wiring.kafka import build_consumer, build_producer
+from service.wiring.pipeline import (
+    build_processor,
+    build_scheduler,
+    connect_ledger,
+    engine_config,
+    load_content,
+    notification_ledger,
+)
+from service.wiring.receipts import receipt_routes
 
 __all__ = ["NotifierApp", "utc_now"]
 
@@ -115,11 +119,7 @@ class NotifierApp:
     async def _started(self) -> AsyncIterator[ConsumerEngine]:
         s = self.settings
         # Configuration first: a bad policy or template stops the start naming the file.
-        policy = load_policy(s.policy_file)
-        renderer = Renderer.load(
-            s.templates_dir, brand=s.brand_name, customer_service=s.customer_service
-        )
-        renderer.check_covers(policy)
+        policy, renderer = load_content(s)
         default_zone = s.default_timezone or None
         # aiokafka reports a refused certificate as "Unable to bootstrap"; this names the cause.
         await check_tls(s)
@@ -135,11 +135,9 @@ class NotifierApp:
                     s.http_host, s.receipts_http_port, "NOTIFIER_RECEIPTS_HTTP_PORT"
                 )
                 stack.callback(hooks_socket.close)
-            sql_ledger = await _connect_ledger(s, policy, default_zone)
+            sql_ledger = await connect_ledger(s, policy)
             self.ledger = sql_ledger
-            ledger: NotificationLedger = sql_ledger
-            if s.ledger_batch_max > 1:
-                ledger = BatchingLedger(sql_ledger, max_batch=s.ledger_batch_max)
+            ledger = notification_ledger(s, sql_ledger)
             stack.push_async_callback(ledger.aclose)
             self.notification_ledger = ledger
             producer = build_producer(s)
@@ -175,9 +173,6 @@ class NotifierApp:
             )
             await pause.start()
             self.health.add_detail("pause", pause.describe)
-
-            def planner(event: LoanOverdueEvent, now: datetime) -> list[PlannedNotification]:
-                return plan_notifications(event, policy, now, default_timezone=default_zone)
 
             # Hand-off to collectors: the policy's rule and the automatic escalations.
             collector_tasks = CollectorTasks(
@@ -226,20 +221,15 @@ class NotifierApp:
                 )
                 reconcile_task = asyncio.create_task(reconciler.run(self._stop), name="reconcile")
                 stack.push_async_callback(_cancel, reconcile_task)
-            processor = NotificationProcessor(
-                planner=planner,
-                ledger=ledger,
+            processor = build_processor(
+                s,
+                policy=policy,
                 renderer=renderer,
-                locale_for=partial(resolve_locale, default=s.default_locale),
+                ledger=ledger,
                 dispatcher=dispatcher,
-                pause=pause,
                 clock=self.clock,
-                unavailable=(LedgerUnavailableError,),
-                push_expiry=push_expiry_for(policy, default_zone),
-                after_event=escalation,
-                after_lifecycle=escalation.after_lifecycle,
-                # Unreached events (issue 15): a collector task each (docs/handoff.md).
-                escalate=escalation.unreached,
+                pause=pause,
+                escalation=escalation,
                 reconciler=reconciler,
             )
             consumer = build_consumer(s)
@@ -247,14 +237,7 @@ class NotifierApp:
                 consumer,
                 publisher,
                 processor,
-                EngineConfig(
-                    max_in_flight=s.max_in_flight,
-                    max_uncommitted=s.max_uncommitted,
-                    commit_interval_s=s.commit_interval_s,
-                    shutdown_grace_s=s.shutdown_grace_s,
-                    rebalance_drain_s=s.rebalance_drain_s,
-                    schema_registry_json=s.accept_schema_registry_json,
-                ),
+                engine_config(s),
                 clock=self.clock,
                 on_tick=self.health.tick,
             )
@@ -277,19 +260,19 @@ class NotifierApp:
                 # Provider webhooks on their own port: the Ingress routes here, never to /metrics.
                 hooks = await stack.enter_async_context(
                     serve_http(
-                        build_webhook_app(build_receipt_routes(s, receipts, clock=self.clock)),
+                        build_webhook_app(receipt_routes(s, receipts, clock=self.clock)),
                         s.http_host,
                         s.receipts_http_port,
                         sock=hooks_socket,
                     )
                 )
                 self.receipts_http_port = hooks.port
-            scheduler = DeferredScheduler(
-                ledger,
-                processor,
-                publisher,
+            scheduler = build_scheduler(
+                s,
+                ledger=ledger,
+                processor=processor,
+                publisher=publisher,
                 clock=self.clock,
-                interval_s=s.scheduler_interval_s,
                 pause=pause,
             )
             scheduler_task = asyncio.create_task(scheduler.run(self._stop))
@@ -331,15 +314,6 @@ class NotifierApp:
                 },
             )
             yield engine
-
-
-def _resend_after_crash(
-    rules: dict[str, Literal["hold", "resend"]], event: LoanOverdueEvent, channel: Channel
-) -> bool:
-    """on_ambiguous for a claim a crash left ambiguous (the push goes to the first token)."""
-    tokens = event.borrower.push_tokens
-    provider = tokens[0].provider if channel is Channel.PUSH and tokens else None
-    return resends_ambiguous(rules, channel, provider)
 
 
 def _tune_gc_for_serving() -> None:
@@ -390,46 +364,6 @@ def _bind(host: str, port: int, variable: str) -> socket.socket:
             variable=variable,
             fix="stop what uses the port or choose another one (NOTIFIER_HTTP_HOST for the "
             "address)",
-        ) from None
-
-
-async def _connect_ledger(
-    settings: Settings, policy: Policy, default_zone: str | None
-) -> SqlLedger:
-    s = settings
-    try:
-        return await SqlLedger.connect(
-            s.database_url,
-            hash_key=s.hash_key.get_secret_value().encode(),
-            # The contact rules, and the stages a released notification is re-staged by for
-            # the day it goes out (lifecycle).
-            policy=policy,
-            default_timezone=default_zone,
-            lease_s=s.ledger_lease_s,
-            timeout_s=s.ledger_timeout_s,
-            resend_ambiguous=partial(_resend_after_crash, dict(s.on_ambiguous)),
-            # Who holds a claim: checked at each attempt's start. A restarted static member
-            # takes over its dead predecessor's claims at once (same member id, new boot id);
-            # without a member id the process's own id matches no predecessor.
-            owner=(
-                s.kafka_group_instance_id
-                or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
-                uuid.uuid4().hex,
-            ),
-        )
-    except SchemaOutOfDateError as exc:
-        raise StartupError(
-            str(exc).split(": run ")[0],
-            variable="NOTIFIER_DATABASE_URL",
-            fix="run `overdue-notifier db upgrade` with the same NOTIFIER_DATABASE_URL (in "
-            "Kubernetes: the db-upgrade Job) before `run`",
-        ) from None
-    except LedgerUnavailableError as exc:
-        raise StartupError(
-            f"the ledger database cannot be reached ({exc})",
-            variable="NOTIFIER_DATABASE_URL",
-            fix="check the host, port, credentials and that the database is up "
-            "(NOTIFIER_LEDGER_TIMEOUT_S bounds each attempt)",
         ) from None
 
 

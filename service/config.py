@@ -6,20 +6,25 @@ which is how Kubernetes mounts Secrets.
 
 The README's configuration table is generated from this class (`overdue-notifier config docs`),
 so each field's description is user documentation.
+
+The fields are grouped by concern, one model per group (`SETTINGS_GROUPS`, in the table's
+order), and `Settings` inherits them all: the environment names are the field names, as before.
+The groups are for the reader and for the wiring (service/wiring/), which hands each room only
+the values it needs; no room below the wiring sees `Settings`.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal, get_origin
+from typing import Any, Literal, Self, get_origin
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.kafka_security import KafkaSecurity
 
-__all__ = ["DEFAULT_DATABASE_URL", "SHIPPED_TEMPLATES_DIR", "Settings"]
+__all__ = ["DEFAULT_DATABASE_URL", "SETTINGS_GROUPS", "SHIPPED_TEMPLATES_DIR", "Settings"]
 
 # Defaults never depend on the working directory: the templates ship inside the package
 # (service/templates is a link to the repository's templates/ that wheels resolve into copies),
@@ -36,20 +41,9 @@ _ON_AMBIGUOUS_DEFAULT: dict[str, Literal["hold", "resend"]] = {
 }
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="NOTIFIER_",
-        extra="ignore",
-        frozen=True,
-        validate_default=True,
-        # A validation error must never echo what it was given: that may be a password.
-        hide_input_in_errors=True,
-        # Lists are read by `_split_lists` (JSON or comma-separated), not JSON-decoded by the
-        # source, which would answer `a,b` with a traceback.
-        enable_decoding=False,
-    )
+class KafkaSettings(BaseModel):
+    """The brokers, the group, the topics and how records are produced and read."""
 
-    # --- Kafka --------------------------------------------------------------------------------
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", description="Comma-separated host:port list of the Kafka brokers."
     )
@@ -107,7 +101,81 @@ class Settings(BaseSettings):
         1.0, gt=0, description="How often finished offsets are committed."
     )
 
-    # --- Throughput and lifecycle ---------------------------------------------------------------
+
+class KafkaSecuritySettings(BaseModel):
+    """TLS and SASL toward the brokers (service/kafka_security.py checks them)."""
+
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="How every Kafka client connects: PLAINTEXT (embedded broker only), SSL "
+        "(TLS, optionally mTLS), SASL_SSL (TLS + SASL login), SASL_PLAINTEXT (refused unless "
+        "NOTIFIER_KAFKA_SASL_ALLOW_PLAINTEXT).",
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None,
+        description="PEM bundle of the CA(s) that signed the brokers' certificates; unset: the "
+        "system trust store (enough for public CAs such as MSK or Confluent Cloud).",
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        None, description="PEM client certificate (chain) for mTLS, e.g. a Strimzi KafkaUser's."
+    )
+    kafka_ssl_keyfile: Path | None = Field(
+        None, description="PEM private key of the client certificate (mTLS)."
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(
+        None, description="Password of an encrypted client key."
+    )
+    kafka_ssl_key_password_file: Path | None = Field(
+        None, description="File holding the client key's password (a mounted Secret)."
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        True,
+        description="Verify that each broker's certificate names the host connected to. Turn "
+        "off only for brokers reached through addresses their certificates do not list.",
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism (with SASL_SSL)."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password.")
+    kafka_sasl_password_file: Path | None = Field(
+        None, description="File holding the SASL password (a mounted Secret)."
+    )
+    kafka_sasl_allow_plaintext: bool = Field(
+        False,
+        description="Allow SASL_PLAINTEXT, which sends credentials (PLAIN: the password itself) "
+        "unencrypted. Only for isolated test clusters.",
+    )
+
+    @property
+    def kafka_security(self) -> KafkaSecurity:
+        """The connection-security settings as one value (what kafka_config builds from)."""
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol,
+            cafile=self.kafka_ssl_cafile,
+            certfile=self.kafka_ssl_certfile,
+            keyfile=self.kafka_ssl_keyfile,
+            key_password=self.kafka_ssl_key_password,
+            key_password_file=self.kafka_ssl_key_password_file,
+            check_hostname=self.kafka_ssl_check_hostname,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=self.kafka_sasl_password,
+            sasl_password_file=self.kafka_sasl_password_file,
+            sasl_allow_plaintext=self.kafka_sasl_allow_plaintext,
+        )
+
+    @model_validator(mode="after")
+    def _kafka_security_is_usable(self) -> Self:
+        problems = self.kafka_security.problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class ThroughputSettings(BaseModel):
+    """How much work is in flight, and how the service starts, pauses and stops."""
+
     max_in_flight: int = Field(
         1000, ge=1, description="Ceiling of events in flight across all borrowers."
     )
@@ -125,25 +193,6 @@ class Settings(BaseSettings):
     scheduler_interval_s: float = Field(
         5.0, gt=0, description="How often due deferred notifications are looked for."
     )
-    coverage_stale_days: int = Field(
-        3,
-        ge=1,
-        le=60,
-        description="Contact coverage: a loan past the grace period whose last confirmed "
-        "contact is older than this many days counts as not reached (alert, report).",
-    )
-    coverage_interval_s: float = Field(
-        300.0,
-        gt=0,
-        description="How often contact coverage is computed (by one replica: a lease in the "
-        "ledger).",
-    )
-    coverage_lookback_days: int = Field(
-        30,
-        ge=1,
-        le=400,
-        description="Contact coverage looks at loans with ledger activity in this many days.",
-    )
     pause_poll_s: float = Field(
         2.0,
         gt=0,
@@ -158,7 +207,10 @@ class Settings(BaseSettings):
         "below the pod's terminationGracePeriodSeconds.",
     )
 
-    # --- Policy and templates ------------------------------------------------------------------
+
+class ContentSettings(BaseModel):
+    """The policy and the templates, and what they need to know of the lender."""
+
     policy_file: Path | None = Field(
         None, description="YAML collection policy; default: the policy shipped with the service."
     )
@@ -179,7 +231,16 @@ class Settings(BaseSettings):
         "95188", description="Customer-service contact printed in every message."
     )
 
-    # --- Ledger ---------------------------------------------------------------------------------
+    @field_validator("templates_dir", "policy_file")
+    @classmethod
+    def _absolute_path(cls, value: Path | None) -> Path | None:
+        # Resolved once, at start, so every message names the directory actually used.
+        return None if value is None else value.expanduser().absolute()
+
+
+class LedgerSettings(BaseModel):
+    """The ledger database: where, how claims are leased, batched and kept."""
+
     database_url: str = Field(
         DEFAULT_DATABASE_URL,
         description="SQLAlchemy async URL of the ledger: sqlite+aiosqlite:////ABSOLUTE/PATH "
@@ -193,64 +254,6 @@ class Settings(BaseSettings):
         "changed (opt-outs and caps are looked up by it). `run` and `config check` refuse the "
         "default; only the demo uses a sample key.",
     )
-
-    # --- Providers ------------------------------------------------------------------------------
-    sms_provider: str = Field(
-        "console",
-        description="SMS providers in failover order, comma-separated, among console, twilio, "
-        "smpp, http_gateway (e.g. smpp,twilio). See NOTIFIER_SMS_ROUTES for per-country lists.",
-    )
-    push_provider: str = Field(
-        "console",
-        description="Push adapters, comma-separated, among fcm, apns, jpush (each serves the "
-        "tokens of its own provider) and console (serves any token without an adapter).",
-    )
-    twilio_base_url: str = Field("https://api.twilio.com", description="Twilio API base URL.")
-    twilio_account_sid: str = Field("", description="Twilio account SID.")
-    twilio_auth_token: SecretStr = Field(SecretStr(""), description="Twilio auth token.")
-    twilio_webhook_shared_key: SecretStr = Field(
-        SecretStr(""),
-        description="Secret of the Twilio Webhooks SharedKey that signs callbacks carrying "
-        "X-Twilio-Webhooks-Signature-Settings (HMAC-SHA256 or HMAC-SHA1); empty: refuse them.",
-    )
-    twilio_from: str = Field("", description="Sender number or messaging service SID.")
-    twilio_status_callback: str | None = Field(None, description="StatusCallback URL for receipts.")
-    fcm_base_url: str = Field("https://fcm.googleapis.com", description="FCM API base URL.")
-    fcm_project_id: str = Field("", description="Firebase project id.")
-    fcm_service_account_file: Path | None = Field(
-        None, description="Service-account JSON file for FCM's OAuth2 token."
-    )
-    fcm_token_url: str | None = Field(
-        None, description="OAuth2 token URL; default: the service account's token_uri."
-    )
-    send_timeout_s: float = Field(10.0, gt=0, description="Timeout of one provider attempt.")
-    send_max_attempts: int = Field(4, ge=1, le=20, description="Attempts per send, first included.")
-    send_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between attempts.")
-    reconcile_delay_s: float = Field(
-        60.0,
-        ge=0,
-        description="Seconds after an ambiguous Twilio SMS before its list API is asked "
-        "whether the message was accepted (Twilio lists a message some time after "
-        "accepting it); found -> `sent` replaces `unknown`.",
-    )
-    on_ambiguous: dict[str, Literal["hold", "resend"]] = Field(
-        default_factory=lambda: dict(_ON_AMBIGUOUS_DEFAULT),
-        description="What an ambiguous send (timeout or crash with the request on the wire) "
-        "becomes, per channel or channel:provider (e.g. push:fcm): hold = published unknown, "
-        "then escalated; resend = sent once more under the same claim. resend only where "
-        "the device shows one notification either way (push with a collapse id; not JPush "
-        'Android). JSON, e.g. {"push": "resend"}.',
-    )
-
-    # --- Observability --------------------------------------------------------------------------
-    http_host: str = Field("0.0.0.0", description="Bind address of /metrics, /healthz, /readyz.")
-    http_port: int = Field(8080, ge=0, le=65535, description="Port of the HTTP endpoint; 0 = off.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", description="Log level."
-    )
-    log_format: Literal["json", "console"] = Field("json", description="Log line format.")
-
-    # --- ledger ---
     ledger_retention_days: int = Field(
         400,
         ge=8,
@@ -268,17 +271,141 @@ class Settings(BaseSettings):
     ledger_timeout_s: float = Field(
         10.0, gt=0, description="Connect and statement timeout of the ledger database."
     )
-    # --- Operations -----------------------------------------------------------------------------
-    liveness_timeout_s: float = Field(
-        60.0,
+    ledger_batch_max: int = Field(
+        200,
+        ge=1,
+        le=10_000,
+        description="Most events whose ledger admit (or record) calls share one transaction "
+        "(group commit of concurrent calls; 1 = one transaction per event).",
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _absolute_sqlite_path(cls, value: str) -> str:
+        prefix, sep, path = value.partition(":///")
+        if sep and prefix.startswith("sqlite") and path and not path.startswith(("/", ":memory:")):
+            return f"{prefix}:///{Path(path).absolute()}"
+        return value
+
+
+class CoverageSettings(BaseModel):
+    """Contact coverage: overdue loans with no confirmed contact."""
+
+    coverage_stale_days: int = Field(
+        3,
+        ge=1,
+        le=60,
+        description="Contact coverage: a loan past the grace period whose last confirmed "
+        "contact is older than this many days counts as not reached (alert, report).",
+    )
+    coverage_interval_s: float = Field(
+        300.0,
         gt=0,
-        description="/healthz fails when the consumer's poll loop has not ticked for this long. "
-        "Keep above NOTIFIER_REBALANCE_DRAIN_S (a revocation blocks the loop while it drains).",
+        description="How often contact coverage is computed (by one replica: a lease in the "
+        "ledger).",
     )
-    readiness_check_timeout_s: float = Field(
-        2.0, gt=0, description="Timeout of each /readyz dependency check (ledger, Kafka producer)."
+    coverage_lookback_days: int = Field(
+        30,
+        ge=1,
+        le=400,
+        description="Contact coverage looks at loans with ledger activity in this many days.",
     )
-    # --- providers ---
+
+
+class DispatchSettings(BaseModel):
+    """Which providers serve which route, and how a send is retried, limited and broken off."""
+
+    sms_provider: str = Field(
+        "console",
+        description="SMS providers in failover order, comma-separated, among console, twilio, "
+        "smpp, http_gateway (e.g. smpp,twilio). See NOTIFIER_SMS_ROUTES for per-country lists.",
+    )
+    push_provider: str = Field(
+        "console",
+        description="Push adapters, comma-separated, among fcm, apns, jpush (each serves the "
+        "tokens of its own provider) and console (serves any token without an adapter).",
+    )
+    sms_routes: str = Field(
+        "",
+        description="Per-country SMS provider lists by E.164 country code, overriding "
+        "NOTIFIER_SMS_PROVIDER for those numbers: CC:provider[,provider];... (e.g. "
+        "86:smpp,http_gateway;1:twilio). The longest matching code wins.",
+    )
+    provider_rate_limits: str = Field(
+        "",
+        description="Messages per second toward each provider, shared by all sends of the "
+        "process: provider:rate,... (e.g. smpp:50,twilio:10). Unlisted providers: unlimited.",
+    )
+    rate_limit_max_wait_s: float = Field(
+        5.0,
+        ge=0,
+        description="Longest wait for a rate-limit token before the send fails over to the next "
+        "provider (or fails as rate_limited). The wait is not an attempt.",
+    )
+    circuit_window_s: int = Field(
+        60, ge=1, le=3600, description="Sliding window of the circuit breakers' error rate."
+    )
+    circuit_min_calls: int = Field(
+        20, ge=1, description="Calls within the window before a circuit breaker may open."
+    )
+    circuit_error_rate: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Share of failed attempts (transient, ambiguous, our config) in the window "
+        "that opens a provider's circuit breaker.",
+    )
+    circuit_cool_down_s: float = Field(
+        30.0,
+        ge=0,
+        description="How long an open circuit refuses calls before letting one probe through.",
+    )
+    send_timeout_s: float = Field(10.0, gt=0, description="Timeout of one provider attempt.")
+    send_max_attempts: int = Field(4, ge=1, le=20, description="Attempts per send, first included.")
+    send_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between attempts.")
+    provider_max_connections: int = Field(
+        200,
+        ge=1,
+        le=10_000,
+        description="Concurrent requests (and kept-alive connections) per HTTP provider. "
+        "Throughput per provider is at most this divided by its latency (200 at 50 ms: "
+        "4,000 sends/s); a send waiting for a slot has not started its timeout.",
+    )
+    on_ambiguous: dict[str, Literal["hold", "resend"]] = Field(
+        default_factory=lambda: dict(_ON_AMBIGUOUS_DEFAULT),
+        description="What an ambiguous send (timeout or crash with the request on the wire) "
+        "becomes, per channel or channel:provider (e.g. push:fcm): hold = published unknown, "
+        "then escalated; resend = sent once more under the same claim. resend only where "
+        "the device shows one notification either way (push with a collapse id; not JPush "
+        'Android). JSON, e.g. {"push": "resend"}.',
+    )
+    reconcile_delay_s: float = Field(
+        60.0,
+        ge=0,
+        description="Seconds after an ambiguous Twilio SMS before its list API is asked "
+        "whether the message was accepted (Twilio lists a message some time after "
+        "accepting it); found -> `sent` replaces `unknown`.",
+    )
+
+
+class TwilioSettings(BaseModel):
+    """Twilio Programmable Messaging."""
+
+    twilio_base_url: str = Field("https://api.twilio.com", description="Twilio API base URL.")
+    twilio_account_sid: str = Field("", description="Twilio account SID.")
+    twilio_auth_token: SecretStr = Field(SecretStr(""), description="Twilio auth token.")
+    twilio_webhook_shared_key: SecretStr = Field(
+        SecretStr(""),
+        description="Secret of the Twilio Webhooks SharedKey that signs callbacks carrying "
+        "X-Twilio-Webhooks-Signature-Settings (HMAC-SHA256 or HMAC-SHA1); empty: refuse them.",
+    )
+    twilio_from: str = Field("", description="Sender number or messaging service SID.")
+    twilio_status_callback: str | None = Field(None, description="StatusCallback URL for receipts.")
+
+
+class SmppSettings(BaseModel):
+    """An SMPP 3.4 SMSC (service/channels/smpp)."""
+
     smpp_host: str = Field("127.0.0.1", description="SMPP 3.4 SMSC (gateway) host.")
     smpp_port: int = Field(2775, ge=1, le=65535, description="SMPP SMSC port.")
     smpp_tls: bool = Field(False, description="Wrap the SMPP connection in TLS.")
@@ -335,6 +462,11 @@ class Settings(BaseSettings):
         description="Country code of reply senders the SMSC reports in national format "
         "(source_addr_ton 0 or 2), so that their STOP finds the borrower.",
     )
+
+
+class HttpGatewaySettings(BaseModel):
+    """A configurable HTTP SMS gateway: its send call and how answers read."""
+
     http_gateway_url: str = Field("", description="HTTP SMS gateway: URL of the send call.")
     http_gateway_method: Literal["POST", "PUT", "GET"] = Field(
         "POST", description="HTTP method of the send call (GET sends the body as query)."
@@ -411,35 +543,51 @@ class Settings(BaseSettings):
         description="Query statuses meaning the gateway never took it (HTTP 404 means the "
         "same); any other status leaves the send unknown.",
     )
-    http_gateway_receipt_secret: SecretStr = Field(
-        SecretStr(""),
-        description="HMAC-SHA256 key of the gateway's receipt callbacks; empty: refuse them all.",
+
+
+class PushSettings(BaseModel):
+    """Push providers: FCM, APNs, JPush."""
+
+    fcm_base_url: str = Field("https://fcm.googleapis.com", description="FCM API base URL.")
+    fcm_project_id: str = Field("", description="Firebase project id.")
+    fcm_service_account_file: Path | None = Field(
+        None, description="Service-account JSON file for FCM's OAuth2 token."
     )
-    http_gateway_receipt_signature_header: str = Field(
-        "X-Signature", description="Header holding the hex HMAC-SHA256 of the callback body."
+    fcm_token_url: str | None = Field(
+        None, description="OAuth2 token URL; default: the service account's token_uri."
     )
-    http_gateway_receipt_id_path: str = Field(
-        "msgid", description="Dotted path of the message id in one receipt."
+    apns_base_url: str = Field("https://api.push.apple.com", description="APNs base URL.")
+    apns_key_file: Path | None = Field(None, description="APNs token-auth key (.p8, ES256).")
+    apns_key_id: str = Field("", description="APNs key id (kid).")
+    apns_team_id: str = Field("", description="Apple developer team id (iss).")
+    apns_topic: str = Field("", description="apns-topic: the app's bundle id.")
+    apns_jwt_refresh_s: float = Field(
+        3000.0,
+        gt=0,
+        le=3600,
+        description="Age at which the provider JWT is replaced (APNs refuses tokens older than "
+        "an hour and throttles refreshing more often than every 20 minutes).",
     )
-    http_gateway_receipt_status_path: str = Field(
-        "status", description="Dotted path of the delivery status in one receipt."
+    jpush_base_url: str = Field("https://api.jpush.cn", description="JPush API base URL.")
+    jpush_app_key: str = Field("", description="JPush appKey.")
+    jpush_master_secret: SecretStr = Field(SecretStr(""), description="JPush masterSecret.")
+    jpush_platform: list[Literal["android", "ios"]] = Field(
+        ["android"], description="JPush platforms addressed."
     )
-    http_gateway_receipt_delivered: list[str] = Field(
-        ["DELIVRD", "0"], description="Status values meaning delivered; others: undelivered."
+    jpush_time_to_live_s: int = Field(
+        86_400,
+        ge=0,
+        le=864_000,
+        description="Longest JPush keeps an offline message; each push's own expiry is sooner.",
     )
-    http_gateway_receipt_pending: list[str] = Field(
-        ["ENROUTE", "ACCEPTD"], description="Status values that are not final (ignored)."
+    jpush_apns_production: bool = Field(
+        True, description="JPush options.apns_production (for iOS via JPush)."
     )
-    http_gateway_receipt_error_path: str = Field(
-        "err", description="Dotted path of the error code in one receipt; empty: none."
-    )
-    http_gateway_inbound_phone_path: str = Field(
-        "mobile", description="Dotted path of the sender's number in an inbound reply."
-    )
-    http_gateway_inbound_text_path: str = Field(
-        "content", description="Dotted path of the text in an inbound reply."
-    )
-    # --- automated calls (voice; docs/voice.md) ---
+
+
+class VoiceSettings(BaseModel):
+    """Automated calls (docs/voice.md): providers, Twilio Voice, the voice gateway, callbacks."""
+
     voice_provider: str = Field(
         "console",
         description="Voice (automated call) providers in failover order, comma-separated, "
@@ -544,6 +692,39 @@ class Settings(BaseSettings):
         description="Outcome or answering-party values meaning a machine answered "
         "(undelivered / machine); any other final value: undelivered with it as the code.",
     )
+
+
+class ReceiptSettings(BaseModel):
+    """Delivery receipts and opt-out replies: the webhook and how callbacks read."""
+
+    http_gateway_receipt_secret: SecretStr = Field(
+        SecretStr(""),
+        description="HMAC-SHA256 key of the gateway's receipt callbacks; empty: refuse them all.",
+    )
+    http_gateway_receipt_signature_header: str = Field(
+        "X-Signature", description="Header holding the hex HMAC-SHA256 of the callback body."
+    )
+    http_gateway_receipt_id_path: str = Field(
+        "msgid", description="Dotted path of the message id in one receipt."
+    )
+    http_gateway_receipt_status_path: str = Field(
+        "status", description="Dotted path of the delivery status in one receipt."
+    )
+    http_gateway_receipt_delivered: list[str] = Field(
+        ["DELIVRD", "0"], description="Status values meaning delivered; others: undelivered."
+    )
+    http_gateway_receipt_pending: list[str] = Field(
+        ["ENROUTE", "ACCEPTD"], description="Status values that are not final (ignored)."
+    )
+    http_gateway_receipt_error_path: str = Field(
+        "err", description="Dotted path of the error code in one receipt; empty: none."
+    )
+    http_gateway_inbound_phone_path: str = Field(
+        "mobile", description="Dotted path of the sender's number in an inbound reply."
+    )
+    http_gateway_inbound_text_path: str = Field(
+        "content", description="Dotted path of the text in an inbound reply."
+    )
     opt_out_keywords: list[str] = Field(
         [],
         description="Inbound replies (whole text; case, width, spaces and punctuation ignored) "
@@ -563,74 +744,65 @@ class Settings(BaseSettings):
         "replies), served apart from /metrics and the probes so that the public Ingress never "
         "reaches them; bound on NOTIFIER_HTTP_HOST. 0 = webhooks off (the overlays set 8081).",
     )
-    apns_base_url: str = Field("https://api.push.apple.com", description="APNs base URL.")
-    apns_key_file: Path | None = Field(None, description="APNs token-auth key (.p8, ES256).")
-    apns_key_id: str = Field("", description="APNs key id (kid).")
-    apns_team_id: str = Field("", description="Apple developer team id (iss).")
-    apns_topic: str = Field("", description="apns-topic: the app's bundle id.")
-    apns_jwt_refresh_s: float = Field(
-        3000.0,
-        gt=0,
-        le=3600,
-        description="Age at which the provider JWT is replaced (APNs refuses tokens older than "
-        "an hour and throttles refreshing more often than every 20 minutes).",
-    )
-    jpush_base_url: str = Field("https://api.jpush.cn", description="JPush API base URL.")
-    jpush_app_key: str = Field("", description="JPush appKey.")
-    jpush_master_secret: SecretStr = Field(SecretStr(""), description="JPush masterSecret.")
-    jpush_platform: list[Literal["android", "ios"]] = Field(
-        ["android"], description="JPush platforms addressed."
-    )
-    jpush_time_to_live_s: int = Field(
-        86_400,
+    receipt_match_window_s: float = Field(
+        300.0,
         ge=0,
-        le=864_000,
-        description="Longest JPush keeps an offline message; each push's own expiry is sooner.",
+        description="How long a delivery receipt whose message id is not (yet) in the ledger is "
+        "kept and matched again (a receipt can overtake the recording of its send).",
     )
-    jpush_apns_production: bool = Field(
-        True, description="JPush options.apns_production (for iOS via JPush)."
+
+
+class OperationsSettings(BaseModel):
+    """The HTTP endpoint of probes and metrics, logs, health timeouts."""
+
+    http_host: str = Field("0.0.0.0", description="Bind address of /metrics, /healthz, /readyz.")
+    http_port: int = Field(8080, ge=0, le=65535, description="Port of the HTTP endpoint; 0 = off.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level."
     )
-    # --- kafka security -------------------------------------------------------------------------
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        "PLAINTEXT",
-        description="How every Kafka client connects: PLAINTEXT (embedded broker only), SSL "
-        "(TLS, optionally mTLS), SASL_SSL (TLS + SASL login), SASL_PLAINTEXT (refused unless "
-        "NOTIFIER_KAFKA_SASL_ALLOW_PLAINTEXT).",
+    log_format: Literal["json", "console"] = Field("json", description="Log line format.")
+    liveness_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="/healthz fails when the consumer's poll loop has not ticked for this long. "
+        "Keep above NOTIFIER_REBALANCE_DRAIN_S (a revocation blocks the loop while it drains).",
     )
-    kafka_ssl_cafile: Path | None = Field(
-        None,
-        description="PEM bundle of the CA(s) that signed the brokers' certificates; unset: the "
-        "system trust store (enough for public CAs such as MSK or Confluent Cloud).",
+    readiness_check_timeout_s: float = Field(
+        2.0, gt=0, description="Timeout of each /readyz dependency check (ledger, Kafka producer)."
     )
-    kafka_ssl_certfile: Path | None = Field(
-        None, description="PEM client certificate (chain) for mTLS, e.g. a Strimzi KafkaUser's."
-    )
-    kafka_ssl_keyfile: Path | None = Field(
-        None, description="PEM private key of the client certificate (mTLS)."
-    )
-    kafka_ssl_key_password: SecretStr | None = Field(
-        None, description="Password of an encrypted client key."
-    )
-    kafka_ssl_key_password_file: Path | None = Field(
-        None, description="File holding the client key's password (a mounted Secret)."
-    )
-    kafka_ssl_check_hostname: bool = Field(
-        True,
-        description="Verify that each broker's certificate names the host connected to. Turn "
-        "off only for brokers reached through addresses their certificates do not list.",
-    )
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
-        "SCRAM-SHA-512", description="SASL mechanism (with SASL_SSL)."
-    )
-    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
-    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password.")
-    kafka_sasl_password_file: Path | None = Field(
-        None, description="File holding the SASL password (a mounted Secret)."
-    )
-    kafka_sasl_allow_plaintext: bool = Field(
-        False,
-        description="Allow SASL_PLAINTEXT, which sends credentials (PLAIN: the password itself) "
-        "unencrypted. Only for isolated test clusters.",
+
+
+# The groups in the order of the README's table: pydantic lists the fields of the last base
+# first, so the bases are named in reverse.
+class Settings(
+    OperationsSettings,
+    ReceiptSettings,
+    VoiceSettings,
+    PushSettings,
+    HttpGatewaySettings,
+    SmppSettings,
+    TwilioSettings,
+    DispatchSettings,
+    CoverageSettings,
+    LedgerSettings,
+    ContentSettings,
+    ThroughputSettings,
+    KafkaSecuritySettings,
+    KafkaSettings,
+    BaseSettings,
+):
+    """Every NOTIFIER_ variable, grouped by concern; the environment names are the field names."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NOTIFIER_",
+        extra="ignore",
+        frozen=True,
+        validate_default=True,
+        # A validation error must never echo what it was given: that may be a password.
+        hide_input_in_errors=True,
+        # Lists are read by `_split_lists` (JSON or comma-separated), not JSON-decoded by the
+        # source, which would answer `a,b` with a traceback.
+        enable_decoding=False,
     )
 
     @field_validator("*", mode="before")
@@ -648,38 +820,6 @@ class Settings(BaseSettings):
                 raise ValueError('not a JSON list; write a,b,c or ["a", "b"]') from None
         return [part.strip() for part in text.split(",") if part.strip()]
 
-    @field_validator("templates_dir", "policy_file")
-    @classmethod
-    def _absolute_path(cls, value: Path | None) -> Path | None:
-        # Resolved once, at start, so every message names the directory actually used.
-        return None if value is None else value.expanduser().absolute()
-
-    @field_validator("database_url")
-    @classmethod
-    def _absolute_sqlite_path(cls, value: str) -> str:
-        prefix, sep, path = value.partition(":///")
-        if sep and prefix.startswith("sqlite") and path and not path.startswith(("/", ":memory:")):
-            return f"{prefix}:///{Path(path).absolute()}"
-        return value
-
-    @property
-    def kafka_security(self) -> KafkaSecurity:
-        """The connection-security settings as one value (what kafka_config builds from)."""
-        return KafkaSecurity(
-            protocol=self.kafka_security_protocol,
-            cafile=self.kafka_ssl_cafile,
-            certfile=self.kafka_ssl_certfile,
-            keyfile=self.kafka_ssl_keyfile,
-            key_password=self.kafka_ssl_key_password,
-            key_password_file=self.kafka_ssl_key_password_file,
-            check_hostname=self.kafka_ssl_check_hostname,
-            sasl_mechanism=self.kafka_sasl_mechanism,
-            sasl_username=self.kafka_sasl_username,
-            sasl_password=self.kafka_sasl_password,
-            sasl_password_file=self.kafka_sasl_password_file,
-            sasl_allow_plaintext=self.kafka_sasl_allow_plaintext,
-        )
-
     @model_validator(mode="after")
     def _webhook_port_is_its_own(self) -> Settings:
         if self.receipts_http_port and self.receipts_http_port == self.http_port:
@@ -689,68 +829,20 @@ class Settings(BaseSettings):
             )
         return self
 
-    @model_validator(mode="after")
-    def _kafka_security_is_usable(self) -> Settings:
-        problems = self.kafka_security.problems()
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
 
-    # --- routing ---
-    sms_routes: str = Field(
-        "",
-        description="Per-country SMS provider lists by E.164 country code, overriding "
-        "NOTIFIER_SMS_PROVIDER for those numbers: CC:provider[,provider];... (e.g. "
-        "86:smpp,http_gateway;1:twilio). The longest matching code wins.",
-    )
-    provider_rate_limits: str = Field(
-        "",
-        description="Messages per second toward each provider, shared by all sends of the "
-        "process: provider:rate,... (e.g. smpp:50,twilio:10). Unlisted providers: unlimited.",
-    )
-    rate_limit_max_wait_s: float = Field(
-        5.0,
-        ge=0,
-        description="Longest wait for a rate-limit token before the send fails over to the next "
-        "provider (or fails as rate_limited). The wait is not an attempt.",
-    )
-    circuit_window_s: int = Field(
-        60, ge=1, le=3600, description="Sliding window of the circuit breakers' error rate."
-    )
-    circuit_min_calls: int = Field(
-        20, ge=1, description="Calls within the window before a circuit breaker may open."
-    )
-    circuit_error_rate: float = Field(
-        0.5,
-        gt=0,
-        le=1,
-        description="Share of failed attempts (transient, ambiguous, our config) in the window "
-        "that opens a provider's circuit breaker.",
-    )
-    circuit_cool_down_s: float = Field(
-        30.0,
-        ge=0,
-        description="How long an open circuit refuses calls before letting one probe through.",
-    )
-    receipt_match_window_s: float = Field(
-        300.0,
-        ge=0,
-        description="How long a delivery receipt whose message id is not (yet) in the ledger is "
-        "kept and matched again (a receipt can overtake the recording of its send).",
-    )
-    # --- throughput ---
-    provider_max_connections: int = Field(
-        200,
-        ge=1,
-        le=10_000,
-        description="Concurrent requests (and kept-alive connections) per HTTP provider. "
-        "Throughput per provider is at most this divided by its latency (200 at 50 ms: "
-        "4,000 sends/s); a send waiting for a slot has not started its timeout.",
-    )
-    ledger_batch_max: int = Field(
-        200,
-        ge=1,
-        le=10_000,
-        description="Most events whose ledger admit (or record) calls share one transaction "
-        "(group commit of concurrent calls; 1 = one transaction per event).",
-    )
+SETTINGS_GROUPS: tuple[type[BaseModel], ...] = (
+    KafkaSettings,
+    KafkaSecuritySettings,
+    ThroughputSettings,
+    ContentSettings,
+    LedgerSettings,
+    CoverageSettings,
+    DispatchSettings,
+    TwilioSettings,
+    SmppSettings,
+    HttpGatewaySettings,
+    PushSettings,
+    VoiceSettings,
+    ReceiptSettings,
+    OperationsSettings,
+)

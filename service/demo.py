@@ -26,7 +26,7 @@ from service.config import Settings
 from service.embedded_broker import running_broker
 from service.ledger.migrations import upgrade
 from service.observability.logging import configure_logging
-from service.pipeline.kafka_clients import ensure_topics
+from service.wiring.kafka import ensure_topics
 
 __all__ = ["demo_events", "run_demo"]
 

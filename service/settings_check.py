@@ -149,7 +149,7 @@ class _NoReceipts:
 
 
 def _providers(settings: Settings) -> list[Problem]:
-    from service.channels.factory import build_dispatcher
+    from service.wiring.channels import build_dispatcher
 
     try:
         # Validates every route, provider name and credential without opening anything (the

@@ -1,11 +1,12 @@
 """Channel adapters: one module per provider behind the `Sender` protocol, and the dispatcher.
 
-`build_dispatcher(settings, out=..., clock=...)` is the one entry point the wiring needs; the
-senders (`ConsoleSender`, `TwilioSender`, `FcmSender`) are exported for tests and extra routes.
+This package exports the seam only: the `Sender` protocol and the message it sends, the error
+tree, the dispatcher and its outcome. Importing it loads no adapter and no HTTP stack; each
+adapter is imported from its own module (`service.channels.twilio`, ...) by the wiring
+(service/wiring/channels.py), which builds them from the settings.
 """
 
 from service.channels.base import DispatchOutcome, OutboundMessage, Sender
-from service.channels.console import ConsoleSender
 from service.channels.dispatch import REASONS, Dispatcher
 from service.channels.errors import (
     AmbiguousProviderError,
@@ -17,17 +18,12 @@ from service.channels.errors import (
     TokenUnregistered,
     TransientProviderError,
 )
-from service.channels.factory import build_dispatcher
-from service.channels.fcm import FcmSender
-from service.channels.twilio import TwilioSender
 
 __all__ = [
     "REASONS",
     "AmbiguousProviderError",
-    "ConsoleSender",
     "DispatchOutcome",
     "Dispatcher",
-    "FcmSender",
     "OutboundMessage",
     "PermanentProviderError",
     "ProviderError",
@@ -37,6 +33,4 @@ __all__ = [
     "Sender",
     "TokenUnregistered",
     "TransientProviderError",
-    "TwilioSender",
-    "build_dispatcher",
 ]

@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import jwt
@@ -33,12 +32,11 @@ from service.channels.errors import (
 )
 from service.channels.push_options import collapse_id, expiry_of
 from service.channels.rest import map_transport_error, quiet_http_client_logs, retry_after
-from service.config import Settings
 from service.events import Channel
 from service.observability import tracing
 from service.rendering.model import PushContent
 
-__all__ = ["ApnsConfig", "ApnsSender", "apns_payload", "build_apns_sender"]
+__all__ = ["ApnsConfig", "ApnsSender", "apns_payload"]
 
 log = logging.getLogger(__name__)
 
@@ -208,24 +206,3 @@ def _reason(response: httpx.Response) -> str | None:
         return None
     reason = data.get("reason") if isinstance(data, dict) else None
     return reason if isinstance(reason, str) else None
-
-
-def build_apns_sender(
-    settings: Settings,
-    *,
-    client: httpx.AsyncClient | None = None,
-    clock: Callable[[], float] = time.time,
-) -> ApnsSender:
-    if settings.apns_key_file is None:
-        raise ValueError("NOTIFIER_APNS_KEY_FILE is required for the APNs adapter")
-    key_pem = Path(settings.apns_key_file).read_text(encoding="ascii")
-    config = ApnsConfig(
-        base_url=settings.apns_base_url,
-        key_pem=key_pem,
-        key_id=settings.apns_key_id,
-        team_id=settings.apns_team_id,
-        topic=settings.apns_topic,
-        jwt_refresh_s=settings.apns_jwt_refresh_s,
-        timeout_s=settings.send_timeout_s,
-    )
-    return ApnsSender(config, client=client, clock=clock)

@@ -38,14 +38,14 @@ from service.channels.errors import (
     TransientProviderError,
 )
 from service.channels.rest import HttpClient, retry_after
-from service.config import Settings
+from service.dotted import dotted_get
 from service.events import Channel
 
 __all__ = [
     "PLACEHOLDERS",
     "HttpGatewayConfig",
     "HttpGatewaySender",
-    "build_http_gateway_sender",
+    "check_query_url",
     "dotted_get",
     "national_number",
 ]
@@ -63,19 +63,6 @@ PLACEHOLDERS = frozenset(
     }
 )
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
-
-
-def dotted_get(data: Any, path: str) -> Any:
-    """`data.0.id` style lookup through dicts and lists; None when any step is missing."""
-    current = data
-    for step in path.split("."):
-        if isinstance(current, Mapping):
-            current = current.get(step)
-        elif isinstance(current, list) and step.isdigit() and int(step) < len(current):
-            current = current[int(step)]
-        else:
-            return None
-    return current
 
 
 def national_number(e164: str, country_code: str) -> str:
@@ -315,42 +302,3 @@ def check_query_url(query_url: str, body_template: str) -> None:
             "NOTIFIER_HTTP_GATEWAY_QUERY_URL asks by our id: it and "
             "NOTIFIER_HTTP_GATEWAY_BODY_TEMPLATE must both use {notification_id}"
         )
-
-
-def http_gateway_config_from_settings(settings: Settings) -> HttpGatewayConfig:
-    s = settings
-    if not s.http_gateway_url:
-        raise ValueError("NOTIFIER_HTTP_GATEWAY_URL is required for the HTTP gateway adapter")
-    check_query_url(s.http_gateway_query_url, s.http_gateway_body_template)
-    return HttpGatewayConfig(
-        url=s.http_gateway_url,
-        body_template=parse_body_template(s.http_gateway_body_template),
-        method=s.http_gateway_method,
-        body_format=s.http_gateway_body_format,
-        account=s.http_gateway_account,
-        password=s.http_gateway_password.get_secret_value(),
-        sender=s.http_gateway_sender,
-        country_code=s.http_gateway_country_code,
-        auth_header=s.http_gateway_auth_header,
-        auth_value=s.http_gateway_auth_value.get_secret_value(),
-        message_id_path=s.http_gateway_message_id_path,
-        code_path=s.http_gateway_code_path,
-        success_codes=frozenset(s.http_gateway_success_codes),
-        transient_codes=frozenset(s.http_gateway_transient_codes),
-        permanent_codes=frozenset(s.http_gateway_permanent_codes),
-        opt_out_codes=frozenset(s.http_gateway_opt_out_codes),
-        alert_codes=frozenset(s.http_gateway_alert_codes),
-        unknown_code=s.http_gateway_unknown_code,
-        timeout_s=s.send_timeout_s,
-        max_connections=s.provider_max_connections,
-        query_url=s.http_gateway_query_url,
-        query_status_path=s.http_gateway_query_status_path,
-        query_message_id_path=s.http_gateway_query_message_id_path,
-        query_found_statuses=frozenset(s.http_gateway_query_found_statuses),
-        query_not_found_statuses=frozenset(s.http_gateway_query_not_found_statuses),
-    )
-
-
-def build_http_gateway_sender(settings: Settings) -> HttpGatewaySender:
-    """Raises ValueError naming the setting when the configuration cannot work."""
-    return HttpGatewaySender(http_gateway_config_from_settings(settings))

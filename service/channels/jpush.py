@@ -23,11 +23,10 @@ from service.channels.errors import (
 from service.channels.push_options import collapse_id, expiry_of, ttl_seconds
 from service.channels.rest import HttpClient, HttpResponse, basic_auth, retry_after
 from service.clock import Clock, utc_now
-from service.config import Settings
 from service.events import Channel
 from service.rendering.model import PushContent
 
-__all__ = ["JPushConfig", "JPushSender", "build_jpush_sender", "jpush_notification"]
+__all__ = ["JPushConfig", "JPushSender", "jpush_notification"]
 
 # options.time_to_live: JPush keeps an offline message at most 10 days.
 JPUSH_MAX_TTL_S = 864_000
@@ -144,15 +143,9 @@ class JPushSender:
         return PermanentProviderError(message, provider=self.provider, code=code_text)
 
 
-def build_jpush_sender(settings: Settings) -> JPushSender:
-    config = JPushConfig(
-        base_url=settings.jpush_base_url,
-        app_key=settings.jpush_app_key,
-        master_secret=settings.jpush_master_secret.get_secret_value(),
-        platform=tuple(settings.jpush_platform),
-        time_to_live_s=settings.jpush_time_to_live_s,
-        apns_production=settings.jpush_apns_production,
-        timeout_s=settings.send_timeout_s,
-        max_connections=settings.provider_max_connections,
-    )
-    return JPushSender(config)
+def _json(response: HttpResponse) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -25,8 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
-from datetime import datetime
 from xml.sax.saxutils import escape, quoteattr
 
 from multidict import MultiDict
@@ -41,19 +39,19 @@ from service.channels.rest import HttpClient, HttpResponse, basic_auth
 from service.channels.twilio import classify_twilio_error
 from service.clock import Clock, utc_now
 from service.events import Channel
-from service.receipts.model import ProviderReceipt
+from service.receipts.twilio_calls import TWILIO_VOICE, UNANSWERED_CALL_STATUSES, call_receipt
 
 __all__ = ["PROVIDER", "TwilioVoiceSender", "call_receipt", "twiml_say"]
 
 log = logging.getLogger(__name__)
 
-PROVIDER = "twilio_voice"
+PROVIDER = TWILIO_VOICE
 
 # 21211 invalid To, 21214 To cannot be reached, 21215/21216 geo permission / blocked number,
 # 21217 To not a valid phone number, 13224 invalid number (Voice): never callable as given.
 _PERMANENT_RECIPIENT_CODES = frozenset({21211, 21214, 21215, 21216, 21217, 13224})
 _STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
-_UNANSWERED = frozenset({"busy", "no-answer", "failed", "canceled"})
+_UNANSWERED = UNANSWERED_CALL_STATUSES
 _MACHINE = ("machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other")
 
 
@@ -62,22 +60,6 @@ def twiml_say(text: str, language: str, *, pause_s: int = 0) -> str:
     pause = f'<Pause length="{pause_s}"/>' if pause_s > 0 else ""
     say = f"<Say language={quoteattr(language)}>{escape(text)}</Say>"
     return f'<?xml version="1.0" encoding="UTF-8"?><Response>{pause}{say}<Hangup/></Response>'
-
-
-def call_receipt(form: Mapping[str, str], at: datetime) -> ProviderReceipt | None:
-    """The final outcome of a call from its StatusCallback form, or None for progress events."""
-    sid = form.get("CallSid", "")
-    status = form.get("CallStatus", "")
-    if not sid:
-        return None
-    if status in _UNANSWERED:
-        return ProviderReceipt(PROVIDER, sid, "undelivered", status, at)
-    if status != "completed":
-        return None  # queued, initiated, ringing, in-progress
-    answered_by = form.get("AnsweredBy", "")
-    if answered_by in ("", "human"):
-        return ProviderReceipt(PROVIDER, sid, "delivered", None, at)
-    return ProviderReceipt(PROVIDER, sid, "undelivered", "machine", at)
 
 
 class TwilioVoiceSender:

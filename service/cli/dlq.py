@@ -14,6 +14,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.cli.settings_docs import load_settings
+from service.client import OverdueEventProducer
+from service.config import Settings
+from service.kafka_config import client_options
 from service.pipeline.redrive import (
     DeadLetter,
     parse_since,
@@ -80,7 +83,10 @@ def describe(letter: DeadLetter, now: datetime) -> str:
 def _list(args: argparse.Namespace) -> int:
     settings = load_settings()
     now = datetime.now(UTC)
-    letters = sorted(asyncio.run(read_dead_letters(settings)), key=lambda x: x.failed_at)
+    letters = sorted(
+        asyncio.run(read_dead_letters(client_options(settings), settings.dlq_topic)),
+        key=lambda x: x.failed_at,
+    )
     shown = letters[-args.limit :] if args.limit else letters
     for letter in shown:
         print(describe(letter, now))
@@ -96,7 +102,7 @@ def _replay(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(exc)
         return 2
-    letters = asyncio.run(read_dead_letters(settings))
+    letters = asyncio.run(read_dead_letters(client_options(settings), settings.dlq_topic))
     chosen, exhausted = select_for_replay(
         letters, reason=args.reason, since=since, max_replays=args.max_replays
     )
@@ -107,12 +113,19 @@ def _replay(args: argparse.Namespace) -> int:
             print(f"would replay {describe(letter, now)}")
         print(f"{len(chosen)} record(s) would be replayed to {settings.input_topic}")
         return 0
-    sent = asyncio.run(replay(settings, chosen, now))
+    sent = asyncio.run(_send(settings, chosen, now))
     print(
         f"replayed {sent} of {len(letters)} record(s) from {settings.dlq_topic} "
         f"to {settings.input_topic}"
     )
     return 0
+
+
+async def _send(settings: Settings, letters: list[DeadLetter], now: datetime) -> int:
+    if not letters:
+        return 0
+    async with OverdueEventProducer(settings, topic=settings.input_topic) as producer:
+        return await replay(producer, letters, now)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

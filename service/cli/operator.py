@@ -27,7 +27,6 @@ from typing import Any, TextIO
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.channels.base import OutboundMessage
-from service.channels.factory import build_dispatcher
 from service.cli.settings_docs import SettingsError, load_settings
 from service.clock import utc_now
 from service.config import Settings
@@ -40,6 +39,7 @@ from service.observability.masking import mask_phone, mask_token
 from service.receipts.model import ProviderReceipt
 from service.rendering.model import PushContent, RenderedMessage, SmsContent
 from service.rendering.sms import sms_parts
+from service.wiring.channels import build_dispatcher
 
 __all__ = ["register"]
 

@@ -23,16 +23,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from service.clock import Clock
-from service.events import DeliveryResult
 from service.observability import metrics, tracing
 from service.pipeline.decode import UndecodableEvent, decode_payload, unframe
+from service.pipeline.handler import EventHandler, RetryLater
 from service.pipeline.lanes import KeyedLanes
 from service.pipeline.offsets import OffsetTracker
 from service.pipeline.publisher import (
@@ -42,24 +42,14 @@ from service.pipeline.publisher import (
     ResultPublisher,
 )
 
-__all__ = ["ConsumerEngine", "EngineConfig", "EventHandler", "PublishRefusedError", "RetryLater"]
+__all__ = ["ConsumerEngine", "EngineConfig", "PublishRefusedError"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class RetryLater(Exception):
-    """Raised by a handler when a dependency (ledger, ...) is unavailable: try the event again."""
-
-
 class PublishRefusedError(Exception):
     """Kafka refused the results or DLQ topic for good; the service stopped rather than loop."""
-
-
-class EventHandler(Protocol):
-    # `event` is a LoanOverdueEvent or a lifecycle event (service/lifecycle.py), as decoded;
-    # typed Any so that handlers which only ever see overdue events (tests, benches) still fit.
-    async def handle(self, event: Any) -> list[DeliveryResult]: ...
 
 
 @dataclass(frozen=True, slots=True)

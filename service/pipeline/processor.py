@@ -27,8 +27,8 @@ from service.ledger.api import Admission, AdmissionKind, DeferredNotification, N
 from service.ledger.errors import LedgerUnavailableError
 from service.lifecycle import LifecycleEvent
 from service.observability import metrics, tracing
-from service.pipeline.engine import RetryLater
 from service.pipeline.escalation import Escalate, escalation_result, unreached_after
+from service.pipeline.handler import RetryLater
 from service.pipeline.push_expiry import PushExpiry
 from service.pipeline.reconcile import AmbiguousSms, Reconciler
 from service.policy.model import PlannedNotification

@@ -11,16 +11,17 @@ twice: notifications are claimed in the ledger under event id + channel + step.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from service.client import OverdueEventProducer
-from service.config import Settings
-from service.kafka_config import client_options
 from service.pipeline import dlq
+
+if TYPE_CHECKING:
+    from service.client import OverdueEventProducer
 
 __all__ = [
     "DeadLetter",
@@ -77,10 +78,12 @@ class DeadLetter:
         return f"{self.topic}/{self.partition}/{self.offset}"
 
 
-async def read_dead_letters(settings: Settings) -> list[DeadLetter]:
-    """Every record of the DLQ topic, up to its end when called, oldest first per partition."""
-    topic = settings.dlq_topic
-    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
+async def read_dead_letters(client_options: Mapping[str, Any], topic: str) -> list[DeadLetter]:
+    """Every record of the DLQ `topic`, up to its end when called, oldest first per partition.
+
+    `client_options` are the connection options of every Kafka client (service.kafka_config).
+    """
+    consumer = AIOKafkaConsumer(**client_options, enable_auto_commit=False)
     await consumer.start()
     out: list[DeadLetter] = []
     try:
@@ -173,15 +176,16 @@ def replay_headers(letter: DeadLetter, now: datetime) -> list[Header]:
     ]
 
 
-async def replay(settings: Settings, letters: Sequence[DeadLetter], now: datetime) -> int:
-    """Publish the letters to the input topic (acks=all); returns how many."""
+async def replay(
+    producer: OverdueEventProducer, letters: Sequence[DeadLetter], now: datetime
+) -> int:
+    """Publish the letters through `producer` (started, on the input topic); returns how many."""
     if not letters:
         return 0
-    async with OverdueEventProducer(settings, topic=settings.input_topic) as producer:
-        return await producer.send_encoded(
-            [(letter.key, letter.value) for letter in letters],
-            headers_per_record={i: replay_headers(x, now) for i, x in enumerate(letters)},
-        )
+    return await producer.send_encoded(
+        [(letter.key, letter.value) for letter in letters],
+        headers_per_record={i: replay_headers(x, now) for i, x in enumerate(letters)},
+    )
 
 
 def _aware(moment: datetime) -> datetime:

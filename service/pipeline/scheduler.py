@@ -27,7 +27,7 @@ from service.clock import Clock
 from service.events import Channel, DeliveryResult
 from service.ledger.api import DeferredNotification, NotificationLedger
 from service.observability import metrics, tracing
-from service.pipeline.engine import RetryLater
+from service.pipeline.handler import RetryLater
 from service.pipeline.pause import PauseGate
 from service.pipeline.processor import NotificationProcessor
 from service.pipeline.publisher import ResultPublisher

@@ -28,23 +28,28 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 
-from service.channels.http_gateway import dotted_get
-from service.channels.twilio_voice import PROVIDER as VOICE_PROVIDER
-from service.channels.twilio_voice import call_receipt
-from service.channels.voice_gateway import VOICE_GATEWAY, voice_callback_from_settings
 from service.compliance.opt_out import OptOutMatcher
-from service.config import Settings
+from service.dotted import dotted_get
 from service.observability import metrics
 from service.receipts.model import ProviderReceipt, ReceiptSink
 from service.receipts.phone import reply_sender_e164s
+from service.receipts.twilio_calls import TWILIO_VOICE as VOICE_PROVIDER
+from service.receipts.twilio_calls import call_receipt
+from service.receipts.voice_calls import VOICE_GATEWAY, VoiceGatewayCallback
 
-__all__ = ["build_receipt_routes", "twilio_signature", "twilio_signature_algorithm"]
+__all__ = [
+    "WebhookConfig",
+    "build_receipt_routes",
+    "twilio_signature",
+    "twilio_signature_algorithm",
+]
 
 log = logging.getLogger(__name__)
 
@@ -90,20 +95,45 @@ def _url_variants(url: str) -> list[str]:
     return list(dict.fromkeys([url, bare, ported]))
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookConfig:
+    """What the callback endpoints need to know: keys, the public URL, the gateway's paths.
+
+    An empty key or secret refuses every callback of that provider (fail closed).
+    """
+
+    public_url: str = ""
+    twilio_auth_token: str = field(default="", repr=False)
+    twilio_webhook_shared_key: str = field(default="", repr=False)
+    gateway_secret: str = field(default="", repr=False)
+    gateway_signature_header: str = "X-Signature"
+    gateway_id_path: str = "msgid"
+    gateway_status_path: str = "status"
+    gateway_error_path: str = "err"
+    gateway_pending: frozenset[str] = frozenset({"ENROUTE", "ACCEPTD"})
+    gateway_delivered: frozenset[str] = frozenset({"DELIVRD", "0"})
+    gateway_inbound_phone_path: str = "mobile"
+    gateway_inbound_text_path: str = "content"
+    gateway_country_code: str = ""
+    opt_out: OptOutMatcher = field(default_factory=OptOutMatcher.with_extra)
+    voice_secret: str = field(default="", repr=False)
+    voice_signature_header: str = "X-Signature"
+    voice_callback: VoiceGatewayCallback = field(default_factory=VoiceGatewayCallback)
+
+
 class _ReceiptRoutes:
     def __init__(
-        self, settings: Settings, sink: ReceiptSink, clock: Callable[[], datetime]
+        self, config: WebhookConfig, sink: ReceiptSink, clock: Callable[[], datetime]
     ) -> None:
-        self._s = settings
+        self._c = config
         self._sink = sink
         self._clock = clock
-        self._opt_out = OptOutMatcher.with_extra(settings.opt_out_keywords)
-        self._voice_callback = voice_callback_from_settings(settings)
+        self._opt_out = config.opt_out
 
     # --- signatures ---------------------------------------------------------------------------
     def _twilio_url(self, request: web.Request) -> str:
-        if self._s.receipts_public_url:
-            return self._s.receipts_public_url.rstrip("/") + request.path_qs
+        if self._c.public_url:
+            return self._c.public_url.rstrip("/") + request.path_qs
         return str(request.url)
 
     async def _twilio_form(self, request: web.Request) -> dict[str, str]:
@@ -112,9 +142,9 @@ class _ReceiptRoutes:
         given = request.headers.get("X-Twilio-Signature", "")
         signing = request.headers.get(TWILIO_SIGNATURE_SETTINGS)
         if signing is None:
-            key, algorithm = self._s.twilio_auth_token.get_secret_value(), "HMAC_SHA1"
+            key, algorithm = self._c.twilio_auth_token, "HMAC_SHA1"
         else:
-            key = self._s.twilio_webhook_shared_key.get_secret_value()
+            key = self._c.twilio_webhook_shared_key
             algorithm = twilio_signature_algorithm(signing)
             if algorithm not in _TWILIO_HASHES:
                 self._refuse("twilio", "unknown_algorithm")
@@ -127,11 +157,9 @@ class _ReceiptRoutes:
         return dict(params)
 
     async def _gateway_items(self, request: web.Request) -> list[Any]:
+        c = self._c
         return await self._signed_json(
-            request,
-            "http_gateway",
-            self._s.http_gateway_receipt_secret.get_secret_value(),
-            self._s.http_gateway_receipt_signature_header,
+            request, "http_gateway", c.gateway_secret, c.gateway_signature_header
         )
 
     async def _signed_json(
@@ -195,21 +223,17 @@ class _ReceiptRoutes:
 
     async def gateway_receipts(self, request: web.Request) -> web.StreamResponse:
         items = await self._gateway_items(request)
-        s = self._s
+        c = self._c
         for item in items:
-            message_id = dotted_get(item, s.http_gateway_receipt_id_path)
-            state = dotted_get(item, s.http_gateway_receipt_status_path)
+            message_id = dotted_get(item, c.gateway_id_path)
+            state = dotted_get(item, c.gateway_status_path)
             if message_id in (None, "") or state is None:
                 continue
             state_text = str(state)
-            if state_text in s.http_gateway_receipt_pending:
+            if state_text in c.gateway_pending:
                 continue
-            delivered = state_text in s.http_gateway_receipt_delivered
-            error = (
-                dotted_get(item, s.http_gateway_receipt_error_path)
-                if s.http_gateway_receipt_error_path
-                else None
-            )
+            delivered = state_text in c.gateway_delivered
+            error = dotted_get(item, c.gateway_error_path) if c.gateway_error_path else None
             receipt = ProviderReceipt(
                 "http_gateway",
                 str(message_id),
@@ -221,27 +245,24 @@ class _ReceiptRoutes:
         return web.json_response({"code": "0"})
 
     async def voice_gateway_outcomes(self, request: web.Request) -> web.StreamResponse:
-        s = self._s
+        c = self._c
         items = await self._signed_json(
-            request,
-            VOICE_GATEWAY,
-            s.voice_gateway_callback_secret.get_secret_value(),
-            s.voice_gateway_callback_signature_header,
+            request, VOICE_GATEWAY, c.voice_secret, c.voice_signature_header
         )
         for item in items:
-            receipt = self._voice_callback.receipt(item, self._clock())
+            receipt = c.voice_callback.receipt(item, self._clock())
             if receipt is not None:
                 await self._deliver(self._sink.on_receipt(receipt), VOICE_GATEWAY, receipt.status)
         return web.json_response({"code": "0"})
 
     async def gateway_inbound(self, request: web.Request) -> web.StreamResponse:
         items = await self._gateway_items(request)
-        s = self._s
+        c = self._c
         for item in items:
-            phone = dotted_get(item, s.http_gateway_inbound_phone_path)
-            text = dotted_get(item, s.http_gateway_inbound_text_path)
+            phone = dotted_get(item, c.gateway_inbound_phone_path)
+            text = dotted_get(item, c.gateway_inbound_text_path)
             if phone and isinstance(text, str) and self._opt_out.matches(text):
-                for e164 in reply_sender_e164s(str(phone), s.http_gateway_country_code):
+                for e164 in reply_sender_e164s(str(phone), c.gateway_country_code):
                     await self._deliver(
                         self._sink.on_opt_out("http_gateway", e164, self._clock()),
                         "http_gateway",
@@ -259,12 +280,12 @@ class _ReceiptRoutes:
 
 
 def build_receipt_routes(
-    settings: Settings,
+    config: WebhookConfig,
     sink: ReceiptSink,
     *,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> list[web.RouteDef]:
-    routes = _ReceiptRoutes(settings, sink, clock)
+    routes = _ReceiptRoutes(config, sink, clock)
     return [
         web.post("/receipts/twilio/status", routes.twilio_status),
         web.post("/receipts/twilio/inbound", routes.twilio_inbound),

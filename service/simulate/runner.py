@@ -1,10 +1,10 @@
 """Run events through the service's own processing on a simulated clock.
 
-What runs is what `overdue-notifier run` wires (service/app.py): the policy loaded with
-`load_policy`, the `Renderer`, a `SqlLedger` (a temporary SQLite file, migrated like any
-ledger) behind the `BatchingLedger` when `NOTIFIER_LEDGER_BATCH_MAX` > 1, the real `Dispatcher`,
-the `NotificationProcessor`, the `ResultPublisher` and the `DeferredScheduler`. Three things
-differ, on purpose:
+What runs is what `overdue-notifier run` wires, built by the same functions
+(service/wiring/pipeline.py): the `Renderer`, a `SqlLedger` (a temporary SQLite file, migrated
+like any ledger) behind the `BatchingLedger` when `NOTIFIER_LEDGER_BATCH_MAX` > 1, the real
+`Dispatcher`, the `NotificationProcessor`, the `ResultPublisher` and the `DeferredScheduler`.
+Three things differ, on purpose (and neither an operator pause nor collectors' tasks exist):
 
 - Kafka is skipped: each event's bytes go through the pipeline's `decode_event` and then
   `NotificationProcessor.handle`, as the consumer engine does for a record, one borrower's
@@ -31,30 +31,29 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
 from aiokafka import AIOKafkaProducer
 
 from service.channels.base import OutboundMessage
-from service.channels.factory import build_dispatcher
 from service.config import Settings
-from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent
-from service.ledger.api import NotificationLedger
-from service.ledger.batching import BatchingLedger
-from service.ledger.errors import LedgerUnavailableError
+from service.events import Channel, DeliveryResult, DeliveryStatus
 from service.ledger.migrations import upgrade
-from service.ledger.sql import SqlLedger
 from service.pipeline.decode import UndecodableEvent, decode_event
-from service.pipeline.engine import RetryLater
+from service.pipeline.handler import RetryLater
 from service.pipeline.processor import NotificationProcessor
 from service.pipeline.publisher import ResultPublisher
-from service.pipeline.push_expiry import push_expiry_for
 from service.pipeline.scheduler import DeferredScheduler
-from service.policy import Policy, plan_notifications
-from service.policy.model import PlannedNotification
-from service.rendering import Renderer, resolve_locale
+from service.policy import Policy
+from service.rendering import Renderer
+from service.wiring.channels import build_dispatcher
+from service.wiring.pipeline import (
+    build_processor,
+    build_scheduler,
+    connect_ledger,
+    notification_ledger,
+)
 
 __all__ = ["InputEvent", "RunOutput", "SentMessage", "SimClock", "run_events"]
 
@@ -285,19 +284,8 @@ async def _run(
         s.templates_dir, brand=s.brand_name, customer_service=s.customer_service
     )
     renderer.check_covers(policy)
-    default_zone = s.default_timezone or None
-    sql_ledger = await SqlLedger.connect(
-        s.database_url,
-        hash_key=s.hash_key.get_secret_value().encode(),
-        # As app.py connects it: a released notification is re-staged for the local day it
-        # goes out, and superseded when the policy would call that day another stage.
-        policy=policy,
-        default_timezone=default_zone,
-        lease_s=s.ledger_lease_s,
-    )
-    ledger: NotificationLedger = sql_ledger
-    if s.ledger_batch_max > 1:
-        ledger = BatchingLedger(sql_ledger, max_batch=s.ledger_batch_max)
+    # Connected, batched and wired as `run` does it (service/wiring/pipeline.py).
+    ledger = notification_ledger(s, await connect_ledger(s, policy))
     producer = InMemoryProducer()
     publisher = ResultPublisher(
         cast(AIOKafkaProducer, producer), results_topic=s.results_topic, dlq_topic=s.dlq_topic
@@ -311,23 +299,23 @@ async def _run(
         async with build_dispatcher(
             s, out=io.StringIO(), clock=clock, extra_routes=sinks
         ) as dispatcher:
-
-            def planner(event: LoanOverdueEvent, now: datetime) -> list[PlannedNotification]:
-                return plan_notifications(event, policy, now, default_timezone=default_zone)
-
-            processor = NotificationProcessor(
-                planner=planner,
-                ledger=ledger,
+            # No operator pause in a simulation (nobody pauses a campaign that is not live) and
+            # no hand-off to collectors (the report counts reminders, not collectors' tasks).
+            processor = build_processor(
+                s,
+                policy=policy,
                 renderer=renderer,
-                locale_for=partial(resolve_locale, default=s.default_locale),
+                ledger=ledger,
                 dispatcher=dispatcher,
                 clock=clock,
-                unavailable=(LedgerUnavailableError,),
-                # No operator pause in a simulation: nobody pauses a campaign that is not live.
-                push_expiry=push_expiry_for(policy, default_zone),
             )
-            scheduler = DeferredScheduler(
-                ledger, processor, publisher, clock=clock, batch_size=_SCHEDULER_BATCH
+            scheduler = build_scheduler(
+                s,
+                ledger=ledger,
+                processor=processor,
+                publisher=publisher,
+                clock=clock,
+                batch_size=_SCHEDULER_BATCH,
             )
             loop = _Loop(
                 events, processor, publisher, scheduler, producer, clock, out, s.ledger_lease_s

@@ -31,7 +31,6 @@ from service.channels.base import OutboundMessage, Sender
 from service.channels.errors import AmbiguousProviderError, TransientProviderError
 from service.channels.fcm import FcmSender
 from service.channels.google_oauth import load_service_account
-from service.channels.http_gateway import build_http_gateway_sender
 from service.channels.jpush import JPushConfig, JPushSender
 from service.channels.smpp import SmppConfig, SmppSender
 from service.channels.smpp.pdu import CommandStatus
@@ -40,6 +39,7 @@ from service.channels.twilio_voice import TwilioVoiceSender
 from service.config import Settings
 from service.events import Channel, PushProvider, TemplateRef
 from service.rendering.model import RenderedMessage, VoiceContent
+from service.wiring.channels import build_http_gateway_sender
 from tests.channels.conftest import PHONE, SMS_TEXT, TOKEN, push_message, sms_message
 from tests.channels.helpers import RecordingSink
 from tests.clocks import MonotonicClock, StepClock

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from service.channels.apns import ApnsConfig, ApnsSender, build_apns_sender
+from service.channels.apns import ApnsConfig, ApnsSender
 from service.channels.errors import (
     AmbiguousProviderError,
     PermanentProviderError,
@@ -24,6 +24,7 @@ from service.channels.errors import (
 from service.channels.push_options import collapse_id
 from service.config import Settings
 from service.events import PushProvider
+from service.wiring.channels import build_apns_sender
 from tests.channels.helpers import DEVICE_TOKEN, push_message
 from tests.clocks import MonotonicClock
 from tests.conftest import Closing

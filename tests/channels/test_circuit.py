@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 
 from service.channels.circuit import CircuitBreaker, CircuitConfig, CircuitState
 from service.channels.dispatch import Dispatcher
-from service.channels.http_gateway import build_http_gateway_sender
+from service.wiring.channels import build_http_gateway_sender
 from tests.channels.conftest import (
     ManualMonotonic,
     RecordingSleep,

@@ -9,11 +9,11 @@ import pytest
 from pydantic import SecretStr
 
 from service.channels.base import OutboundMessage
-from service.channels.factory import build_dispatcher
 from service.config import Settings
 from service.events import Channel, PushProvider
 from service.observability.masking import mask_token
 from service.pipeline.processor import Dispatch
+from service.wiring.channels import build_dispatcher
 from tests.channels.conftest import PHONE, TOKEN, push_message, sms_message
 from tests.clocks import StepClock
 from tests.fakes import FakeFcm, FakeTwilio

@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 
 from service.channels.dispatch import Dispatcher
-from service.channels.factory import build_dispatcher
-from service.channels.http_gateway import build_http_gateway_sender
 from service.channels.smpp.pdu import CommandStatus
 from service.channels.twilio import TwilioSender
 from service.config import Settings
+from service.wiring.channels import build_dispatcher, build_http_gateway_sender
 from tests.channels.conftest import RecordingSleep, provider_settings, sms_message
 from tests.channels.helpers import RecordingSink
 from tests.clocks import StepClock

@@ -15,8 +15,9 @@ from service.channels.errors import (
     RecipientOptedOut,
     TransientProviderError,
 )
-from service.channels.http_gateway import HttpGatewaySender, build_http_gateway_sender
+from service.channels.http_gateway import HttpGatewaySender
 from service.config import Settings
+from service.wiring.channels import build_http_gateway_sender
 from tests.channels.helpers import PHONE, sms_message
 from tests.fakes.http_gateway import FakeHttpGateway, GatewayAnswer
 

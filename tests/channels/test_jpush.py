@@ -14,9 +14,10 @@ from service.channels.errors import (
     TokenUnregistered,
     TransientProviderError,
 )
-from service.channels.jpush import JPushConfig, JPushSender, build_jpush_sender
+from service.channels.jpush import JPushConfig, JPushSender
 from service.config import Settings
 from service.events import PushProvider
+from service.wiring.channels import build_jpush_sender
 from tests.channels.helpers import DEVICE_TOKEN, push_message
 from tests.conftest import Closing
 from tests.fakes.jpush import FakeJPush, JPushAnswer

@@ -9,10 +9,10 @@ import io
 from service.channels.base import OutboundMessage
 from service.channels.console import ConsoleSender
 from service.channels.dispatch import Dispatcher
-from service.channels.factory import build_dispatcher
 from service.channels.ratelimit import TokenBucket
 from service.config import Settings
 from service.events import Channel
+from service.wiring.channels import build_dispatcher
 from tests.channels.conftest import ManualMonotonic, RecordingSleep, sms_message
 from tests.clocks import StepClock
 

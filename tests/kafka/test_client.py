@@ -14,7 +14,7 @@ from service.cli import main
 from service.client import InvalidEventError, OverdueEventProducer, build_event
 from service.embedded_broker import EmbeddedBroker
 from service.pipeline.decode import decode_event
-from service.pipeline.kafka_clients import ensure_topics
+from service.wiring.kafka import ensure_topics
 from tests.kafka.golden import EXAMPLES
 from tests.kafka_tools import read_topic
 from tests.pipeline.conftest import engine_settings

@@ -13,8 +13,8 @@ from service.cli import main
 from service.config import Settings
 from service.embedded_broker import EmbeddedBroker
 from service.events import DeliveryResult, LoanOverdueEvent
+from service.kafka_config import client_options
 from service.pipeline import dlq
-from service.pipeline.kafka_clients import ensure_topics
 from service.pipeline.redrive import (
     DeadLetter,
     parse_since,
@@ -22,6 +22,7 @@ from service.pipeline.redrive import (
     replay_headers,
     select_for_replay,
 )
+from service.wiring.kafka import ensure_topics
 from tests.factories import event_dict
 from tests.kafka_tools import produce, produce_events, read_topic
 from tests.pipeline.conftest import engine_settings, running_engine, suppressed_result
@@ -90,7 +91,7 @@ async def test_list_then_replay_by_reason_redrives_a_fixed_failure(
     assert len(replayed) == 1
     (record,) = replayed
     headers = dict(record.headers)
-    letters = await read_dead_letters(settings)
+    letters = await read_dead_letters(client_options(settings), settings.dlq_topic)
     source = next(x for x in letters if x.error_class == "ProcessingError")
     assert headers[dlq.HEADER_REPLAYED_FROM] == source.where.encode()
     assert headers[dlq.HEADER_REPLAY_COUNT] == b"1"

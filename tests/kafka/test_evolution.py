@@ -8,7 +8,7 @@ import json
 from service.embedded_broker import EmbeddedBroker
 from service.events import DeliveryResult, LoanOverdueEvent
 from service.pipeline import dlq
-from service.pipeline.kafka_clients import ensure_topics
+from service.wiring.kafka import ensure_topics
 from tests.kafka.golden import EXAMPLES
 from tests.kafka_tools import produce, read_topic
 from tests.pipeline.conftest import engine_settings, running_engine, suppressed_result

@@ -22,7 +22,7 @@ from service.client import (
 from service.embedded_broker import EmbeddedBroker
 from service.lifecycle import EVENT_TYPES, LoanRepaidEvent
 from service.pipeline.decode import UndecodableEvent, decode_event
-from service.pipeline.kafka_clients import ensure_topics
+from service.wiring.kafka import ensure_topics
 from tests.kafka.golden import EXAMPLES, golden_examples
 from tests.kafka_tools import read_topic
 from tests.pipeline.conftest import engine_settings

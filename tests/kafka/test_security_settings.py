@@ -18,7 +18,7 @@ from service.cli.settings_docs import SettingsError, load_settings, settings_tab
 from service.config import Settings
 from service.kafka_config import client_options
 from service.kafka_security import KafkaSecurityError
-from service.pipeline.kafka_clients import build_consumer, build_producer
+from service.wiring.kafka import build_consumer, build_producer
 from tests.kafka.certs import Pki, make_pki
 
 SECRET = "s3cr3t-Value-never-printed"

@@ -14,7 +14,7 @@ from service.config import Settings
 from service.events import DeliveryResult, LoanOverdueEvent
 from service.kafka_preflight import check_tls
 from service.kafka_security import KafkaSecurityError
-from service.pipeline.kafka_clients import ensure_topics
+from service.wiring.kafka import ensure_topics
 from tests.kafka.conftest import TlsBroker
 from tests.kafka.helpers import read_records
 from tests.pipeline.conftest import engine_settings, running_engine, suppressed_result

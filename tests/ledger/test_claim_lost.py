@@ -19,7 +19,7 @@ from service.channels.twilio import TwilioSender
 from service.events import Channel
 from service.ledger.batching import BatchingLedger
 from service.ledger.errors import LedgerUnavailableError
-from service.pipeline.engine import RetryLater
+from service.pipeline.handler import RetryLater
 from service.pipeline.processor import NotificationProcessor
 from tests.clocks import StepClock
 from tests.fakes.twilio import FakeTwilio

@@ -19,7 +19,7 @@ import pytest
 
 from service.channels.base import OutboundMessage
 from service.channels.dispatch import Dispatcher
-from service.channels.http_gateway import HttpGatewaySender, build_http_gateway_sender
+from service.channels.http_gateway import HttpGatewaySender
 from service.channels.twilio import TwilioSender
 from service.config import Settings
 from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent, TemplateRef
@@ -30,6 +30,7 @@ from service.pipeline.processor import NotificationProcessor
 from service.pipeline.reconcile import AmbiguousSms, Reconciler, resend_under_claim
 from service.policy.model import PlannedNotification
 from service.rendering.model import RenderedMessage, SmsContent
+from service.wiring.channels import build_http_gateway_sender
 from tests.clocks import StepClock
 from tests.fakes.http_gateway import FakeHttpGateway
 from tests.fakes.twilio import FakeTwilio

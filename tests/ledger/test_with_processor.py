@@ -14,7 +14,7 @@ from service.channels.base import DispatchOutcome, OutboundMessage
 from service.events import Channel, DeliveryStatus, LoanOverdueEvent, TemplateRef
 from service.ledger.errors import LedgerUnavailableError
 from service.ledger.sql import SqlLedger
-from service.pipeline.engine import RetryLater
+from service.pipeline.handler import RetryLater
 from service.pipeline.processor import NotificationProcessor
 from service.policy.model import PlannedNotification
 from service.rendering.model import DigestSummary, PushContent, RenderedMessage, SmsContent

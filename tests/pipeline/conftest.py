@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 
 from service.config import Settings
 from service.events import DeliveryResult, DeliveryStatus, LoanOverdueEvent, Reason, result_id_for
-from service.pipeline.engine import ConsumerEngine, EngineConfig, EventHandler
-from service.pipeline.kafka_clients import build_consumer, build_producer
+from service.pipeline.engine import ConsumerEngine, EngineConfig
+from service.pipeline.handler import EventHandler
 from service.pipeline.publisher import ResultPublisher
+from service.wiring.kafka import build_consumer, build_producer
 from tests.kafka_tools import unique
 
 

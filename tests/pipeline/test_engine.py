@@ -10,7 +10,8 @@ from collections import defaultdict
 from service.embedded_broker import EmbeddedBroker
 from service.events import DeliveryResult, LoanOverdueEvent
 from service.pipeline import dlq
-from service.pipeline.engine import EngineConfig, RetryLater
+from service.pipeline.engine import EngineConfig
+from service.pipeline.handler import RetryLater
 from tests.factories import event_dict
 from tests.kafka_tools import committed_offsets, create_topics, produce, produce_events, read_topic
 from tests.pipeline.conftest import engine_settings, running_engine, suppressed_result

@@ -16,8 +16,9 @@ from service.kafka_config import client_options
 from service.pipeline import dlq
 from service.pipeline.decode import Payload, UndecodableEvent, decode_event, unframe
 from service.pipeline.engine import ConsumerEngine, EngineConfig, PublishRefusedError
-from service.pipeline.kafka_clients import build_consumer, check_codecs, ensure_topics
+from service.pipeline.kafka_clients import check_codecs
 from service.pipeline.publisher import ResultPublisher
+from service.wiring.kafka import build_consumer, ensure_topics
 from tests.factories import event_dict
 from tests.kafka_tools import committed_offsets, produce, read_topic
 from tests.pipeline.conftest import engine_settings, now_utc, running_engine, suppressed_result

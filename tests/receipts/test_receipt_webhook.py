@@ -14,7 +14,8 @@ from aiohttp import web
 from twilio.request_validator import HMAC_SHA1, HMAC_SHA256, RequestValidator
 
 from service.config import Settings
-from service.receipts.webhook import build_receipt_routes, twilio_signature
+from service.receipts.webhook import twilio_signature
+from service.wiring.receipts import receipt_routes
 from tests.channels.helpers import FIXED_NOW, PHONE, RecordingSink, fixed_clock
 
 TOKEN = "twilio-auth-token"
@@ -38,7 +39,7 @@ async def client(sink: RecordingSink) -> AsyncIterator[httpx.AsyncClient]:
         receipts_public_url=PUBLIC,
     )
     app = web.Application()
-    app.add_routes(build_receipt_routes(settings, sink, clock=fixed_clock))
+    app.add_routes(receipt_routes(settings, sink, clock=fixed_clock))
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -196,7 +197,7 @@ async def test_gateway_receipt_with_wrong_key_is_refused(
 async def test_unconfigured_gateway_secret_refuses_everything(sink: RecordingSink) -> None:
     """With no receipt secret configured, every gateway callback is refused (fail closed)."""
     app = web.Application()
-    app.add_routes(build_receipt_routes(Settings(), sink))
+    app.add_routes(receipt_routes(Settings(), sink))
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -299,7 +300,7 @@ async def test_shared_key_callbacks_are_refused_without_a_configured_key(
     """With no SharedKey configured, a SharedKey-signed callback is refused (fail closed),
     even if signed with the auth token."""
     app = web.Application()
-    app.add_routes(build_receipt_routes(Settings(twilio_auth_token=TOKEN), sink))
+    app.add_routes(receipt_routes(Settings(twilio_auth_token=TOKEN), sink))
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()

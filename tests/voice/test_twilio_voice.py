@@ -20,8 +20,8 @@ from service.config import Settings
 from service.events import Channel, TemplateRef
 from service.observability.http import build_webhook_app, serve_http
 from service.receipts.model import ProviderReceipt
-from service.receipts.webhook import build_receipt_routes
 from service.rendering.model import RenderedMessage, VoiceContent
+from service.wiring.receipts import receipt_routes
 from tests.fakes.twilio import FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN
 from tests.fakes.twilio_voice import FakeCall, FakeTwilioVoice
 
@@ -57,7 +57,7 @@ class RecordingSink:
 async def webhook() -> AsyncIterator[tuple[str, RecordingSink]]:
     sink = RecordingSink()
     settings = Settings(twilio_auth_token=FAKE_AUTH_TOKEN)
-    routes = build_receipt_routes(settings, sink, clock=lambda: datetime(2026, 11, 20, tzinfo=UTC))
+    routes = receipt_routes(settings, sink, clock=lambda: datetime(2026, 11, 20, tzinfo=UTC))
     async with serve_http(build_webhook_app(routes), "127.0.0.1", 0) as server:
         yield f"http://127.0.0.1:{server.port}/receipts/twilio/voice-status", sink
 

@@ -1,4 +1,8 @@
-"""Build the dispatcher, its routes, senders, circuit breakers and rate limits from Settings.
+"""Settings -> channel adapters: the dispatcher, its routes, senders, breakers and rate limits.
+
+The adapters under service/channels take their own small frozen configs (`SmppConfig`,
+`HttpGatewayConfig`, `ApnsConfig`, `JPushConfig`) or keyword arguments and never see
+`Settings`; this module is where the NOTIFIER_ variables become those values.
 
 Configuration problems (an unknown provider name, a Twilio SID missing, an unreadable key
 file) raise ValueError naming the NOTIFIER_ variable when `build_dispatcher` is *called*, before
@@ -19,17 +23,25 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from pathlib import Path
 from typing import TextIO
 
-from service.channels.apns import build_apns_sender
+import httpx
+
+from service.channels.apns import ApnsConfig, ApnsSender
 from service.channels.base import Sender
 from service.channels.circuit import CircuitBreaker, CircuitConfig
 from service.channels.console import ConsoleSender
 from service.channels.dispatch import Dispatcher
 from service.channels.fcm import FcmSender
 from service.channels.google_oauth import ServiceAccount, load_service_account
-from service.channels.http_gateway import HttpGatewaySender, http_gateway_config_from_settings
-from service.channels.jpush import build_jpush_sender
+from service.channels.http_gateway import (
+    HttpGatewayConfig,
+    HttpGatewaySender,
+    check_query_url,
+    parse_body_template,
+)
+from service.channels.jpush import JPushConfig, JPushSender
 from service.channels.ratelimit import TokenBucket
 from service.channels.routing import (
     PUSH_PROVIDERS,
@@ -38,15 +50,32 @@ from service.channels.routing import (
     parse_rate_limits,
     parse_sms_routes,
 )
-from service.channels.smpp import build_smpp_sender
+from service.channels.smpp import SmppConfig, SmppSender
 from service.channels.twilio import TwilioSender
 from service.channels.twilio_voice import TwilioVoiceSender
-from service.channels.voice_gateway import VoiceGatewaySender, voice_gateway_config_from_settings
+from service.channels.voice_gateway import VoiceGatewaySender, parse_voice_body_template
+from service.compliance.opt_out import OptOutMatcher
 from service.config import Settings
 from service.events import Channel
 from service.receipts.model import ReceiptSink
+from service.receipts.voice_calls import VOICE_GATEWAY
 
-__all__ = ["VOICE_PROVIDERS", "RoutePlan", "build_dispatcher", "route_plan", "voice_factories"]
+__all__ = [
+    "VOICE_PROVIDERS",
+    "RoutePlan",
+    "apns_config",
+    "build_apns_sender",
+    "build_dispatcher",
+    "build_http_gateway_sender",
+    "build_jpush_sender",
+    "build_smpp_sender",
+    "http_gateway_config",
+    "jpush_config",
+    "route_plan",
+    "smpp_config",
+    "voice_factories",
+    "voice_gateway_config",
+]
 
 SenderFactory = Callable[[], Sender]
 
@@ -238,10 +267,11 @@ def _sms_factory(
         if sink is None:
             raise ValueError(f"smpp needs a receipt sink for its delivery receipts ({where})")
         receipts = sink
-        return lambda: build_smpp_sender(settings, receipts, clock=clock)
+        config = smpp_config(settings)
+        return lambda: SmppSender(config, receipts, clock=clock)
     if name == "http_gateway":
-        config = http_gateway_config_from_settings(settings)
-        return lambda: HttpGatewaySender(config)
+        gateway = http_gateway_config(settings)
+        return lambda: HttpGatewaySender(gateway)
     raise ValueError(f"{_SMS}: unknown provider {name!r}")
 
 
@@ -283,13 +313,15 @@ def _push_factory(
         _require(settings.apns_key_id, "NOTIFIER_APNS_KEY_ID", where)
         _require(settings.apns_team_id, "NOTIFIER_APNS_TEAM_ID", where)
         _require(settings.apns_topic, "NOTIFIER_APNS_TOPIC", where)
-        return lambda: build_apns_sender(settings)
+        apns = apns_config(settings)
+        return lambda: ApnsSender(apns)
     if name == "jpush":
         _require(settings.jpush_app_key, "NOTIFIER_JPUSH_APP_KEY", where)
         _require(
             settings.jpush_master_secret.get_secret_value(), "NOTIFIER_JPUSH_MASTER_SECRET", where
         )
-        return lambda: build_jpush_sender(settings)
+        jpush = jpush_config(settings)
+        return lambda: JPushSender(jpush)
     raise ValueError(f"{_PUSH}: unknown provider {name!r}")
 
 
@@ -331,7 +363,7 @@ def voice_factories(
                 settings, clock, f"{where} twilio_voice"
             )
         else:
-            config = voice_gateway_config_from_settings(settings)
+            config = voice_gateway_config(settings)
             factories[(Channel.VOICE, name)] = partial(VoiceGatewaySender, config)
     return factories
 
@@ -365,3 +397,155 @@ def _twilio_voice_factory(
         timeout_s=s.send_timeout_s,
         clock=clock,
     )
+
+
+def voice_gateway_config(settings: Settings) -> HttpGatewayConfig:
+    """The gateway's configuration from NOTIFIER_VOICE_GATEWAY_*; ValueError names the key."""
+    s = settings
+    if not s.voice_gateway_url:
+        raise ValueError("NOTIFIER_VOICE_GATEWAY_URL is required for the voice gateway adapter")
+    try:
+        template = parse_voice_body_template(s.voice_gateway_body_template)
+    except ValueError as exc:
+        raise ValueError(f"NOTIFIER_VOICE_GATEWAY_BODY_TEMPLATE: {exc}") from None
+    return HttpGatewayConfig(
+        url=s.voice_gateway_url,
+        body_template=template,
+        method=s.voice_gateway_method,
+        body_format=s.voice_gateway_body_format,
+        account=s.voice_gateway_account,
+        password=s.voice_gateway_password.get_secret_value(),
+        sender=s.voice_gateway_sender,
+        country_code=s.voice_gateway_country_code,
+        auth_header=s.voice_gateway_auth_header,
+        auth_value=s.voice_gateway_auth_value.get_secret_value(),
+        message_id_path=s.voice_gateway_call_id_path,
+        code_path=s.voice_gateway_code_path,
+        success_codes=frozenset(s.voice_gateway_success_codes),
+        transient_codes=frozenset(s.voice_gateway_transient_codes),
+        permanent_codes=frozenset(s.voice_gateway_permanent_codes),
+        alert_codes=frozenset(s.voice_gateway_alert_codes),
+        unknown_code=s.voice_gateway_unknown_code,
+        timeout_s=s.send_timeout_s,
+        max_connections=s.provider_max_connections,
+        # The receipts of its calls are matched by this name (VoiceGatewayCallback.provider).
+        provider=VOICE_GATEWAY,
+    )
+
+
+# --- one adapter's config from the settings ---------------------------------------------------
+
+
+def smpp_config(settings: Settings) -> SmppConfig:
+    s = settings
+    return SmppConfig(
+        host=s.smpp_host,
+        port=s.smpp_port,
+        system_id=s.smpp_system_id,
+        password=s.smpp_password.get_secret_value(),
+        system_type=s.smpp_system_type,
+        source_addr=s.smpp_source_addr,
+        source_addr_ton=s.smpp_source_addr_ton,
+        source_addr_npi=s.smpp_source_addr_npi,
+        dest_addr_ton=s.smpp_dest_addr_ton,
+        dest_addr_npi=s.smpp_dest_addr_npi,
+        tls=s.smpp_tls,
+        window=s.smpp_window,
+        enquire_link_s=s.smpp_enquire_link_s,
+        response_timeout_s=s.smpp_response_timeout_s,
+        bind_wait_s=s.smpp_bind_wait_s,
+        reconnect_min_s=s.smpp_reconnect_min_s,
+        reconnect_max_s=s.smpp_reconnect_max_s,
+        throttle_pause_s=s.smpp_throttle_pause_s,
+        long_message=s.smpp_long_message,
+        registered_delivery=s.smpp_registered_delivery,
+        opt_out=OptOutMatcher.with_extra(s.opt_out_keywords),
+        country_code=s.smpp_country_code,
+    )
+
+
+def build_smpp_sender(
+    settings: Settings, sink: ReceiptSink, *, clock: Callable[[], datetime]
+) -> SmppSender:
+    """An unstarted session; the caller awaits `start()` at boot and `aclose()` at shutdown."""
+    return SmppSender(smpp_config(settings), sink, clock=clock)
+
+
+def http_gateway_config(settings: Settings) -> HttpGatewayConfig:
+    """Raises ValueError naming the setting when the configuration cannot work."""
+    s = settings
+    if not s.http_gateway_url:
+        raise ValueError("NOTIFIER_HTTP_GATEWAY_URL is required for the HTTP gateway adapter")
+    check_query_url(s.http_gateway_query_url, s.http_gateway_body_template)
+    return HttpGatewayConfig(
+        url=s.http_gateway_url,
+        body_template=parse_body_template(s.http_gateway_body_template),
+        method=s.http_gateway_method,
+        body_format=s.http_gateway_body_format,
+        account=s.http_gateway_account,
+        password=s.http_gateway_password.get_secret_value(),
+        sender=s.http_gateway_sender,
+        country_code=s.http_gateway_country_code,
+        auth_header=s.http_gateway_auth_header,
+        auth_value=s.http_gateway_auth_value.get_secret_value(),
+        message_id_path=s.http_gateway_message_id_path,
+        code_path=s.http_gateway_code_path,
+        success_codes=frozenset(s.http_gateway_success_codes),
+        transient_codes=frozenset(s.http_gateway_transient_codes),
+        permanent_codes=frozenset(s.http_gateway_permanent_codes),
+        opt_out_codes=frozenset(s.http_gateway_opt_out_codes),
+        alert_codes=frozenset(s.http_gateway_alert_codes),
+        unknown_code=s.http_gateway_unknown_code,
+        timeout_s=s.send_timeout_s,
+        max_connections=s.provider_max_connections,
+        query_url=s.http_gateway_query_url,
+        query_status_path=s.http_gateway_query_status_path,
+        query_message_id_path=s.http_gateway_query_message_id_path,
+        query_found_statuses=frozenset(s.http_gateway_query_found_statuses),
+        query_not_found_statuses=frozenset(s.http_gateway_query_not_found_statuses),
+    )
+
+
+def build_http_gateway_sender(settings: Settings) -> HttpGatewaySender:
+    return HttpGatewaySender(http_gateway_config(settings))
+
+
+def apns_config(settings: Settings) -> ApnsConfig:
+    """Reads the .p8 key named by NOTIFIER_APNS_KEY_FILE (ValueError when none is named)."""
+    if settings.apns_key_file is None:
+        raise ValueError("NOTIFIER_APNS_KEY_FILE is required for the APNs adapter")
+    return ApnsConfig(
+        base_url=settings.apns_base_url,
+        key_pem=Path(settings.apns_key_file).read_text(encoding="ascii"),
+        key_id=settings.apns_key_id,
+        team_id=settings.apns_team_id,
+        topic=settings.apns_topic,
+        jwt_refresh_s=settings.apns_jwt_refresh_s,
+        timeout_s=settings.send_timeout_s,
+    )
+
+
+def build_apns_sender(
+    settings: Settings,
+    *,
+    client: httpx.AsyncClient | None = None,
+    clock: Callable[[], float] = time.time,
+) -> ApnsSender:
+    return ApnsSender(apns_config(settings), client=client, clock=clock)
+
+
+def jpush_config(settings: Settings) -> JPushConfig:
+    return JPushConfig(
+        base_url=settings.jpush_base_url,
+        app_key=settings.jpush_app_key,
+        master_secret=settings.jpush_master_secret.get_secret_value(),
+        platform=tuple(settings.jpush_platform),
+        time_to_live_s=settings.jpush_time_to_live_s,
+        apns_production=settings.jpush_apns_production,
+        timeout_s=settings.send_timeout_s,
+        max_connections=settings.provider_max_connections,
+    )
+
+
+def build_jpush_sender(settings: Settings) -> JPushSender:
+    return JPushSender(jpush_config(settings))
