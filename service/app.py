@@ -163,7 +163,7 @@ class NotifierApp:
             # Every series known now exists from the start (alerts must see an outage that
             # begins with a restart).
             plan = route_plan(s)
-            metrics.initialise_series([*plan.sms_providers(), *plan.push])
+            metrics.initialise_series([*plan.sms_providers(), *plan.push, *plan.voice])
 
             # Operator pause (overdue-notifier pause/resume): read once now, then polled.
             pause = PauseGate.on_ledger(
@@ -347,6 +347,7 @@ def startup_summary(settings: Settings) -> dict[str, object]:
         "sms_providers": ",".join(plan.sms),
         "sms_routes": ";".join(f"{c}:{','.join(p)}" for c, p in plan.sms_by_country.items()),
         "push_providers": ",".join(plan.push),
+        "voice_providers": ",".join(plan.voice),
         "ledger": make_url(s.database_url).render_as_string(hide_password=True),
         "http_port": s.http_port,
         "receipts_http_port": s.receipts_http_port,

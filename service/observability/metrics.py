@@ -222,9 +222,9 @@ DLQ_ERROR_CLASSES = (
     "ProcessingError",
     "PublishError",
 )
-WEBHOOK_PROVIDERS = ("twilio", "http_gateway")
+WEBHOOK_PROVIDERS = ("twilio", "http_gateway", "voice_gateway")
 WEBHOOK_REJECT_REASONS = ("unsigned", "bad_signature", "unknown_algorithm", "unreadable")
-CHANNELS = ("sms", "push")
+CHANNELS = ("sms", "push", "voice")
 STAGES = ("pre_due", "due_today", "grace", "early_overdue", "late_overdue", "pre_legal")
 
 

@@ -97,6 +97,7 @@ class RoutePlan:
     sms_by_country: Mapping[str, tuple[str, ...]]
     push: tuple[str, ...]
     rate_limits: Mapping[str, float]
+    voice: tuple[str, ...] = ()
 
     def sms_providers(self) -> list[str]:
         """Every SMS provider some route uses, each once."""
@@ -125,7 +126,8 @@ def route_plan(settings: Settings) -> RoutePlan:
         variable=_RATES,
         allowed=sorted({*SMS_PROVIDERS, *PUSH_PROVIDERS, *VOICE_PROVIDERS}),
     )
-    return RoutePlan(sms, by_country, push, rates)
+    voice = parse_provider_list(settings.voice_provider, variable=_VOICE, allowed=VOICE_PROVIDERS)
+    return RoutePlan(sms, by_country, push, rates, voice)
 
 
 def build_dispatcher(

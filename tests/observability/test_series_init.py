@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import re
 
+from service.config import Settings
+from service.events import Channel
 from service.observability import metrics
+from service.receipts.voice_calls import VOICE_GATEWAY
+from service.wiring.channels import route_plan
 from tests.conftest import REPO_ROOT
 
 SERVICE = REPO_ROOT / "service"
@@ -37,3 +41,16 @@ def test_every_dead_letter_class_and_attempt_outcome_is_initialised() -> None:
     assert outcomes
     assert classes <= set(metrics.DLQ_ERROR_CLASSES), classes
     assert outcomes <= set(metrics.ATTEMPT_OUTCOMES), outcomes
+
+
+def test_every_channel_and_callback_provider_is_initialised() -> None:
+    """Calls have their last-send series and the voice gateway its webhook refusals from start,
+    so a dashboard or alert on them sees a voice outage that begins with a restart."""
+    assert {channel.value for channel in Channel} <= set(metrics.CHANNELS)
+    assert {"twilio", "http_gateway", VOICE_GATEWAY} <= set(metrics.WEBHOOK_PROVIDERS)
+
+
+def test_the_voice_providers_are_in_the_route_plan_the_app_initialises() -> None:
+    """app.py creates the series of `route_plan(settings)`'s providers: calls' included."""
+    plan = route_plan(Settings(voice_provider="twilio_voice,console"))
+    assert plan.voice == ("twilio_voice", "console")
