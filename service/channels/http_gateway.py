@@ -178,19 +178,26 @@ class HttpGatewaySender:
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    def _recipient_values(self, phone: str, notification_id: str) -> dict[str, str]:
+        """The placeholders every body template and the status query share."""
+        c = self._config
+        return {
+            "account": c.account,
+            "password": c.password,
+            "phone": phone,
+            "phone_digits": phone.lstrip("+"),
+            "phone_national": national_number(phone, c.country_code),
+            "notification_id": notification_id,
+        }
+
     def _body(self, message: OutboundMessage) -> dict[str, Any]:
         sms = message.content.sms
         if sms is None:
             raise PermanentProviderError("message has no SMS content", provider=self.provider)
         c = self._config
         values = {
-            "account": c.account,
-            "password": c.password,
-            "phone": message.recipient,
-            "phone_digits": message.recipient.lstrip("+"),
-            "phone_national": national_number(message.recipient, c.country_code),
+            **self._recipient_values(message.recipient, message.notification_id),
             "text": sms.text,
-            "notification_id": message.notification_id,
             "sender": c.sender,
         }
         filled: dict[str, Any] = fill_placeholders(dict(c.body_template), values)
@@ -241,14 +248,7 @@ class HttpGatewaySender:
             raise PermanentProviderError(
                 "no status query configured", provider=self.provider, code="no_query"
             )
-        values = {
-            "account": c.account,
-            "password": c.password,
-            "phone": to,
-            "phone_digits": to.lstrip("+"),
-            "phone_national": national_number(to, c.country_code),
-            "notification_id": notification_id,
-        }
+        values = self._recipient_values(to, notification_id)
         url = _PLACEHOLDER.sub(
             lambda m: quote(values.get(m.group(1), m.group(0)), safe=""), c.query_url
         )

@@ -22,7 +22,6 @@ from service.channels.http_gateway import (
     HttpGatewayConfig,
     HttpGatewaySender,
     fill_placeholders,
-    national_number,
     parse_template_object,
 )
 from service.events import Channel
@@ -78,15 +77,10 @@ class VoiceGatewaySender(HttpGatewaySender):
             raise PermanentProviderError("message has no voice content", provider=self.provider)
         c = self._voice_config
         values = {
-            "account": c.account,
-            "password": c.password,
-            "phone": message.recipient,
-            "phone_digits": message.recipient.lstrip("+"),
-            "phone_national": national_number(message.recipient, c.country_code),
+            **self._recipient_values(message.recipient, message.notification_id),
             "script": voice.script,
             "limited_script": voice.limited_script,
             "language": voice.language,
-            "notification_id": message.notification_id,
             "sender": c.sender,
         }
         filled: dict[str, Any] = fill_placeholders(dict(c.body_template), values)
