@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from service.events import Channel, LoanOverdueEvent, RiskLevel
 from service.policy import Policy, Stage, load_policy, parse_policy, plan_notifications
-from tests.factories import event_dict
+from tests.builders import event_dict
 
 POLICY = load_policy(None)
 NOW = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai, 21:00 the day before in NY

@@ -12,8 +12,8 @@ import pytest
 from service.events import LoanOverdueEvent
 from service.policy import Policy, load_policy
 from service.rendering import Renderer
+from tests.builders import event_dict
 from tests.conftest import REPO_ROOT
-from tests.factories import event_dict
 
 TEMPLATES = REPO_ROOT / "templates"
 BRAND = "JieBei"
