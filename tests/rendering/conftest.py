@@ -5,14 +5,13 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from service.events import LoanOverdueEvent
 from service.policy import Policy, load_policy
 from service.rendering import Renderer
-from tests.builders import event_dict
+from tests import builders
 from tests.conftest import REPO_ROOT
 
 TEMPLATES = REPO_ROOT / "templates"
@@ -43,7 +42,4 @@ EventFactory = Callable[..., LoanOverdueEvent]
 
 @pytest.fixture
 def make_event() -> EventFactory:
-    def build(**kwargs: Any) -> LoanOverdueEvent:
-        return LoanOverdueEvent.model_validate(event_dict(**kwargs))
-
-    return build
+    return builders.make_event
