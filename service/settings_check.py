@@ -158,7 +158,8 @@ def _providers(settings: Settings) -> list[Problem]:
             settings, out=io.StringIO(), clock=lambda: datetime.now(UTC), sink=_NoReceipts()
         )
     except ConfigError as exc:
-        # The wiring names the variable and its fix on the error itself.
+        # The wiring names the variable and its fix on the error itself; anything else it
+        # raises is a bug, reported with its traceback (service/errors.py), not guessed at.
         text, variable = str(exc), exc.variable
         message = text.removeprefix(variable).lstrip(": ") if text.startswith(variable) else text
         return [Problem(variable, message, exc.fix)]
