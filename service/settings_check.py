@@ -31,7 +31,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from service.config import Settings
-from service.errors import NotifierError
+from service.errors import ConfigError, NotifierError
 
 __all__ = [
     "DEFAULT_HASH_KEY",
@@ -157,21 +157,12 @@ def _providers(settings: Settings) -> list[Problem]:
         build_dispatcher(
             settings, out=io.StringIO(), clock=lambda: datetime.now(UTC), sink=_NoReceipts()
         )
-    except (ValueError, OSError) as exc:
-        text = str(exc)
-        found = _VARIABLE.search(text)
-        variable = found.group(0) if found else "NOTIFIER_SMS_PROVIDER"
-        if "file" in text:
-            fix = (
-                "mount a readable file at that path (in Kubernetes the provider's Secret), or "
-                "stop naming that provider"
-            )
-        elif "required" in text or "must name" in text:
-            fix = "set it (in Kubernetes from the provider's Secret), or stop naming that provider"
-        else:
-            fix = "name only known providers, in the documented format"
+    except ConfigError as exc:
+        # The wiring names the variable and its fix on the error itself; anything else it
+        # raises is a bug, reported with its traceback (service/errors.py), not guessed at.
+        text, variable = str(exc), exc.variable
         message = text.removeprefix(variable).lstrip(": ") if text.startswith(variable) else text
-        return [Problem(variable, message, fix)]
+        return [Problem(variable, message, exc.fix)]
     return []
 
 

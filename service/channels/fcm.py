@@ -13,6 +13,7 @@ Errors: {"error": {"code", "message", "status", "details": [{"@type": ".../FcmEr
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,7 +32,7 @@ from service.channels.rest import HttpClient, HttpResponse, parse_retry_after
 from service.clock import Clock, utc_now
 from service.events import Channel
 
-__all__ = ["FcmSender"]
+__all__ = ["FcmConfig", "FcmSender"]
 
 log = logging.getLogger(__name__)
 
@@ -43,25 +44,34 @@ FCM_MAX_TTL = timedelta(weeks=4)
 _ALERT = frozenset({"SENDER_ID_MISMATCH", "THIRD_PARTY_AUTH_ERROR", "PERMISSION_DENIED"})
 
 
+@dataclass(frozen=True, slots=True)
+class FcmConfig:
+    """The Firebase project and the service account whose OAuth2 tokens authorise the sends
+    (`token_url`: None, the account's own token_uri)."""
+
+    base_url: str
+    project_id: str
+    account: ServiceAccount = field(repr=False)
+    token_url: str | None = None
+    timeout_s: float = 10.0
+    max_connections: int = 100
+
+
 class FcmSender:
     """Push through FCM to Android and iOS devices. Owns its HTTP client; close with `aclose`."""
 
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        project_id: str,
-        account: ServiceAccount,
-        token_url: str | None = None,
-        timeout_s: float = 10.0,
-        clock: Clock = utc_now,
-        max_connections: int = 100,
-    ) -> None:
-        self._url = f"{base_url.rstrip('/')}/v1/projects/{project_id}/messages:send"
+    def __init__(self, config: FcmConfig, *, clock: Clock = utc_now) -> None:
+        self._url = f"{config.base_url.rstrip('/')}/v1/projects/{config.project_id}/messages:send"
         self._clock = clock
-        self._client = HttpClient(timeout_s, provider=PROVIDER, max_connections=max_connections)
+        self._client = HttpClient(
+            config.timeout_s, provider=PROVIDER, max_connections=config.max_connections
+        )
         self._tokens = AccessTokenSource(
-            account, self._client, provider=PROVIDER, clock=clock, token_url=token_url
+            config.account,
+            self._client,
+            provider=PROVIDER,
+            clock=clock,
+            token_url=config.token_url,
         )
 
     @property

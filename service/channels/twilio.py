@@ -9,6 +9,7 @@ Errors: JSON {"code", "message", "more_info", "status"}; see `_classify`.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from service.channels.base import OutboundMessage
@@ -25,7 +26,7 @@ from service.channels.rest import HttpClient, HttpResponse, basic_auth, parse_re
 from service.clock import Clock, utc_now
 from service.events import Channel
 
-__all__ = ["TwilioSender"]
+__all__ = ["TwilioConfig", "TwilioSender"]
 
 PROVIDER = "twilio"
 
@@ -35,31 +36,34 @@ _OPT_OUT_CODE = 21610
 _TOO_MANY_REQUESTS_CODE = 20429
 
 
+@dataclass(frozen=True, slots=True)
+class TwilioConfig:
+    """Where and as whom to send: the account, its sender (a number or an MG... Messaging
+    Service SID) and the StatusCallback URL receipts come back to (None: no receipts)."""
+
+    base_url: str
+    account_sid: str
+    auth_token: str = field(repr=False)
+    from_: str
+    status_callback: str | None = None
+    timeout_s: float = 10.0
+    max_connections: int = 100
+
+
 class TwilioSender:
     """SMS through Twilio. Owns its HTTP client; close it with `aclose`."""
 
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        account_sid: str,
-        auth_token: str,
-        from_: str,
-        status_callback: str | None = None,
-        timeout_s: float = 10.0,
-        clock: Clock = utc_now,
-        max_connections: int = 100,
-    ) -> None:
-        self._base_url = base_url.rstrip("/")
-        self._url = f"{self._base_url}/2010-04-01/Accounts/{account_sid}/Messages.json"
-        self._from = from_
-        self._status_callback = status_callback
+    def __init__(self, config: TwilioConfig, *, clock: Clock = utc_now) -> None:
+        self._base_url = config.base_url.rstrip("/")
+        self._url = f"{self._base_url}/2010-04-01/Accounts/{config.account_sid}/Messages.json"
+        self._from = config.from_
+        self._status_callback = config.status_callback
         self._clock = clock
         self._client = HttpClient(
-            timeout_s,
+            config.timeout_s,
             provider=PROVIDER,
-            headers={"Authorization": basic_auth(account_sid, auth_token)},
-            max_connections=max_connections,
+            headers={"Authorization": basic_auth(config.account_sid, config.auth_token)},
+            max_connections=config.max_connections,
         )
 
     @property

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass, field
 from xml.sax.saxutils import escape, quoteattr
 
 from multidict import MultiDict
@@ -41,7 +42,7 @@ from service.clock import Clock, utc_now
 from service.events import Channel
 from service.receipts.twilio_calls import TWILIO_VOICE, UNANSWERED_CALL_STATUSES, call_receipt
 
-__all__ = ["PROVIDER", "TwilioVoiceSender", "call_receipt", "twiml_say"]
+__all__ = ["PROVIDER", "TwilioVoiceConfig", "TwilioVoiceSender", "call_receipt", "twiml_say"]
 
 log = logging.getLogger(__name__)
 
@@ -62,38 +63,43 @@ def twiml_say(text: str, language: str, *, pause_s: int = 0) -> str:
     return f'<?xml version="1.0" encoding="UTF-8"?><Response>{pause}{say}<Hangup/></Response>'
 
 
+@dataclass(frozen=True, slots=True)
+class TwilioVoiceConfig:
+    """The account and caller id, the StatusCallback URL outcomes come back to (None: every
+    call counts as unanswered) and machine detection: `detection_pause_s` of silence before
+    the limited-content message, the Call resource polled every `detection_poll_s` for
+    `detection_timeout_s` at most."""
+
+    base_url: str
+    account_sid: str
+    auth_token: str = field(repr=False)
+    from_: str
+    status_callback: str | None = None
+    machine_detection: bool = True
+    detection_pause_s: int = 4
+    detection_poll_s: float = 1.0
+    detection_timeout_s: float = 30.0
+    timeout_s: float = 10.0
+
+
 class TwilioVoiceSender:
     """Automated calls through Twilio. Owns its HTTP client and the detection watchers."""
 
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        account_sid: str,
-        auth_token: str,
-        from_: str,
-        status_callback: str | None = None,
-        machine_detection: bool = True,
-        detection_pause_s: int = 4,
-        detection_poll_s: float = 1.0,
-        detection_timeout_s: float = 30.0,
-        timeout_s: float = 10.0,
-        clock: Clock = utc_now,
-    ) -> None:
-        root = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}"
+    def __init__(self, config: TwilioVoiceConfig, *, clock: Clock = utc_now) -> None:
+        root = f"{config.base_url.rstrip('/')}/2010-04-01/Accounts/{config.account_sid}"
         self._calls_url = f"{root}/Calls.json"
         self._call_url = f"{root}/Calls/{{sid}}.json"
-        self._from = from_
-        self._status_callback = status_callback
-        self._detect = machine_detection
-        self._pause_s = detection_pause_s
-        self._poll_s = detection_poll_s
-        self._detect_timeout_s = detection_timeout_s
+        self._from = config.from_
+        self._status_callback = config.status_callback
+        self._detect = config.machine_detection
+        self._pause_s = config.detection_pause_s
+        self._poll_s = config.detection_poll_s
+        self._detect_timeout_s = config.detection_timeout_s
         self._clock = clock
         self._client = HttpClient(
-            timeout_s,
+            config.timeout_s,
             provider=PROVIDER,
-            headers={"Authorization": basic_auth(account_sid, auth_token)},
+            headers={"Authorization": basic_auth(config.account_sid, config.auth_token)},
         )
         self._watchers: set[asyncio.Task[None]] = set()
 

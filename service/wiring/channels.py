@@ -1,13 +1,15 @@
 """Settings -> channel adapters: the dispatcher, its routes, senders, breakers and rate limits.
 
 The adapters under service/channels take their own small frozen configs (`SmppConfig`,
-`HttpGatewayConfig`, `ApnsConfig`, `JPushConfig`) or keyword arguments and never see
-`Settings`; this module is where the NOTIFIER_ variables become those values.
+`HttpGatewayConfig`, `ApnsConfig`, `JPushConfig`, `TwilioConfig`, `TwilioVoiceConfig`,
+`FcmConfig`) and never see `Settings`; this module is where the NOTIFIER_ variables become
+those values.
 
 Configuration problems (an unknown provider name, a Twilio SID missing, an unreadable key
-file) raise ValueError naming the NOTIFIER_ variable when `build_dispatcher` is *called*, before
-anything is opened, so the service refuses to start instead of failing every send. Senders are
-opened on enter (the SMPP session starts binding in the background) and closed on exit.
+file) raise `ConfigError` (a ValueError) carrying the NOTIFIER_ `variable` and the `fix` when
+`build_dispatcher` is *called*, before anything is opened (`config check` prints both), so
+the service refuses to start instead of failing every send. Senders are opened on enter (the
+SMPP session starts binding in the background) and closed on exit.
 
 One sender per provider serves every route that names it, so a provider's circuit breaker and
 rate limit are shared by all its routes and all tasks of the process.
@@ -19,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -33,7 +35,7 @@ from service.channels.base import Sender
 from service.channels.circuit import CircuitBreaker, CircuitConfig
 from service.channels.console import ConsoleSender
 from service.channels.dispatch import Dispatcher
-from service.channels.fcm import FcmSender
+from service.channels.fcm import FcmConfig, FcmSender
 from service.channels.google_oauth import ServiceAccount, load_service_account
 from service.channels.http_gateway import (
     HttpGatewayConfig,
@@ -51,11 +53,12 @@ from service.channels.routing import (
     parse_sms_routes,
 )
 from service.channels.smpp import SmppConfig, SmppSender
-from service.channels.twilio import TwilioSender
-from service.channels.twilio_voice import TwilioVoiceSender
+from service.channels.twilio import TwilioConfig, TwilioSender
+from service.channels.twilio_voice import TwilioVoiceConfig, TwilioVoiceSender
 from service.channels.voice_gateway import VoiceGatewaySender, parse_voice_body_template
 from service.compliance.opt_out import OptOutMatcher
 from service.config import Settings
+from service.errors import ConfigError
 from service.events import Channel
 from service.receipts.model import ReceiptSink
 from service.receipts.voice_calls import VOICE_GATEWAY
@@ -88,6 +91,25 @@ _RATES = "NOTIFIER_PROVIDER_RATE_LIMITS"
 _VOICE = "NOTIFIER_VOICE_PROVIDER"
 VOICE_PROVIDERS = ("console", "twilio_voice", "voice_gateway")
 
+# The fixes `config check` prints with each ConfigError raised here.
+_FIX_SET = "set it (in Kubernetes from the provider's Secret), or stop naming that provider"
+_FIX_FILE = (
+    "mount a readable file at that path (in Kubernetes the provider's Secret), or "
+    "stop naming that provider"
+)
+_FIX_NAMES = "name only known providers, in the documented format"
+
+
+@contextlib.contextmanager
+def _names(variable: str) -> Iterator[None]:
+    """A parser's ValueError about `variable` becomes a ConfigError naming it."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(str(exc), variable=variable, fix=_FIX_NAMES) from None
+
 
 @dataclass(frozen=True, slots=True)
 class RoutePlan:
@@ -117,16 +139,23 @@ class RoutePlan:
 
 
 def route_plan(settings: Settings) -> RoutePlan:
-    """Parse and check the routing settings; ValueError names the variable."""
-    sms = parse_provider_list(settings.sms_provider, variable=_SMS, allowed=SMS_PROVIDERS)
-    by_country = parse_sms_routes(settings.sms_routes, variable=_ROUTES, allowed=SMS_PROVIDERS)
-    push = parse_provider_list(settings.push_provider, variable=_PUSH, allowed=PUSH_PROVIDERS)
-    rates = parse_rate_limits(
-        settings.provider_rate_limits,
-        variable=_RATES,
-        allowed=sorted({*SMS_PROVIDERS, *PUSH_PROVIDERS, *VOICE_PROVIDERS}),
-    )
-    voice = parse_provider_list(settings.voice_provider, variable=_VOICE, allowed=VOICE_PROVIDERS)
+    """Parse and check the routing settings; ConfigError names the variable."""
+    with _names(_SMS):
+        sms = parse_provider_list(settings.sms_provider, variable=_SMS, allowed=SMS_PROVIDERS)
+    with _names(_ROUTES):
+        by_country = parse_sms_routes(settings.sms_routes, variable=_ROUTES, allowed=SMS_PROVIDERS)
+    with _names(_PUSH):
+        push = parse_provider_list(settings.push_provider, variable=_PUSH, allowed=PUSH_PROVIDERS)
+    with _names(_RATES):
+        rates = parse_rate_limits(
+            settings.provider_rate_limits,
+            variable=_RATES,
+            allowed=sorted({*SMS_PROVIDERS, *PUSH_PROVIDERS, *VOICE_PROVIDERS}),
+        )
+    with _names(_VOICE):
+        voice = parse_provider_list(
+            settings.voice_provider, variable=_VOICE, allowed=VOICE_PROVIDERS
+        )
     return RoutePlan(sms, by_country, push, rates, voice)
 
 
@@ -246,9 +275,13 @@ def _warn_if_lease_too_short(settings: Settings, plan: RoutePlan) -> None:
         )
 
 
+def _missing(variable: str, where: str) -> ConfigError:
+    return ConfigError(f"{variable} is required {where}", variable=variable, fix=_FIX_SET)
+
+
 def _require(value: str, variable: str, where: str) -> str:
     if not value.strip():
-        raise ValueError(f"{variable} is required when {where}")
+        raise _missing(variable, f"when {where}")
     return value
 
 
@@ -267,14 +300,18 @@ def _sms_factory(
     if name == "smpp":
         _require(settings.smpp_system_id, "NOTIFIER_SMPP_SYSTEM_ID", where)
         if sink is None:
-            raise ValueError(f"smpp needs a receipt sink for its delivery receipts ({where})")
+            raise ConfigError(
+                f"smpp needs a receipt sink for its delivery receipts ({where})",
+                variable=_SMS,
+                fix=_FIX_NAMES,
+            )
         receipts = sink
         config = smpp_config(settings)
         return lambda: SmppSender(config, receipts, clock=clock)
     if name == "http_gateway":
         gateway = http_gateway_config(settings)
         return lambda: HttpGatewaySender(gateway)
-    raise ValueError(f"{_SMS}: unknown provider {name!r}")
+    raise ConfigError(f"{_SMS}: unknown provider {name!r}", variable=_SMS, fix=_FIX_NAMES)
 
 
 def _twilio_factory(settings: Settings, clock: Callable[[], datetime], where: str) -> SenderFactory:
@@ -288,16 +325,16 @@ def _twilio_factory(settings: Settings, clock: Callable[[], datetime], where: st
     if callback is None and settings.receipts_public_url:
         # Receipts come back to our webhook unless another URL is configured.
         callback = settings.receipts_public_url.rstrip("/") + "/receipts/twilio/status"
-    return lambda: TwilioSender(
+    config = TwilioConfig(
         base_url=base_url,
         account_sid=sid,
         auth_token=token,
         from_=sender_id,
         status_callback=callback,
         timeout_s=settings.send_timeout_s,
-        clock=clock,
         max_connections=settings.provider_max_connections,
     )
+    return lambda: TwilioSender(config, clock=clock)
 
 
 def _push_factory(
@@ -311,7 +348,11 @@ def _push_factory(
     if name == "apns":
         path = settings.apns_key_file
         if path is None or not path.is_file():
-            raise ValueError(f"NOTIFIER_APNS_KEY_FILE must name a readable .p8 file when {where}")
+            raise ConfigError(
+                f"NOTIFIER_APNS_KEY_FILE must name a readable .p8 file when {where}",
+                variable="NOTIFIER_APNS_KEY_FILE",
+                fix=_FIX_FILE,
+            )
         _require(settings.apns_key_id, "NOTIFIER_APNS_KEY_ID", where)
         _require(settings.apns_team_id, "NOTIFIER_APNS_TEAM_ID", where)
         _require(settings.apns_topic, "NOTIFIER_APNS_TOPIC", where)
@@ -324,37 +365,44 @@ def _push_factory(
         )
         jpush = jpush_config(settings)
         return lambda: JPushSender(jpush)
-    raise ValueError(f"{_PUSH}: unknown provider {name!r}")
+    raise ConfigError(f"{_PUSH}: unknown provider {name!r}", variable=_PUSH, fix=_FIX_NAMES)
 
 
 def _fcm_factory(settings: Settings, clock: Callable[[], datetime], where: str) -> SenderFactory:
     path = settings.fcm_service_account_file
     if path is None:
-        raise ValueError(f"NOTIFIER_FCM_SERVICE_ACCOUNT_FILE is required when {where}")
+        raise _missing("NOTIFIER_FCM_SERVICE_ACCOUNT_FILE", f"when {where}")
     try:
         account: ServiceAccount = load_service_account(path)
     except ValueError as exc:
-        raise ValueError(f"NOTIFIER_FCM_SERVICE_ACCOUNT_FILE: {exc}") from None
+        raise ConfigError(
+            f"NOTIFIER_FCM_SERVICE_ACCOUNT_FILE: {exc}",
+            variable="NOTIFIER_FCM_SERVICE_ACCOUNT_FILE",
+            fix=_FIX_FILE,
+        ) from None
     project_id = settings.fcm_project_id or account.project_id or ""
     _require(project_id, "NOTIFIER_FCM_PROJECT_ID", where)
     base_url = _require(settings.fcm_base_url, "NOTIFIER_FCM_BASE_URL", where)
-    return lambda: FcmSender(
+    config = FcmConfig(
         base_url=base_url,
         project_id=project_id,
         account=account,
         token_url=settings.fcm_token_url,
         timeout_s=settings.send_timeout_s,
-        clock=clock,
         max_connections=settings.provider_max_connections,
     )
+    return lambda: FcmSender(config, clock=clock)
 
 
 def voice_factories(
     settings: Settings, out: TextIO, clock: Callable[[], datetime]
 ) -> dict[tuple[Channel, str], SenderFactory]:
     """The voice route's senders in failover order (NOTIFIER_VOICE_PROVIDER), checked now;
-    ValueError names the variable. Self-contained: the dispatcher routes "voice" to them."""
-    names = parse_provider_list(settings.voice_provider, variable=_VOICE, allowed=VOICE_PROVIDERS)
+    ConfigError names the variable. Self-contained: the dispatcher routes "voice" to them."""
+    with _names(_VOICE):
+        names = parse_provider_list(
+            settings.voice_provider, variable=_VOICE, allowed=VOICE_PROVIDERS
+        )
     where = f"{_VOICE} names"
     factories: dict[tuple[Channel, str], SenderFactory] = {}
     for name in names:
@@ -387,7 +435,7 @@ def _twilio_voice_factory(
             "twilio_voice has no StatusCallback: set NOTIFIER_RECEIPTS_PUBLIC_URL or "
             "NOTIFIER_TWILIO_VOICE_STATUS_CALLBACK"
         )
-    return lambda: TwilioVoiceSender(
+    config = TwilioVoiceConfig(
         base_url=base_url,
         account_sid=sid,
         auth_token=token,
@@ -397,19 +445,20 @@ def _twilio_voice_factory(
         detection_pause_s=s.twilio_voice_detection_pause_s,
         detection_timeout_s=s.twilio_voice_detection_timeout_s,
         timeout_s=s.send_timeout_s,
-        clock=clock,
     )
+    return lambda: TwilioVoiceSender(config, clock=clock)
 
 
 def voice_gateway_config(settings: Settings) -> HttpGatewayConfig:
-    """The gateway's configuration from NOTIFIER_VOICE_GATEWAY_*; ValueError names the key."""
+    """The gateway's configuration from NOTIFIER_VOICE_GATEWAY_*; ConfigError names the key."""
     s = settings
     if not s.voice_gateway_url:
-        raise ValueError("NOTIFIER_VOICE_GATEWAY_URL is required for the voice gateway adapter")
+        raise _missing("NOTIFIER_VOICE_GATEWAY_URL", "for the voice gateway adapter")
+    variable = "NOTIFIER_VOICE_GATEWAY_BODY_TEMPLATE"
     try:
         template = parse_voice_body_template(s.voice_gateway_body_template)
     except ValueError as exc:
-        raise ValueError(f"NOTIFIER_VOICE_GATEWAY_BODY_TEMPLATE: {exc}") from None
+        raise ConfigError(f"{variable}: {exc}", variable=variable, fix=_FIX_NAMES) from None
     return HttpGatewayConfig(
         url=s.voice_gateway_url,
         body_template=template,
@@ -474,14 +523,17 @@ def build_smpp_sender(
 
 
 def http_gateway_config(settings: Settings) -> HttpGatewayConfig:
-    """Raises ValueError naming the setting when the configuration cannot work."""
+    """Raises ConfigError naming the setting when the configuration cannot work."""
     s = settings
     if not s.http_gateway_url:
-        raise ValueError("NOTIFIER_HTTP_GATEWAY_URL is required for the HTTP gateway adapter")
-    check_query_url(s.http_gateway_query_url, s.http_gateway_body_template)
+        raise _missing("NOTIFIER_HTTP_GATEWAY_URL", "for the HTTP gateway adapter")
+    with _names("NOTIFIER_HTTP_GATEWAY_QUERY_URL"):
+        check_query_url(s.http_gateway_query_url, s.http_gateway_body_template)
+    with _names("NOTIFIER_HTTP_GATEWAY_BODY_TEMPLATE"):
+        body_template = parse_body_template(s.http_gateway_body_template)
     return HttpGatewayConfig(
         url=s.http_gateway_url,
-        body_template=parse_body_template(s.http_gateway_body_template),
+        body_template=body_template,
         method=s.http_gateway_method,
         body_format=s.http_gateway_body_format,
         account=s.http_gateway_account,
@@ -513,12 +565,23 @@ def build_http_gateway_sender(settings: Settings) -> HttpGatewaySender:
 
 
 def apns_config(settings: Settings) -> ApnsConfig:
-    """Reads the .p8 key named by NOTIFIER_APNS_KEY_FILE (ValueError when none is named)."""
+    """Reads the .p8 key named by NOTIFIER_APNS_KEY_FILE (ConfigError when none is named or it
+    cannot be read)."""
+    variable = "NOTIFIER_APNS_KEY_FILE"
     if settings.apns_key_file is None:
-        raise ValueError("NOTIFIER_APNS_KEY_FILE is required for the APNs adapter")
+        raise _missing(variable, "for the APNs adapter")
+    try:
+        key_pem = Path(settings.apns_key_file).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not an ASCII .p8 key"
+        raise ConfigError(
+            f"{variable}: cannot read {settings.apns_key_file}: {reason}",
+            variable=variable,
+            fix=_FIX_FILE,
+        ) from None
     return ApnsConfig(
         base_url=settings.apns_base_url,
-        key_pem=Path(settings.apns_key_file).read_text(encoding="ascii"),
+        key_pem=key_pem,
         key_id=settings.apns_key_id,
         team_id=settings.apns_team_id,
         topic=settings.apns_topic,

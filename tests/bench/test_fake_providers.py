@@ -20,10 +20,10 @@ from service.channels.errors import (
     RecipientRefused,
     TransientProviderError,
 )
-from service.channels.fcm import FcmSender
+from service.channels.fcm import FcmConfig, FcmSender
 from service.channels.google_oauth import load_service_account
 from service.channels.rest import basic_auth
-from service.channels.twilio import TwilioSender
+from service.channels.twilio import TwilioConfig, TwilioSender
 from service.events import Channel, TemplateRef
 from service.rendering.model import PushContent, RenderedMessage, SmsContent
 from tests.fakes.twilio import FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN
@@ -45,19 +45,23 @@ _PUSH = RenderedMessage(
 
 def _twilio(fakes: FakeProviders, token: str = FAKE_AUTH_TOKEN) -> TwilioSender:
     return TwilioSender(
-        base_url=fakes.twilio_base_url,
-        account_sid=FAKE_ACCOUNT_SID,
-        auth_token=token,
-        from_="+15005550006",
+        TwilioConfig(
+            base_url=fakes.twilio_base_url,
+            account_sid=FAKE_ACCOUNT_SID,
+            auth_token=token,
+            from_="+15005550006",
+        )
     )
 
 
 def _fcm(fakes: FakeProviders) -> FcmSender:
     return FcmSender(
-        base_url=fakes.fcm_base_url,
-        project_id=fakes.project_id,
-        account=load_service_account(fakes.account.path),
-        token_url=fakes.token_url,
+        FcmConfig(
+            base_url=fakes.fcm_base_url,
+            project_id=fakes.project_id,
+            account=load_service_account(fakes.account.path),
+            token_url=fakes.token_url,
+        )
     )
 
 

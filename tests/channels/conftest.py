@@ -12,9 +12,9 @@ import pytest
 from pydantic import SecretStr
 
 from service.channels.base import OutboundMessage
-from service.channels.fcm import FcmSender
+from service.channels.fcm import FcmConfig, FcmSender
 from service.channels.google_oauth import load_service_account
-from service.channels.twilio import TwilioSender
+from service.channels.twilio import TwilioConfig, TwilioSender
 from service.config import Settings
 from service.events import Channel, PushProvider, TemplateRef
 from service.rendering.model import PushContent, RenderedMessage, SmsContent
@@ -88,12 +88,14 @@ def twilio_sender(
     from_: str = "+15005550006",
 ) -> TwilioSender:
     return TwilioSender(
-        base_url=fake.base_url,
-        account_sid=fake.account_sid,
-        auth_token=auth_token or fake.auth_token,
-        from_=from_,
-        status_callback="https://notifier.example.com/receipts/twilio",
-        timeout_s=timeout_s,
+        TwilioConfig(
+            base_url=fake.base_url,
+            account_sid=fake.account_sid,
+            auth_token=auth_token or fake.auth_token,
+            from_=from_,
+            status_callback="https://notifier.example.com/receipts/twilio",
+            timeout_s=timeout_s,
+        )
     )
 
 
@@ -105,11 +107,13 @@ def fcm_sender(
     token_url: str | None = None,
 ) -> FcmSender:
     return FcmSender(
-        base_url=fake.base_url,
-        project_id=fake.project_id,
-        account=load_service_account(fake.account.path),
-        token_url=token_url,
-        timeout_s=timeout_s,
+        FcmConfig(
+            base_url=fake.base_url,
+            project_id=fake.project_id,
+            account=load_service_account(fake.account.path),
+            token_url=token_url,
+            timeout_s=timeout_s,
+        ),
         clock=clock or StepClock(),
     )
 

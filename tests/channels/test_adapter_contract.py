@@ -29,13 +29,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from service.channels.apns import ApnsConfig, ApnsSender
 from service.channels.base import OutboundMessage, Sender
 from service.channels.errors import AmbiguousProviderError, TransientProviderError
-from service.channels.fcm import FcmSender
+from service.channels.fcm import FcmConfig, FcmSender
 from service.channels.google_oauth import load_service_account
 from service.channels.jpush import JPushConfig, JPushSender
 from service.channels.smpp import SmppConfig, SmppSender
 from service.channels.smpp.pdu import CommandStatus
-from service.channels.twilio import TwilioSender
-from service.channels.twilio_voice import TwilioVoiceSender
+from service.channels.twilio import TwilioConfig, TwilioSender
+from service.channels.twilio_voice import TwilioVoiceConfig, TwilioVoiceSender
 from service.config import Settings
 from service.events import Channel, PushProvider, TemplateRef
 from service.rendering.model import RenderedMessage, VoiceContent
@@ -84,11 +84,13 @@ def _push_private() -> tuple[str, ...]:
 async def _twilio(tmp: Path, dead_url: str | None) -> AsyncIterator[Rig]:
     async with FakeTwilio() as fake:
         sender = TwilioSender(
-            base_url=dead_url or fake.base_url,
-            account_sid=fake.account_sid,
-            auth_token=fake.auth_token,
-            from_="+15005550006",
-            timeout_s=TIMEOUT_S,
+            TwilioConfig(
+                base_url=dead_url or fake.base_url,
+                account_sid=fake.account_sid,
+                auth_token=fake.auth_token,
+                from_="+15005550006",
+                timeout_s=TIMEOUT_S,
+            )
         )
         try:
             yield Rig(
@@ -115,11 +117,13 @@ async def _twilio_voice(tmp: Path, dead_url: str | None) -> AsyncIterator[Rig]:
     message = OutboundMessage("evt-1:voice:early_overdue", Channel.VOICE, PHONE, content)
     async with FakeTwilioVoice() as fake:
         sender = TwilioVoiceSender(
-            base_url=dead_url or fake.base_url,
-            account_sid=FAKE_ACCOUNT_SID,
-            auth_token=FAKE_AUTH_TOKEN,
-            from_="+15005550006",
-            timeout_s=TIMEOUT_S,
+            TwilioVoiceConfig(
+                base_url=dead_url or fake.base_url,
+                account_sid=FAKE_ACCOUNT_SID,
+                auth_token=FAKE_AUTH_TOKEN,
+                from_="+15005550006",
+                timeout_s=TIMEOUT_S,
+            )
         )
         try:
             yield Rig(
@@ -137,11 +141,13 @@ async def _twilio_voice(tmp: Path, dead_url: str | None) -> AsyncIterator[Rig]:
 async def _fcm(tmp: Path, dead_url: str | None) -> AsyncIterator[Rig]:
     async with FakeFcm(tmp / "fcm") as fake:
         sender = FcmSender(
-            base_url=dead_url or fake.base_url,
-            project_id=fake.project_id,
-            account=load_service_account(fake.account.path),
-            token_url=f"{dead_url}/token" if dead_url else None,
-            timeout_s=TIMEOUT_S,
+            FcmConfig(
+                base_url=dead_url or fake.base_url,
+                project_id=fake.project_id,
+                account=load_service_account(fake.account.path),
+                token_url=f"{dead_url}/token" if dead_url else None,
+                timeout_s=TIMEOUT_S,
+            ),
             clock=StepClock(),
         )
         try:

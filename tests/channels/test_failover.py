@@ -10,8 +10,9 @@ import pytest
 
 from service.channels.dispatch import Dispatcher
 from service.channels.smpp.pdu import CommandStatus
-from service.channels.twilio import TwilioSender
+from service.channels.twilio import TwilioConfig, TwilioSender
 from service.config import Settings
+from service.errors import ConfigError
 from service.wiring.channels import build_dispatcher, build_http_gateway_sender
 from tests.channels.conftest import RecordingSleep, provider_settings, sms_message
 from tests.channels.helpers import RecordingSink
@@ -90,10 +91,12 @@ async def test_our_misconfiguration_at_the_primary_fails_over(
     """Twilio refuses our credentials (401, alert): it accepted nothing, so the HTTP gateway
     sends the message; the refusal is still visible as a permanent attempt at Twilio."""
     primary = TwilioSender(
-        base_url=twilio.base_url,
-        account_sid=twilio.account_sid,
-        auth_token="wrong-token",
-        from_="+15005550006",
+        TwilioConfig(
+            base_url=twilio.base_url,
+            account_sid=twilio.account_sid,
+            auth_token="wrong-token",
+            from_="+15005550006",
+        )
     )
     secondary = build_http_gateway_sender(provider_settings(gateway=gateway))
     dispatcher = Dispatcher(
@@ -174,9 +177,12 @@ async def test_country_routes_pick_providers_by_phone_prefix(
 def test_bad_routing_settings_are_refused_naming_the_variable(
     values: dict[str, Any], variable: str
 ) -> None:
-    """A routing setting that cannot work stops the start with a message naming it."""
-    with pytest.raises(ValueError, match=variable):
+    """A routing setting that cannot work stops the start with a message naming it, and the
+    error carries that variable and a fix (what `config check` prints) as fields."""
+    with pytest.raises(ConfigError, match=variable) as raised:
         build_dispatcher(Settings(**values), out=io.StringIO(), clock=StepClock())
+    assert raised.value.variable == variable
+    assert "provider" in raised.value.fix
 
 
 def test_smpp_without_a_receipt_sink_is_refused() -> None:

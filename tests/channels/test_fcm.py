@@ -15,7 +15,7 @@ from service.channels.errors import (
     TokenUnregistered,
     TransientProviderError,
 )
-from service.channels.fcm import FcmSender
+from service.channels.fcm import FcmConfig, FcmSender
 from service.channels.google_oauth import FCM_SCOPE, load_service_account
 from tests.channels.conftest import TOKEN, FcmSenderFactory, push_message
 from tests.clocks import StepClock
@@ -185,10 +185,12 @@ async def test_token_url_setting_overrides_the_file(fake_fcm: FakeFcm, closing: 
     )
     sender = closing(
         FcmSender(
-            base_url=fake_fcm.base_url,
-            project_id=fake_fcm.project_id,
-            account=account,
-            token_url=fake_fcm.token_url,
+            FcmConfig(
+                base_url=fake_fcm.base_url,
+                project_id=fake_fcm.project_id,
+                account=account,
+                token_url=fake_fcm.token_url,
+            )
         )
     )
     assert await sender.send(push_message())

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from service.channels.base import OutboundMessage
-from service.channels.fcm import FcmSender
+from service.channels.fcm import FcmConfig, FcmSender
 from service.channels.google_oauth import load_service_account
 from service.channels.jpush import JPushConfig, JPushSender
 from service.channels.push_options import collapse_id
@@ -85,10 +85,12 @@ def test_policy_push_ttl_is_validated() -> None:
 
 def fcm_sender(fake: FakeFcm) -> FcmSender:
     return FcmSender(
-        base_url=fake.base_url,
-        project_id=fake.project_id,
-        account=load_service_account(fake.account.path),
-        token_url=fake.token_url,
+        FcmConfig(
+            base_url=fake.base_url,
+            project_id=fake.project_id,
+            account=load_service_account(fake.account.path),
+            token_url=fake.token_url,
+        ),
         clock=fixed_clock,
     )
 

@@ -13,7 +13,7 @@ from service.channels.errors import (
     RecipientRefused,
     TransientProviderError,
 )
-from service.channels.twilio import TwilioSender
+from service.channels.twilio import TwilioConfig, TwilioSender
 from tests.channels.conftest import PHONE, SMS_TEXT, TwilioSenderFactory, sms_message
 from tests.conftest import Closing
 from tests.fakes import FakeTwilio
@@ -127,10 +127,12 @@ async def test_refused_connection_is_transient(closing: Closing) -> None:
         port = probe.getsockname()[1]
     sender = closing(
         TwilioSender(
-            base_url=f"http://127.0.0.1:{port}",
-            account_sid="AC" + "0" * 32,
-            auth_token="t",
-            from_="+15005550006",
+            TwilioConfig(
+                base_url=f"http://127.0.0.1:{port}",
+                account_sid="AC" + "0" * 32,
+                auth_token="t",
+                from_="+15005550006",
+            )
         )
     )
     with pytest.raises(TransientProviderError) as caught:

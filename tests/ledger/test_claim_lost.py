@@ -15,7 +15,7 @@ from datetime import timedelta
 import pytest
 
 from service.channels.dispatch import Dispatcher
-from service.channels.twilio import TwilioSender
+from service.channels.twilio import TwilioConfig, TwilioSender
 from service.events import Channel
 from service.ledger.batching import BatchingLedger
 from service.ledger.errors import LedgerUnavailableError
@@ -47,10 +47,12 @@ async def worker(
 ) -> tuple[NotificationProcessor, BatchingLedger, Dispatcher]:
     ledger = BatchingLedger(await make_ledger(lease_s=LEASE_S, owner=(owner, "boot-1")))
     sender = TwilioSender(
-        base_url=twilio.base_url,
-        account_sid=twilio.account_sid,
-        auth_token=twilio.auth_token,
-        from_="+15005550006",
+        TwilioConfig(
+            base_url=twilio.base_url,
+            account_sid=twilio.account_sid,
+            auth_token=twilio.auth_token,
+            from_="+15005550006",
+        )
     )
     dispatcher = Dispatcher(
         {"sms": sender},

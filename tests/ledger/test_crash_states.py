@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from service.channels.dispatch import Dispatcher
-from service.channels.twilio import TwilioSender
+from service.channels.twilio import TwilioConfig, TwilioSender
 from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent, TemplateRef
 from service.ledger.batching import BatchingLedger
 from service.ledger.errors import LedgerUnavailableError
@@ -71,11 +71,13 @@ def start_worker(
         sql = await make_ledger(lease_s=LEASE_S)
         ledger = BatchingLedger(sql)
         sender = TwilioSender(
-            base_url=twilio.base_url,
-            account_sid=twilio.account_sid,
-            auth_token=twilio.auth_token,
-            from_="+15005550006",
-            timeout_s=30.0,
+            TwilioConfig(
+                base_url=twilio.base_url,
+                account_sid=twilio.account_sid,
+                auth_token=twilio.auth_token,
+                from_="+15005550006",
+                timeout_s=30.0,
+            )
         )
         dispatcher = Dispatcher(
             {"sms": sender},
@@ -297,10 +299,12 @@ async def test_unknown_sms_found_in_twilios_list_becomes_sent(
 
     ledger = await make_ledger(lease_s=LEASE_S)
     sender = TwilioSender(
-        base_url=twilio.base_url,
-        account_sid=twilio.account_sid,
-        auth_token=twilio.auth_token,
-        from_="+15005550006",
+        TwilioConfig(
+            base_url=twilio.base_url,
+            account_sid=twilio.account_sid,
+            auth_token=twilio.auth_token,
+            from_="+15005550006",
+        )
     )
     published: list[DeliveryResult] = []
 

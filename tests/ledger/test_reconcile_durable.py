@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from service.channels.base import OutboundMessage
 from service.channels.dispatch import Dispatcher
-from service.channels.twilio import TwilioSender
+from service.channels.twilio import TwilioConfig, TwilioSender
 from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent
 from service.ledger.batching import BatchingLedger
 from service.ledger.errors import LedgerUnavailableError
@@ -69,10 +69,12 @@ async def process(
     sql: SqlLedger = await make_ledger(lease_s=LEASE_S)
     ledger = BatchingLedger(sql)
     sender = TwilioSender(
-        base_url=fake.base_url,
-        account_sid=fake.account_sid,
-        auth_token=fake.auth_token,
-        from_="+15005550006",
+        TwilioConfig(
+            base_url=fake.base_url,
+            account_sid=fake.account_sid,
+            auth_token=fake.auth_token,
+            from_="+15005550006",
+        )
     )
     dispatcher = Dispatcher(
         {"sms": sender},

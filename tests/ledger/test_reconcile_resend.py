@@ -20,7 +20,7 @@ import pytest
 from service.channels.base import OutboundMessage
 from service.channels.dispatch import Dispatcher
 from service.channels.http_gateway import HttpGatewaySender
-from service.channels.twilio import TwilioSender
+from service.channels.twilio import TwilioConfig, TwilioSender
 from service.config import Settings
 from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueEvent, TemplateRef
 from service.ledger.batching import BatchingLedger
@@ -78,10 +78,12 @@ async def replica(
     sql: SqlLedger = await make_ledger(lease_s=LEASE_S)
     ledger = BatchingLedger(sql)
     sender: TwilioSender | HttpGatewaySender = gateway or TwilioSender(
-        base_url=twilio.base_url,
-        account_sid=twilio.account_sid,
-        auth_token=twilio.auth_token,
-        from_="+15005550006",
+        TwilioConfig(
+            base_url=twilio.base_url,
+            account_sid=twilio.account_sid,
+            auth_token=twilio.auth_token,
+            from_="+15005550006",
+        )
     )
     dispatcher = Dispatcher(
         {"sms": sender},

@@ -15,7 +15,7 @@ import pytest
 
 from service.channels.base import OutboundMessage
 from service.channels.errors import PermanentProviderError, TransientProviderError
-from service.channels.twilio_voice import TwilioVoiceSender
+from service.channels.twilio_voice import TwilioVoiceConfig, TwilioVoiceSender
 from service.config import Settings
 from service.events import Channel, TemplateRef
 from service.observability.http import build_webhook_app, serve_http
@@ -64,14 +64,16 @@ async def webhook() -> AsyncIterator[tuple[str, RecordingSink]]:
 
 def _sender(fake: FakeTwilioVoice, callback: str, **extra: Any) -> TwilioVoiceSender:
     return TwilioVoiceSender(
-        base_url=fake.base_url,
-        account_sid=FAKE_ACCOUNT_SID,
-        auth_token=FAKE_AUTH_TOKEN,
-        from_="+15005550006",
-        status_callback=callback,
-        detection_pause_s=4,
-        detection_poll_s=0.05,
-        **extra,
+        TwilioVoiceConfig(
+            base_url=fake.base_url,
+            account_sid=FAKE_ACCOUNT_SID,
+            auth_token=FAKE_AUTH_TOKEN,
+            from_="+15005550006",
+            status_callback=callback,
+            detection_pause_s=4,
+            detection_poll_s=0.05,
+            **extra,
+        )
     )
 
 
@@ -165,12 +167,14 @@ async def test_a_forged_callback_is_refused_and_changes_nothing(
     async with FakeTwilioVoice(auth_token="not-the-token") as fake:
         fake.auth_token = "not-the-token"
         sender = TwilioVoiceSender(
-            base_url=fake.base_url,
-            account_sid=FAKE_ACCOUNT_SID,
-            auth_token="not-the-token",
-            from_="+15005550006",
-            status_callback=url,
-            detection_poll_s=0.05,
+            TwilioVoiceConfig(
+                base_url=fake.base_url,
+                account_sid=FAKE_ACCOUNT_SID,
+                auth_token="not-the-token",
+                from_="+15005550006",
+                status_callback=url,
+                detection_poll_s=0.05,
+            )
         )
         try:
             await _call(fake, sender, "+14155550103", "en-US")
