@@ -55,6 +55,7 @@ __all__ = [
     "RiskLevel",
     "TemplateRef",
     "result_id_for",
+    "same_schema_major",
 ]
 
 # Major version of the input contract this service understands. Minor versions are additive.
@@ -184,6 +185,17 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     # The patterns are written for JSON Schema (anchored with ^ and $); fullmatch gives `$` its
     # ECMA-262 meaning.
     return re.compile(pattern[1:-1], re.ASCII)
+
+
+def same_schema_major(value: Any) -> Any:
+    """`value` unchanged, or a ValueError saying what to do when it is a schema_version of
+    another major (every input event's `schema_version` validator, before its pattern)."""
+    version = _fullmatch(r"^([0-9]+)(\.[0-9]+)?$", value) if isinstance(value, str) else None
+    if version is not None and int(version[1]) != INPUT_SCHEMA_MAJOR:
+        raise ValueError(
+            f"schema_version {value} is not v{INPUT_SCHEMA_MAJOR}; a new major is a new topic"
+        )
+    return value
 
 
 def _fullmatch(pattern: str, value: str) -> re.Match[str] | None:
@@ -444,12 +456,7 @@ class LoanOverdueEvent(_Event):
     @classmethod
     def _same_major(cls, value: Any) -> Any:
         # Before the pattern, so that "2" gets a reason that says what to do.
-        version = _fullmatch(r"^([0-9]+)(\.[0-9]+)?$", value) if isinstance(value, str) else None
-        if version is not None and int(version[1]) != INPUT_SCHEMA_MAJOR:
-            raise ValueError(
-                f"schema_version {value} is not v{INPUT_SCHEMA_MAJOR}; a new major is a new topic"
-            )
-        return value
+        return same_schema_major(value)
 
 
 class TemplateRef(BaseModel):

@@ -24,14 +24,13 @@ from pydantic import (
 
 from service.events import (
     _SCHEMA_VERSION,
-    INPUT_SCHEMA_MAJOR,
     CalendarDate,
     LoanOverdueEvent,
     Money,
     Rfc3339DateTime,
     _Event,
-    _fullmatch,
     _Input,
+    same_schema_major,
 )
 
 __all__ = [
@@ -88,12 +87,7 @@ class _LifecycleBase(_Event):
     @classmethod
     def _same_major(cls, value: Any) -> Any:
         # As LoanOverdueEvent: before the pattern, so that "2" gets a reason.
-        version = _fullmatch(r"^([0-9]+)(\.[0-9]+)?$", value) if isinstance(value, str) else None
-        if version is not None and int(version[1]) != INPUT_SCHEMA_MAJOR:
-            raise ValueError(
-                f"schema_version {value} is not v{INPUT_SCHEMA_MAJOR}; a new major is a new topic"
-            )
-        return value
+        return same_schema_major(value)
 
 
 class LoanRepaidEvent(_LifecycleBase):

@@ -30,8 +30,9 @@ from service.ledger.migrations import upgrade
 from service.ledger.sql import SqlLedger
 from service.pipeline.processor import NotificationProcessor
 from service.policy.model import ContactRules, ContactWindow, Stage
+from tests.builders import make_event, make_plan
 from tests.conftest import REPO_ROOT
-from tests.ledger.helpers import MORNING_NY, RulesPolicy, make_event, make_plan
+from tests.ledger.helpers import MORNING_NY, RulesPolicy
 from tests.ledger.test_with_processor import Renderer
 
 SERVICE = REPO_ROOT / "service"

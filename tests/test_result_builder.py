@@ -18,7 +18,7 @@ from service.events import (
     result_id_for,
 )
 from service.lifecycle import decode_input
-from tests.ledger.helpers import make_event
+from tests.builders import make_event
 
 AT = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 

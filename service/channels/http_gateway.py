@@ -47,7 +47,9 @@ __all__ = [
     "HttpGatewaySender",
     "check_query_url",
     "dotted_get",
+    "fill_placeholders",
     "national_number",
+    "parse_template_object",
 ]
 
 PLACEHOLDERS = frozenset(
@@ -72,28 +74,55 @@ def national_number(e164: str, country_code: str) -> str:
 
 def parse_body_template(template: str) -> dict[str, Any]:
     """Validate the template at start: a JSON object using only known placeholders."""
+    return parse_template_object(template, "NOTIFIER_HTTP_GATEWAY_BODY_TEMPLATE", PLACEHOLDERS)
+
+
+def parse_template_object(template: str, name: str, placeholders: frozenset[str]) -> dict[str, Any]:
+    """`template` as a JSON object whose {placeholders} are all in `placeholders`; a ValueError
+    naming `name` otherwise (the SMS and the voice gateway's body templates)."""
     try:
         parsed = json.loads(template)
     except ValueError as exc:
-        raise ValueError(f"NOTIFIER_HTTP_GATEWAY_BODY_TEMPLATE is not JSON: {exc}") from exc
+        raise ValueError(f"{name} is not JSON: {exc}") from exc
     if not isinstance(parsed, dict):
-        raise ValueError("NOTIFIER_HTTP_GATEWAY_BODY_TEMPLATE must be a JSON object")
-    unknown = set(_PLACEHOLDER.findall(template)) - PLACEHOLDERS
+        raise ValueError(f"{name} must be a JSON object")
+    unknown = set(_PLACEHOLDER.findall(template)) - placeholders
     if unknown:
-        raise ValueError(
-            f"NOTIFIER_HTTP_GATEWAY_BODY_TEMPLATE has unknown placeholders {sorted(unknown)}"
-        )
+        raise ValueError(f"{name} has unknown placeholders {sorted(unknown)}")
     return parsed
 
 
-def _fill(value: Any, values: Mapping[str, str]) -> Any:
+def fill_placeholders(value: Any, values: Mapping[str, str]) -> Any:
+    """A parsed template with each {placeholder} in its strings replaced (unknown ones kept)."""
     if isinstance(value, str):
         return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), value)
     if isinstance(value, dict):
-        return {k: _fill(v, values) for k, v in value.items()}
+        return {k: fill_placeholders(v, values) for k, v in value.items()}
     if isinstance(value, list):
-        return [_fill(v, values) for v in value]
+        return [fill_placeholders(v, values) for v in value]
     return value
+
+
+def _raise_for_status(
+    status: int, what: str, provider: str, retry_after_s: float | None = None
+) -> None:
+    """The classification of a non-2xx answer (the module docstring): 429 and 5xx transient,
+    401/403 misconfigured, other 4xx permanent."""
+    if status == 429 or status >= 500:
+        raise TransientProviderError(
+            f"{what} answered HTTP {status}",
+            provider=provider,
+            code=str(status),
+            retry_after=retry_after_s,
+        )
+    if status in (401, 403):
+        raise ProviderMisconfigured(
+            f"{what} answered HTTP {status}", provider=provider, code=str(status)
+        )
+    if status >= 400:
+        raise PermanentProviderError(
+            f"{what} answered HTTP {status}", provider=provider, code=str(status)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,22 +178,29 @@ class HttpGatewaySender:
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    def _recipient_values(self, phone: str, notification_id: str) -> dict[str, str]:
+        """The placeholders every body template and the status query share."""
+        c = self._config
+        return {
+            "account": c.account,
+            "password": c.password,
+            "phone": phone,
+            "phone_digits": phone.lstrip("+"),
+            "phone_national": national_number(phone, c.country_code),
+            "notification_id": notification_id,
+        }
+
     def _body(self, message: OutboundMessage) -> dict[str, Any]:
         sms = message.content.sms
         if sms is None:
             raise PermanentProviderError("message has no SMS content", provider=self.provider)
         c = self._config
         values = {
-            "account": c.account,
-            "password": c.password,
-            "phone": message.recipient,
-            "phone_digits": message.recipient.lstrip("+"),
-            "phone_national": national_number(message.recipient, c.country_code),
+            **self._recipient_values(message.recipient, message.notification_id),
             "text": sms.text,
-            "notification_id": message.notification_id,
             "sender": c.sender,
         }
-        filled: dict[str, Any] = _fill(dict(c.body_template), values)
+        filled: dict[str, Any] = fill_placeholders(dict(c.body_template), values)
         return filled
 
     async def send(self, message: OutboundMessage) -> str:
@@ -179,22 +215,7 @@ class HttpGatewaySender:
         else:
             kwargs = {"json": body}
         response = await self._client.request(c.method, c.url, headers=headers, **kwargs)
-        status = response.status_code
-        if status == 429 or status >= 500:
-            raise TransientProviderError(
-                f"gateway answered HTTP {status}",
-                provider=self.provider,
-                code=str(status),
-                retry_after=retry_after(response),
-            )
-        if status in (401, 403):
-            raise ProviderMisconfigured(
-                f"gateway answered HTTP {status}", provider=self.provider, code=str(status)
-            )
-        if status >= 400:
-            raise PermanentProviderError(
-                f"gateway answered HTTP {status}", provider=self.provider, code=str(status)
-            )
+        _raise_for_status(response.status_code, "gateway", self.provider, retry_after(response))
         try:
             answer = response.json()
         except ValueError:
@@ -227,14 +248,7 @@ class HttpGatewaySender:
             raise PermanentProviderError(
                 "no status query configured", provider=self.provider, code="no_query"
             )
-        values = {
-            "account": c.account,
-            "password": c.password,
-            "phone": to,
-            "phone_digits": to.lstrip("+"),
-            "phone_national": national_number(to, c.country_code),
-            "notification_id": notification_id,
-        }
+        values = self._recipient_values(to, notification_id)
         url = _PLACEHOLDER.sub(
             lambda m: quote(values.get(m.group(1), m.group(0)), safe=""), c.query_url
         )
@@ -243,18 +257,7 @@ class HttpGatewaySender:
         status = response.status_code
         if status == 404:
             return None
-        if status == 429 or status >= 500:
-            raise TransientProviderError(
-                f"gateway query answered HTTP {status}", provider=self.provider, code=str(status)
-            )
-        if status in (401, 403):
-            raise ProviderMisconfigured(
-                f"gateway query answered HTTP {status}", provider=self.provider, code=str(status)
-            )
-        if status >= 400:
-            raise PermanentProviderError(
-                f"gateway query answered HTTP {status}", provider=self.provider, code=str(status)
-            )
+        _raise_for_status(status, "gateway query", self.provider)
         try:
             answer = response.json()
         except ValueError:

@@ -14,9 +14,6 @@ call id, the outcome and the answering party, and which outcome values mean answ
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Mapping
 from typing import Any
 
 from service.channels.base import OutboundMessage
@@ -24,7 +21,8 @@ from service.channels.errors import PermanentProviderError
 from service.channels.http_gateway import (
     HttpGatewayConfig,
     HttpGatewaySender,
-    national_number,
+    fill_placeholders,
+    parse_template_object,
 )
 from service.events import Channel
 from service.receipts.voice_calls import VOICE_GATEWAY, VoiceGatewayCallback
@@ -51,33 +49,14 @@ VOICE_PLACEHOLDERS = frozenset(
         "sender",
     }
 )
-_PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
 def parse_voice_body_template(template: str) -> dict[str, Any]:
     """Validate the template at start: a JSON object using only the voice placeholders."""
-    try:
-        parsed = json.loads(template)
-    except ValueError as exc:
-        raise ValueError(f"voice gateway body template is not JSON: {exc}") from exc
-    if not isinstance(parsed, dict):
-        raise ValueError("voice gateway body template must be a JSON object")
-    unknown = set(_PLACEHOLDER.findall(template)) - VOICE_PLACEHOLDERS
-    if unknown:
-        raise ValueError(f"voice gateway body template has unknown placeholders {sorted(unknown)}")
+    parsed = parse_template_object(template, "voice gateway body template", VOICE_PLACEHOLDERS)
     if "{script}" not in template:
         raise ValueError("voice gateway body template must carry {script}")
     return parsed
-
-
-def _fill(value: Any, values: Mapping[str, str]) -> Any:
-    if isinstance(value, str):
-        return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), value)
-    if isinstance(value, dict):
-        return {k: _fill(v, values) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_fill(v, values) for v in value]
-    return value
 
 
 class VoiceGatewaySender(HttpGatewaySender):
@@ -98,16 +77,11 @@ class VoiceGatewaySender(HttpGatewaySender):
             raise PermanentProviderError("message has no voice content", provider=self.provider)
         c = self._voice_config
         values = {
-            "account": c.account,
-            "password": c.password,
-            "phone": message.recipient,
-            "phone_digits": message.recipient.lstrip("+"),
-            "phone_national": national_number(message.recipient, c.country_code),
+            **self._recipient_values(message.recipient, message.notification_id),
             "script": voice.script,
             "limited_script": voice.limited_script,
             "language": voice.language,
-            "notification_id": message.notification_id,
             "sender": c.sender,
         }
-        filled: dict[str, Any] = _fill(dict(c.body_template), values)
+        filled: dict[str, Any] = fill_placeholders(dict(c.body_template), values)
         return filled

@@ -70,51 +70,55 @@ EXAMPLE_INPUT_EVENT: dict[str, Any] = {
 }
 
 
+def _lifecycle_example(
+    event_type: str, event_id: str, occurred_at: str, **fields: str
+) -> dict[str, Any]:
+    """A lifecycle event about the README's loan and borrower, fields in the golden order."""
+    return {
+        "event_id": event_id,
+        "occurred_at": occurred_at,
+        "event_type": event_type,
+        "loan": {"loan_id": "JB2026000123"},
+        "borrower": {"borrower_id": "B-889201"},
+        **fields,
+    }
+
+
 # The golden examples valid/lifecycle-*.json (a test keeps them equal).
 LIFECYCLE_EXAMPLES: dict[str, dict[str, Any]] = {
-    "repaid": {
-        "event_id": "evt-20261123-000123-repaid",
-        "occurred_at": "2026-11-23T22:00:00+08:00",
-        "event_type": "loan.repaid",
-        "loan": {"loan_id": "JB2026000123"},
-        "borrower": {"borrower_id": "B-889201"},
-        "repaid_at": "2026-11-23T21:59:30+08:00",
-        "amount_paid": "1239.70",
-    },
-    "partially-repaid": {
-        "event_id": "evt-20261123-000123-partial",
-        "occurred_at": "2026-11-23T12:00:00+08:00",
-        "event_type": "loan.partially_repaid",
-        "loan": {"loan_id": "JB2026000123"},
-        "borrower": {"borrower_id": "B-889201"},
-        "amount_paid": "500.00",
-        "amount_due": "739.70",
-    },
-    "repayment-plan": {
-        "event_id": "evt-20261123-000123-plan",
-        "occurred_at": "2026-11-23T12:00:00+08:00",
-        "event_type": "loan.repayment_plan",
-        "loan": {"loan_id": "JB2026000123"},
-        "borrower": {"borrower_id": "B-889201"},
-        "paused_until": "2026-12-15",
-    },
-    "contact-hold-borrower": {
-        "event_id": "evt-20261123-000123-hold",
-        "occurred_at": "2026-11-23T12:00:00+08:00",
-        "event_type": "loan.contact_hold",
-        "loan": {"loan_id": "JB2026000123"},
-        "borrower": {"borrower_id": "B-889201"},
-        "reason": "dispute",
-        "scope": "borrower",
-    },
-    "contact-hold-lifted": {
-        "event_id": "evt-20261130-000123-lift",
-        "occurred_at": "2026-11-30T12:00:00+08:00",
-        "event_type": "loan.contact_hold_lifted",
-        "loan": {"loan_id": "JB2026000123"},
-        "borrower": {"borrower_id": "B-889201"},
-        "scope": "borrower",
-    },
+    "repaid": _lifecycle_example(
+        "loan.repaid",
+        "evt-20261123-000123-repaid",
+        "2026-11-23T22:00:00+08:00",
+        repaid_at="2026-11-23T21:59:30+08:00",
+        amount_paid="1239.70",
+    ),
+    "partially-repaid": _lifecycle_example(
+        "loan.partially_repaid",
+        "evt-20261123-000123-partial",
+        "2026-11-23T12:00:00+08:00",
+        amount_paid="500.00",
+        amount_due="739.70",
+    ),
+    "repayment-plan": _lifecycle_example(
+        "loan.repayment_plan",
+        "evt-20261123-000123-plan",
+        "2026-11-23T12:00:00+08:00",
+        paused_until="2026-12-15",
+    ),
+    "contact-hold-borrower": _lifecycle_example(
+        "loan.contact_hold",
+        "evt-20261123-000123-hold",
+        "2026-11-23T12:00:00+08:00",
+        reason="dispute",
+        scope="borrower",
+    ),
+    "contact-hold-lifted": _lifecycle_example(
+        "loan.contact_hold_lifted",
+        "evt-20261130-000123-lift",
+        "2026-11-30T12:00:00+08:00",
+        scope="borrower",
+    ),
 }
 
 # Message name -> (example name, title, what the service does with it).

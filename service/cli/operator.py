@@ -21,19 +21,18 @@ import logging
 import socket
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from service.channels.base import OutboundMessage
+from service.cli.ledger_call import run_ledger_call
 from service.cli.settings_docs import SettingsError, load_settings
 from service.clock import utc_now
 from service.config import Settings
 from service.events import Channel, PushProvider, TemplateRef
 from service.ledger.controls import ControlStore, PauseStatus
 from service.ledger.database import open_database
-from service.ledger.errors import LedgerError
 from service.observability.logging import configure_logging
 from service.observability.masking import mask_phone, mask_token
 from service.receipts.model import ProviderReceipt
@@ -100,16 +99,21 @@ def _operator(args: argparse.Namespace) -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-async def _controls(
-    args: argparse.Namespace, settings: Settings
-) -> tuple[AsyncEngine, ControlStore]:
+async def _on_controls(
+    args: argparse.Namespace,
+    settings: Settings,
+    use: Callable[[ControlStore], Awaitable[PauseStatus]],
+) -> PauseStatus:
     # The controls table only, no admitting ledger: a pause needs no policy (and must work
     # while the policy file is being mended).
     key = settings.hash_key.get_secret_value().encode()
     engine = await open_database(
         str(args.database_url or settings.database_url), timeout_s=settings.ledger_timeout_s
     )
-    return engine, ControlStore(engine, hash_key=key)
+    try:
+        return await use(ControlStore(engine, hash_key=key))
+    finally:
+        await engine.dispose()
 
 
 def _settings(err: TextIO) -> Settings | None:
@@ -138,19 +142,13 @@ def _cmd_pause(
         print("error: --reason must say why", file=err)
         return 2
 
-    async def act() -> PauseStatus:
-        engine, store = await _controls(args, settings)
-        try:
-            if args.show:
-                return await store.read_pause()
-            return await store.pause(reason=args.reason, by=_operator(args), now=datetime.now(UTC))
-        finally:
-            await engine.dispose()
+    async def act(store: ControlStore) -> PauseStatus:
+        if args.show:
+            return await store.read_pause()
+        return await store.pause(reason=args.reason, by=_operator(args), now=datetime.now(UTC))
 
-    try:
-        status = asyncio.run(act())
-    except LedgerError as exc:
-        print(f"error: {exc}", file=err)
+    status = run_ledger_call(_on_controls(args, settings, act), err)
+    if status is None:
         return 1
     print(_describe(status), file=out)
     if not args.show:
@@ -171,17 +169,8 @@ def _cmd_resume(
     if settings is None:
         return 2
 
-    async def act() -> PauseStatus:
-        engine, store = await _controls(args, settings)
-        try:
-            return await store.resume()
-        finally:
-            await engine.dispose()
-
-    try:
-        lifted = asyncio.run(act())
-    except LedgerError as exc:
-        print(f"error: {exc}", file=err)
+    lifted = run_ledger_call(_on_controls(args, settings, lambda store: store.resume()), err)
+    if lifted is None:
         return 1
     if not lifted.paused:
         print("was not paused", file=out)

@@ -10,17 +10,16 @@ service at any time; it does not take the coverage lease.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from service.cli.ledger_call import run_ledger_call
 from service.cli.settings_docs import SettingsError, load_settings
 from service.ledger.coverage import CoverageStore, UnreachedLoan
 from service.ledger.database import open_database
-from service.ledger.errors import LedgerError
 from service.observability.masking import mask_id
 from service.policy.model import Stage
 
@@ -137,10 +136,8 @@ def _cmd_coverage(
         finally:
             await engine.dispose()
 
-    try:
-        loans = asyncio.run(compute())
-    except LedgerError as exc:
-        print(f"error: {exc}", file=err)
+    loans = run_ledger_call(compute(), err)
+    if loans is None:
         return 1
     print(coverage_report(loans, now=at, stale_days=stale_days, as_json=args.json), file=out)
     return 0

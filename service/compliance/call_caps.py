@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from service.compliance.caps import earliest_fit
 from service.compliance.decision import Decision, Verdict
 from service.events import Reason
 from service.policy.model import CallCaps
 
 __all__ = ["RULE_PER_DEBT", "RULE_UNANSWERED", "CallAttempt", "call_allowed_at", "cap_call"]
 
-ROLLING = timedelta(days=7)
 RULE_PER_DEBT = "call_cap.per_debt_rolling_7_days"
 RULE_UNANSWERED = "call_cap.unanswered_per_local_day"
 
@@ -37,36 +37,20 @@ def call_allowed_at(
 ) -> tuple[datetime | None, str | None]:
     """The earliest time >= `at` at which one more call about `loan_id` fits, and the cap
     that blocked `at`; (None, rule) when none ever does (a cap of zero)."""
-    tz = ZoneInfo(zone)
-    t, blocked = at, None
-    for _ in range(caps.per_debt_rolling_7_days + caps.unanswered_per_local_day + 3):
-        release: datetime | None = None
-        rule: str | None = None
-        debt = sorted(c.at for c in calls if c.loan_id == loan_id and t - ROLLING < c.at <= t)
-        if len(debt) >= caps.per_debt_rolling_7_days:
-            if caps.per_debt_rolling_7_days <= 0:
-                return None, blocked or RULE_PER_DEBT
-            release = debt[len(debt) - caps.per_debt_rolling_7_days] + ROLLING
-            rule = RULE_PER_DEBT
-        today = t.astimezone(tz).date()
-        unanswered = sum(
-            1 for c in calls if not c.answered and c.at <= t and c.at.astimezone(tz).date() == today
-        )
-        if unanswered >= caps.unanswered_per_local_day:
-            if caps.unanswered_per_local_day <= 0:
-                return None, blocked or RULE_UNANSWERED
-            local = t.astimezone(tz)
-            midnight = datetime.combine(
-                local.date() + timedelta(days=1), datetime.min.time(), tzinfo=tz
-            ).astimezone(UTC)
-            if release is None or midnight > release:
-                release = midnight
-            rule = rule or RULE_UNANSWERED
-        if release is None:
-            return t, blocked
-        blocked = blocked or rule
-        t = release
-    return None, blocked
+    return earliest_fit(
+        at,
+        ZoneInfo(zone),
+        rolling=(
+            [c.at for c in calls if c.loan_id == loan_id],
+            caps.per_debt_rolling_7_days,
+            RULE_PER_DEBT,
+        ),
+        daily=(
+            [c.at for c in calls if not c.answered],
+            caps.unanswered_per_local_day,
+            RULE_UNANSWERED,
+        ),
+    )
 
 
 def cap_call(

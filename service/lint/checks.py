@@ -147,7 +147,7 @@ def lint_templates(
         report.findings.append(Finding("(policy)", "missing template", str(exc), "-"))
         return report
     for case in lint_cases(policy, max_link_chars=max_link_chars):
-        _lint_case(report, renderer, policy, case, brand, customer_service, max_link_chars)
+        _lint_renders(report, renderer, policy, case, brand, customer_service, max_link_chars)
     if any(name.split("/", 1)[1].startswith("digest.") for name in renderer.template_files):
         _lint_digests(report, renderer, policy, brand, customer_service, max_link_chars)
     return report
@@ -197,18 +197,6 @@ def _lint_digests(
             digest=summary,
             lead=lead,
         )
-
-
-def _lint_case(
-    report: LintReport,
-    renderer: Renderer,
-    policy: Policy,
-    case: LintCase,
-    brand: str,
-    customer_service: str,
-    max_link_chars: int,
-) -> None:
-    _lint_renders(report, renderer, policy, case, brand, customer_service, max_link_chars)
 
 
 def _lint_renders(

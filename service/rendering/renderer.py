@@ -36,6 +36,7 @@ __all__ = [
     "RenderError",
     "Renderer",
     "TemplateConfigError",
+    "load_template",
     "push_payload_bytes",
     "resolve_locale",
     "template_file",
@@ -341,28 +342,37 @@ def _version(templates_dir: Path, rel: str) -> str:
     return digest.hexdigest()[:12]
 
 
-def _compile(env: SandboxedEnvironment, templates_dir: Path, rel: str) -> _Compiled:
+def load_template(
+    env: SandboxedEnvironment, directory: Path, rel: str, what: str = "template"
+) -> tuple[Template, str]:
+    """The compiled template `rel` of `directory` and its source; a TemplateConfigError naming
+    it (`what` `rel`) when it cannot be read, does not compile or uses an unknown variable.
+    The message templates' and the voice scripts' shared start-up check."""
     try:
-        source = (templates_dir / rel).read_text(encoding="utf-8")
+        source = (directory / rel).read_text(encoding="utf-8")
         unknown = meta.find_undeclared_variables(env.parse(source)) - TEMPLATE_VARIABLES
         if unknown:
             raise TemplateConfigError(
-                f"template {rel} uses unknown variables: {', '.join(sorted(unknown))}"
+                f"{what} {rel} uses unknown variables: {', '.join(sorted(unknown))}"
             )
-        template = env.get_template(rel)
-        # Jinja hands each template a ChainMap of its globals over the environment's, and
-        # every render copies it key by key into a new context (~2.5% of the service's CPU in
-        # the bench profile). The globals are all set before compiling and never change: one
-        # plain dict of the same names and values.
-        template.globals = dict(template.globals)
+        return env.get_template(rel), source
     except TemplateConfigError:
         raise
     except TemplateError as exc:
         line = getattr(exc, "lineno", None)
         where = f" line {line}" if line else ""
-        raise TemplateConfigError(f"template {rel}{where} is broken: {exc}") from None
+        raise TemplateConfigError(f"{what} {rel}{where} is broken: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise TemplateConfigError(f"template {rel} cannot be read: {exc}") from None
+        raise TemplateConfigError(f"{what} {rel} cannot be read: {exc}") from None
+
+
+def _compile(env: SandboxedEnvironment, templates_dir: Path, rel: str) -> _Compiled:
+    template, _ = load_template(env, templates_dir, rel)
+    # Jinja hands each template a ChainMap of its globals over the environment's, and every
+    # render copies it key by key into a new context (~2.5% of the service's CPU in the bench
+    # profile). The globals are all set before compiling and never change: one plain dict of
+    # the same names and values.
+    template.globals = dict(template.globals)
     if rel.endswith(f".{Channel.PUSH.value}.j2"):
         absent = [b for b in PUSH_BLOCKS if b not in template.blocks]
         if absent:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateError, meta
+from jinja2 import FileSystemLoader, StrictUndefined, Template
 from jinja2.sandbox import SandboxedEnvironment
 
 from service.events import Channel, LoanOverdueEvent, TemplateRef
@@ -23,10 +23,10 @@ from service.rendering.filters import FILTERS
 from service.rendering.model import RenderedMessage, VoiceContent
 from service.rendering.renderer import (
     SUPPORTED_LOCALES,
-    TEMPLATE_VARIABLES,
     Renderer,
     RenderError,
     TemplateConfigError,
+    load_template,
 )
 
 __all__ = ["VOICE_BLOCKS", "VoiceScripts", "voice_template_file"]
@@ -114,20 +114,7 @@ class VoiceScripts:
 
 
 def _compile(env: SandboxedEnvironment, voice_dir: Path, rel: str) -> _Script:
-    try:
-        source = (voice_dir / rel).read_text(encoding="utf-8")
-        unknown = meta.find_undeclared_variables(env.parse(source)) - TEMPLATE_VARIABLES
-        if unknown:
-            raise TemplateConfigError(
-                f"voice template {rel} uses unknown variables: {', '.join(sorted(unknown))}"
-            )
-        template = env.get_template(rel)
-    except TemplateConfigError:
-        raise
-    except TemplateError as exc:
-        raise TemplateConfigError(f"voice template {rel} is broken: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TemplateConfigError(f"voice template {rel} cannot be read: {exc}") from None
+    template, source = load_template(env, voice_dir, rel, "voice template")
     absent = [b for b in VOICE_BLOCKS if b not in template.blocks]
     if absent:
         raise TemplateConfigError(f"voice template {rel} lacks the block(s): {', '.join(absent)}")

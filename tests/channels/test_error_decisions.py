@@ -19,13 +19,14 @@ from service.ledger.errors import LedgerUnavailableError
 from service.ledger.migrations import upgrade
 from service.ledger.sql import SqlLedger
 from service.pipeline.processor import NotificationProcessor
+from tests.builders import make_event, make_plan
 from tests.channels.conftest import RecordingSleep, fcm_sender, twilio_sender
 from tests.clocks import StepClock
 from tests.fakes import FakeFcm, FakeTwilio
-from tests.ledger.helpers import MORNING_NY, RulesPolicy, make_event, make_plan
+from tests.ledger.helpers import MORNING_NY, RulesPolicy
 from tests.ledger.test_with_processor import Renderer
 
-PHONE = "+14155550123"  # the borrower's phone in tests.factories.event_dict
+PHONE = "+14155550123"  # the borrower's phone in tests.builders.event_dict
 TOKEN = "fcm-token-abcdefghijklmnop"  # and its FCM token
 
 

@@ -24,10 +24,10 @@ from service.policy import load_policy
 from service.policy.config import PolicyError, parse_policy
 from service.policy.expiry import push_expires_at
 from service.policy.model import ContactWindow
+from tests.builders import event_dict
 from tests.channels.helpers import FIXED_NOW, fixed_clock, push_message
 from tests.conftest import Closing
 from tests.e2e.conftest import MORNING_IN_SHANGHAI, processed, running_app, service_settings
-from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.fakes.jpush import FakeJPush
 from tests.kafka_tools import produce_events

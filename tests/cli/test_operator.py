@@ -113,3 +113,31 @@ async def test_test_send_refuses_a_number_that_is_not_e164(tmp_path: Path) -> No
     assert code == 2
     assert "E.164" in err
     assert twilio.requests == []
+
+
+def test_an_unreachable_ledger_is_one_error_line_and_exit_1_for_every_ledger_command() -> None:
+    """pause, pause --show, resume and report coverage share one ledger call
+    (service/cli/ledger_call.py): a refused connection is `error: ...` on stderr, exit 1,
+    nothing on stdout and no traceback."""
+    import io
+    import socket
+
+    from service.cli import build_parser
+
+    with socket.socket() as probe:  # a port nobody listens on once it is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/test"
+    for argv in (
+        ["pause", "--reason", "incident", "--database-url", url],
+        ["pause", "--show", "--database-url", url],
+        ["resume", "--database-url", url],
+        ["report", "coverage", "--database-url", url],
+    ):
+        args = build_parser().parse_args(argv)
+        out, err = io.StringIO(), io.StringIO()
+        assert args.func(args, out, err) == 1, argv
+        assert out.getvalue() == "", argv
+        assert err.getvalue() == (
+            "error: ledger database unreachable during connect: ConnectionRefusedError\n"
+        ), argv

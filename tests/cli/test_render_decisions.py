@@ -20,8 +20,8 @@ from service.ledger.api import AdmissionKind
 from service.ledger.migrations import upgrade
 from service.ledger.sql import SqlLedger
 from service.policy import load_policy, plan_notifications
+from tests.builders import event_dict
 from tests.conftest import REPO_ROOT
-from tests.factories import event_dict
 from tests.rendering.conftest import TEMPLATES
 
 Outcome = tuple[str, str, str | None, datetime | None]  # channel, verdict, reason, due

@@ -27,9 +27,9 @@ from service.cli import main
 from service.config import Settings
 from service.embedded_broker import EmbeddedBroker
 from service.observability.masking import mask_id
+from tests.builders import event_dict
 from tests.clocks import StepClock
 from tests.e2e.conftest import processed, running_app, service_settings
-from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka_tools import create_topics, produce_events, unique
 from tests.ledger.conftest import fresh_postgres_database

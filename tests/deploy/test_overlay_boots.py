@@ -31,8 +31,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from twilio.request_validator import RequestValidator
 
 from service.embedded_broker import EmbeddedBroker, running_broker
+from tests.builders import event_dict
 from tests.conftest import REPO_ROOT
-from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka_tools import create_topics, produce_events, read_topic
 from tests.ledger.conftest import fresh_postgres_database

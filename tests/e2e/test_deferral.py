@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.embedded_broker import EmbeddedBroker
 from service.ledger.schema import notifications
+from tests.builders import event_dict
 from tests.clocks import StepClock
 from tests.e2e.conftest import processed, results_of, running_app, service_settings
-from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka_tools import produce_events
 from tests.waiting import eventually

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from service.app import NotifierApp
 from service.embedded_broker import EmbeddedBroker
+from tests.builders import event_dict
 from tests.clocks import StepClock
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import processed, results_of, running_app, service_settings
 from tests.e2e.test_deferral import backlog
-from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka_tools import produce_events
 from tests.ledger.conftest import fresh_postgres_database

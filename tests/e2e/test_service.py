@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from service.embedded_broker import EmbeddedBroker
+from tests.builders import event_dict
 from tests.e2e.conftest import processed, results_of, running_app, service_settings
-from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka_tools import produce, produce_events, read_topic
 from tests.waiting import eventually

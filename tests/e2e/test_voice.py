@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from service.embedded_broker import EmbeddedBroker
+from tests.builders import event_dict
 from tests.clocks import fixed_clock
 from tests.e2e.conftest import processed, results_of, running_app, service_settings
-from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.fakes.twilio_voice import FakeTwilioVoice
 from tests.kafka_tools import produce_events

@@ -15,10 +15,10 @@ from service.embedded_broker import EmbeddedBroker
 from service.events import RiskLevel
 from service.handoff import CollectorTask, HandoffReason, task_id_for
 from service.policy.model import Stage
+from tests.builders import event_dict
 from tests.clocks import StepClock
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import processed, results_of, running_app, service_settings
-from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka_tools import create_topics, produce_events, read_topic, unique
 from tests.waiting import eventually

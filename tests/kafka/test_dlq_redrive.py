@@ -23,7 +23,7 @@ from service.pipeline.redrive import (
     select_for_replay,
 )
 from service.wiring.kafka import ensure_topics
-from tests.factories import event_dict
+from tests.builders import event_dict
 from tests.kafka_tools import produce, produce_events, read_topic
 from tests.pipeline.conftest import engine_settings, running_engine, suppressed_result
 from tests.waiting import eventually

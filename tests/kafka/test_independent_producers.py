@@ -33,9 +33,9 @@ from service.config import Settings
 from service.embedded_broker import EmbeddedBroker
 from service.pipeline import dlq
 from service.pipeline.publisher import HEADER_SCHEMA_ID
+from tests.builders import event_dict
 from tests.clocks import fixed_clock
 from tests.e2e.conftest import MORNING_IN_SHANGHAI, processed, service_settings
-from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka.helpers import read_records
 from tests.kafka.raw_records import RawHeader, RawRecord, produce_raw

@@ -27,11 +27,11 @@ from service.embedded_broker import EmbeddedBroker
 from service.ledger.audit import AuditRow
 from service.ledger.sql import SqlLedger
 from service.pipeline.publisher import HEADER_SCHEMA_ID
+from tests.builders import event_dict
 from tests.clocks import StepClock
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import processed, running_app, service_settings
 from tests.e2e.test_deferral import backlog
-from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka_tools import read_topic, unique
 from tests.ledger.conftest import HASH_KEY, fresh_postgres_database

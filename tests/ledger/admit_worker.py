@@ -20,8 +20,9 @@ from datetime import datetime
 from service.events import LoanOverdueEvent
 from service.ledger.batching import BatchingLedger
 from service.ledger.sql import SqlLedger
+from tests.builders import make_event, make_plan
 from tests.ledger.conftest import HASH_KEY
-from tests.ledger.helpers import RulesPolicy, make_event, make_plan
+from tests.ledger.helpers import RulesPolicy
 
 # Several borrowers, so that a batch holds many borrowers (never two events of one) and every
 # borrower is a separate chance for the two processes to race.

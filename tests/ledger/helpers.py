@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from service.events import (
-    Channel,
     DeliveryResult,
     DeliveryStatus,
     LoanOverdueEvent,
@@ -16,8 +14,7 @@ from service.events import (
 )
 from service.ledger.api import Admission
 from service.policy import Policy, load_policy
-from service.policy.model import ContactRules, PlannedNotification, Stage
-from tests.factories import event_dict
+from service.policy.model import ContactRules, Stage
 
 # 10:00 in New York (EST), inside the default 08:00-21:00 window.
 MORNING_NY = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
@@ -38,34 +35,6 @@ class RulesPolicy:
 
     def stage_for(self, days_past_due: int) -> Stage | None:
         return self.stages.stage_for(days_past_due)
-
-
-def make_event(**kwargs: Any) -> LoanOverdueEvent:
-    loan_id = kwargs.pop("loan_id", None)
-    data = event_dict(**kwargs)
-    if loan_id is not None:
-        data["loan"]["loan_id"] = loan_id
-    return LoanOverdueEvent.model_validate(data)
-
-
-def make_plan(
-    channel: Channel = Channel.SMS,
-    *,
-    step: str = "s1",
-    stage: Stage = Stage.EARLY_OVERDUE,
-    not_before: datetime | None = None,
-    cadence_days: int | None = None,
-) -> PlannedNotification:
-    return PlannedNotification(
-        channel=channel,
-        stage=stage,
-        template=f"{stage.value}_{channel.value}",
-        priority=1,
-        step=step,
-        rule=f"policy.{stage.value}.{channel.value}",
-        not_before=not_before,
-        cadence_days=cadence_days,
-    )
 
 
 def outcome(

@@ -36,7 +36,8 @@ from service.ledger.api import AdmissionKind
 from service.ledger.lifecycle_store import LoanContext
 from service.ledger.loans import Hold, LoanState
 from service.policy.model import ContactRules, FrequencyCaps, PlannedNotification, Stage
-from tests.ledger.helpers import MORNING_NY, SHIPPED_POLICY, make_event, make_plan
+from tests.builders import make_event, make_plan
+from tests.ledger.helpers import MORNING_NY, SHIPPED_POLICY
 
 LEASE = timedelta(seconds=120)
 ME = ("pod-0", "boot-2")

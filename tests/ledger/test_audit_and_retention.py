@@ -13,16 +13,9 @@ from service.events import Channel
 from service.ledger.audit import contact_hash
 from service.ledger.engine import build_engine
 from service.ledger.sql import SqlLedger
+from tests.builders import make_event, make_plan
 from tests.ledger.conftest import HASH_KEY, LedgerFactory
-from tests.ledger.helpers import (
-    MORNING_NY,
-    NEXT_OPENING_NY,
-    NIGHT_NY,
-    RulesPolicy,
-    make_event,
-    make_plan,
-    outcome,
-)
+from tests.ledger.helpers import MORNING_NY, NEXT_OPENING_NY, NIGHT_NY, RulesPolicy, outcome
 
 PHONE = "+8613812345678"
 TOKEN = "fcm-token-abcdefghijklmnop"

@@ -15,8 +15,9 @@ from service.ledger.api import AdmissionKind
 from service.ledger.errors import LedgerUnavailableError, SchemaOutOfDateError
 from service.ledger.migrations import is_current, upgrade
 from service.ledger.sql import SqlLedger
+from tests.builders import make_event, make_plan
 from tests.ledger.conftest import HASH_KEY, LedgerFactory
-from tests.ledger.helpers import MORNING_NY, RulesPolicy, make_event, make_plan, outcome
+from tests.ledger.helpers import MORNING_NY, RulesPolicy, outcome
 
 
 class TcpProxy:

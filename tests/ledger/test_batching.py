@@ -9,8 +9,9 @@ from service.events import Channel, LoanOverdueEvent
 from service.ledger.api import AdmissionKind
 from service.ledger.batching import BatchingLedger
 from service.policy.model import ContactRules, FrequencyCaps
+from tests.builders import make_event, make_plan
 from tests.ledger.conftest import LedgerFactory
-from tests.ledger.helpers import MORNING_NY, make_event, make_plan, outcome
+from tests.ledger.helpers import MORNING_NY, outcome
 
 
 async def test_concurrent_events_share_transactions_and_replay_after_recording(

@@ -21,8 +21,9 @@ from service.ledger.sql import SqlLedger
 from service.policy.model import CallCaps, ContactRules, FrequencyCaps
 from service.receipts.model import ProviderReceipt
 from service.receipts.sink import LedgerReceiptSink
+from tests.builders import make_event, make_plan
 from tests.ledger.conftest import LedgerFactory
-from tests.ledger.helpers import make_event, make_plan, outcome
+from tests.ledger.helpers import outcome
 
 ZONE = "Asia/Shanghai"
 TZ = ZoneInfo(ZONE)

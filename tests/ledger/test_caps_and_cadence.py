@@ -9,8 +9,9 @@ from service.events import Channel, DeliveryStatus
 from service.ledger.api import AdmissionKind
 from service.ledger.sql import SqlLedger
 from service.policy.model import ContactRules, FrequencyCaps, Stage
+from tests.builders import make_event, make_plan
 from tests.ledger.conftest import LedgerFactory
-from tests.ledger.helpers import MORNING_NY, make_event, make_plan, outcome
+from tests.ledger.helpers import MORNING_NY, outcome
 
 NEW_YORK = ZoneInfo("America/New_York")
 

@@ -21,11 +21,12 @@ from service.ledger.batching import BatchingLedger
 from service.ledger.errors import LedgerUnavailableError
 from service.pipeline.handler import RetryLater
 from service.pipeline.processor import NotificationProcessor
+from tests.builders import make_event, make_plan
 from tests.clocks import StepClock
 from tests.fakes.twilio import FakeTwilio
 from tests.ledger.conftest import LedgerFactory
-from tests.ledger.helpers import MORNING_NY, make_plan
-from tests.ledger.test_crash_states import Backoff, event_of
+from tests.ledger.helpers import MORNING_NY
+from tests.ledger.test_crash_states import Backoff
 from tests.ledger.test_with_processor import Renderer
 
 LEASE_S = 60.0
@@ -84,7 +85,7 @@ async def test_a_retry_after_the_claim_was_taken_over_sends_nothing(
     backoff = Backoff()
     a, a_ledger, a_dispatch = await worker(make_ledger, twilio, clock, "pod-a", backoff)
     b, b_ledger, b_dispatch = await worker(make_ledger, twilio, clock, "pod-b", asyncio.sleep)
-    event = event_of("b-slow", "+14155550111")
+    event = make_event(borrower_id="b-slow", phone="+14155550111")
     twilio.fail_next(1, status=503)
     try:
         slow = asyncio.create_task(a.handle(event))

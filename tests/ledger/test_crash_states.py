@@ -25,10 +25,11 @@ from service.events import Channel, DeliveryResult, DeliveryStatus, LoanOverdueE
 from service.ledger.batching import BatchingLedger
 from service.ledger.errors import LedgerUnavailableError
 from service.pipeline.processor import NotificationProcessor
+from tests.builders import make_event, make_plan
 from tests.clocks import StepClock
 from tests.fakes.twilio import FakeTwilio
 from tests.ledger.conftest import LedgerFactory
-from tests.ledger.helpers import MORNING_NY, make_event, make_plan
+from tests.ledger.helpers import MORNING_NY
 from tests.ledger.test_with_processor import Renderer
 from tests.waiting import eventually
 
@@ -118,12 +119,6 @@ def sms_to(twilio: FakeTwilio, phone: str) -> int:
     return sum(1 for r in twilio.requests if r.form.get("To") == phone and r.status != 503)
 
 
-def event_of(borrower: str, phone: str) -> LoanOverdueEvent:
-    event = make_event(borrower_id=borrower)
-    borrower_data = event.borrower.model_copy(update={"phone": phone})
-    return event.model_copy(update={"borrower": borrower_data})
-
-
 async def after_restart(
     start_worker: Callable[..., Awaitable[Worker]], clock: StepClock, event: LoanOverdueEvent
 ) -> list[DeliveryResult]:
@@ -148,7 +143,10 @@ async def test_crash_while_claimed_sends_once_after_restart(
     clock = StepClock(MORNING_NY)
     worker = await start_worker(clock)
     twilio.hang_next()  # the first borrower's request holds the one slot
-    on_wire, waiting = event_of("b-wire", "+14155550101"), event_of("b-wait", "+14155550102")
+    on_wire, waiting = (
+        make_event(borrower_id="b-wire", phone="+14155550101"),
+        make_event(borrower_id="b-wait", phone="+14155550102"),
+    )
     first = asyncio.create_task(worker.processor.handle(on_wire))
     await eventually(lambda: twilio.request_count == 1, interval=0.01)
     second = asyncio.create_task(worker.processor.handle(waiting))
@@ -169,7 +167,7 @@ async def test_crash_while_attempting_is_unknown_and_escalated(
     clock = StepClock(MORNING_NY)
     worker = await start_worker(clock)
     twilio.hang_next()
-    event = event_of("b-wire", "+14155550101")
+    event = make_event(borrower_id="b-wire", phone="+14155550101")
     task = asyncio.create_task(worker.processor.handle(event))
     await eventually(lambda: twilio.request_count == 1, interval=0.01)
     await crash(worker, task)
@@ -190,7 +188,7 @@ async def test_crash_in_backoff_after_a_transient_error_sends_once(
     backoff = Backoff()
     worker = await start_worker(clock, sleep=backoff)
     twilio.fail_next(1, status=503)
-    event = event_of("b-retry", "+14155550103")
+    event = make_event(borrower_id="b-retry", phone="+14155550103")
     task = asyncio.create_task(worker.processor.handle(event))
     await asyncio.wait_for(backoff.entered.wait(), 10)
     await asyncio.sleep(0.1)  # the end of the refused attempt is group-committed
@@ -212,7 +210,7 @@ async def test_crash_while_the_retry_is_on_the_wire_is_unknown_and_escalated(
     worker = await start_worker(clock, sleep=lambda _s: asyncio.sleep(0))
     twilio.fail_next(1, status=503)
     twilio.hang_next()
-    event = event_of("b-retry", "+14155550104")
+    event = make_event(borrower_id="b-retry", phone="+14155550104")
     task = asyncio.create_task(worker.processor.handle(event))
     await eventually(lambda: twilio.request_count == 2, interval=0.01)
     await crash(worker, task)
@@ -230,7 +228,7 @@ async def test_crash_after_record_replays_the_sent_result(
     """Recorded but not yet published at the crash: the redelivery republishes `sent`, no SMS."""
     clock = StepClock(MORNING_NY)
     worker = await start_worker(clock)
-    event = event_of("b-done", "+14155550105")
+    event = make_event(borrower_id="b-done", phone="+14155550105")
     first = await worker.processor.handle(event)
     await crash(worker)
 
@@ -314,7 +312,10 @@ async def test_unknown_sms_found_in_twilios_list_becomes_sent(
         published.extend(results)
 
     reconciler = Reconciler(sender, ledger, publish, clock=lambda: MORNING_NY, delay_s=0)
-    accepted, lost = event_of("b-acc", "+14155550106"), event_of("b-lost", "+14155550107")
+    accepted, lost = (
+        make_event(borrower_id="b-acc", phone="+14155550106"),
+        make_event(borrower_id="b-lost", phone="+14155550107"),
+    )
     plans = [make_plan(Channel.SMS)]
     unknowns = {}
     try:

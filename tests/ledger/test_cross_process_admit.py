@@ -18,9 +18,10 @@ from datetime import datetime
 from pathlib import Path
 
 from service.ledger.api import AdmissionKind
+from tests.builders import make_plan
 from tests.ledger.admit_worker import BORROWERS, events, shared_loan
 from tests.ledger.conftest import LedgerFactory
-from tests.ledger.helpers import MORNING_NY, NEXT_OPENING_NY, NIGHT_NY, make_plan
+from tests.ledger.helpers import MORNING_NY, NEXT_OPENING_NY, NIGHT_NY
 
 REPO = Path(__file__).resolve().parents[2]
 PER_PROCESS = 6  # events per borrower and process

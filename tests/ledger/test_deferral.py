@@ -8,15 +8,9 @@ from datetime import date, time, timedelta
 from service.events import DeliveryStatus
 from service.ledger.api import AdmissionKind
 from service.policy.model import ContactRules, ContactWindow
+from tests.builders import make_event, make_plan
 from tests.ledger.conftest import LedgerFactory
-from tests.ledger.helpers import (
-    MORNING_NY,
-    NEXT_OPENING_NY,
-    NIGHT_NY,
-    make_event,
-    make_plan,
-    outcome,
-)
+from tests.ledger.helpers import MORNING_NY, NEXT_OPENING_NY, NIGHT_NY, outcome
 
 
 async def test_night_event_is_deferred_then_sent_once_when_window_opens(

@@ -16,9 +16,10 @@ from service.events import DeliveryStatus, LoanOverdueEvent
 from service.ledger.api import AdmissionKind
 from service.ledger.codec import event_from_json, event_to_json
 from service.ledger.schema import notifications
+from tests.builders import make_event, make_plan
 from tests.event_strategies import valid_documents
 from tests.ledger.conftest import LedgerFactory
-from tests.ledger.helpers import NEXT_OPENING_NY, NIGHT_NY, make_event, make_plan
+from tests.ledger.helpers import NEXT_OPENING_NY, NIGHT_NY
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -9,8 +9,9 @@ from sqlalchemy import event as event_api
 
 from service.events import Channel, DeliveryStatus
 from service.ledger.api import AdmissionKind
+from tests.builders import make_event, make_plan
 from tests.ledger.conftest import LedgerFactory
-from tests.ledger.helpers import MORNING_NY, NIGHT_NY, make_event, make_plan, outcome
+from tests.ledger.helpers import MORNING_NY, NIGHT_NY, outcome
 
 
 async def test_redelivered_event_replays_the_recorded_outcome(make_ledger: LedgerFactory) -> None:

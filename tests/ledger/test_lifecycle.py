@@ -27,17 +27,10 @@ from service.pipeline.scheduler import digest_groups
 from service.policy import load_policy
 from service.policy.model import ContactRules, PlannedNotification, Stage
 from service.rendering.model import DigestSummary, PushContent, RenderedMessage, SmsContent
+from tests.builders import event_dict, make_plan
 from tests.clocks import StepClock
-from tests.factories import event_dict
 from tests.ledger.conftest import HASH_KEY, LedgerFactory
-from tests.ledger.helpers import (
-    MORNING_NY,
-    NEXT_OPENING_NY,
-    NIGHT_NY,
-    RulesPolicy,
-    make_plan,
-    outcome,
-)
+from tests.ledger.helpers import MORNING_NY, NEXT_OPENING_NY, NIGHT_NY, RulesPolicy, outcome
 from tests.ledger.test_with_processor import sent_outcome
 
 

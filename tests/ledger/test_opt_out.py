@@ -7,8 +7,9 @@ from datetime import timedelta
 from service.compliance import is_opt_out_reply
 from service.events import Channel, DeliveryStatus
 from service.ledger.api import AdmissionKind
+from tests.builders import make_event, make_plan
 from tests.ledger.conftest import LedgerFactory
-from tests.ledger.helpers import MORNING_NY, make_event, make_plan, outcome
+from tests.ledger.helpers import MORNING_NY, outcome
 
 
 async def test_channel_opted_out_in_the_event_is_suppressed(make_ledger: LedgerFactory) -> None:

@@ -32,11 +32,12 @@ from service.ledger.sql import SqlLedger
 from service.pipeline.processor import NotificationProcessor
 from service.pipeline.reconcile import Reconciler, resend_under_claim
 from service.policy.model import PlannedNotification
+from tests.builders import make_event, make_plan
 from tests.clocks import StepClock
 from tests.fakes.twilio import FakeTwilio
 from tests.ledger.conftest import LedgerFactory
-from tests.ledger.helpers import MORNING_NY, make_plan
-from tests.ledger.test_reconcile_resend import LATER, LEASE_S, event_of, sms_to, twilio
+from tests.ledger.helpers import MORNING_NY
+from tests.ledger.test_reconcile_resend import LATER, LEASE_S, sms_to, twilio
 from tests.ledger.test_with_processor import Renderer
 
 __all__ = ["twilio"]  # the fixture, imported for these tests
@@ -168,7 +169,7 @@ async def test_accepted_send_is_found_by_the_next_process(
 ) -> None:
     """Twilio took A's SMS; B decided `unknown` and died: C's start-up sweep finds it in
     Twilio's list and publishes `sent` with Twilio's sid; no second SMS; asked once."""
-    event, plan = event_of("b-found", "+14155550121"), make_plan(Channel.SMS)
+    event, plan = make_event(borrower_id="b-found", phone="+14155550121"), make_plan(Channel.SMS)
     nid = await died_before_reconciling(make_ledger, twilio, event, plan, accepted=True)
     c = await process(make_ledger, twilio, StepClock(RESTART), plan)
     try:
@@ -194,7 +195,7 @@ async def test_not_listed_is_resent_once_when_two_replicas_sweep_at_once(
 ) -> None:
     """Twilio never took A's SMS; B died: C and D start together and sweep at once. One SMS
     goes out, under the same notification id; its `sent` is published once; the row is done."""
-    event, plan = event_of("b-resent", "+14155550122"), make_plan(Channel.SMS)
+    event, plan = make_event(borrower_id="b-resent", phone="+14155550122"), make_plan(Channel.SMS)
     nid = await died_before_reconciling(make_ledger, twilio, event, plan, accepted=False)
     assert sms_to(twilio, "+14155550122") == 0
     c = await process(make_ledger, twilio, StepClock(RESTART), plan)
@@ -225,7 +226,7 @@ async def test_a_redelivery_queues_nothing_new_and_the_row_keeps_no_payload(
 ) -> None:
     """The same `unknown` replayed by a redelivery is queued once; once done, the row keeps
     its outcome and loses the phone number, text and event."""
-    event, plan = event_of("b-again", "+14155550123"), make_plan(Channel.SMS)
+    event, plan = make_event(borrower_id="b-again", phone="+14155550123"), make_plan(Channel.SMS)
     nid = await died_before_reconciling(make_ledger, twilio, event, plan, accepted=True)
     b2 = await process(make_ledger, twilio, StepClock(LATER + timedelta(seconds=5)), plan)
     try:

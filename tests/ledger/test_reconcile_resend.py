@@ -31,11 +31,12 @@ from service.pipeline.reconcile import AmbiguousSms, Reconciler, resend_under_cl
 from service.policy.model import PlannedNotification
 from service.rendering.model import RenderedMessage, SmsContent
 from service.wiring.channels import build_http_gateway_sender
+from tests.builders import make_event, make_plan
 from tests.clocks import StepClock
 from tests.fakes.http_gateway import FakeHttpGateway
 from tests.fakes.twilio import FakeTwilio
 from tests.ledger.conftest import LedgerFactory
-from tests.ledger.helpers import MORNING_NY, NIGHT_NY, make_event, make_plan
+from tests.ledger.helpers import MORNING_NY, NIGHT_NY
 from tests.ledger.test_lifecycle import lifecycle
 from tests.ledger.test_with_processor import Renderer
 
@@ -120,11 +121,6 @@ async def replica(
     return Replica(reconciler, ledger, sender, published)
 
 
-def event_of(borrower: str, phone: str) -> LoanOverdueEvent:
-    event = make_event(borrower_id=borrower)
-    return event.model_copy(update={"borrower": event.borrower.model_copy(update={"phone": phone})})
-
-
 async def left_unknown(
     make_ledger: LedgerFactory,
     event: LoanOverdueEvent,
@@ -168,7 +164,7 @@ async def test_not_listed_is_resent_once_and_never_twice_across_replicas(
     `unknown` and is published); the other replica, and a later pass (which now finds the
     resend in the list: the same `sent` result id), send nothing."""
     clock = StepClock(LATER)
-    event, plan = event_of("b-lost", "+14155550107"), make_plan(Channel.SMS)
+    event, plan = make_event(borrower_id="b-lost", phone="+14155550107"), make_plan(Channel.SMS)
     item = await left_unknown(make_ledger, event, plan)
     first = await replica(make_ledger, twilio, clock)
     second = await replica(make_ledger, twilio, clock)
@@ -206,7 +202,7 @@ async def test_listed_after_the_providers_delay_is_found_not_resent(
     finds it and records `sent` with Twilio's sid; no second SMS."""
     twilio.list_delay_s = 0.3
     clock = StepClock(LATER)
-    event, plan = event_of("b-acc", "+14155550106"), make_plan(Channel.SMS)
+    event, plan = make_event(borrower_id="b-acc", phone="+14155550106"), make_plan(Channel.SMS)
     rep = await replica(make_ledger, twilio, clock, delay_s=0.6)
     stop = asyncio.Event()
     try:
@@ -232,8 +228,8 @@ async def test_no_resend_after_a_stop_reply_a_repayment_or_outside_the_window(
     """The resend is a claim like any other: a STOP recorded meanwhile, the loan repaid
     meanwhile, or a contact window closed by the time the provider's delay has passed, and
     nothing is sent; `unknown` stands."""
-    stopped = event_of("b-stop", "+14155550108")
-    night = event_of("b-night", "+14155550109")
+    stopped = make_event(borrower_id="b-stop", phone="+14155550108")
+    night = make_event(borrower_id="b-night", phone="+14155550109")
     paid = make_event(borrower_id="b-paid", loan_id="L-paid")
     paid = paid.model_copy(
         update={"borrower": paid.borrower.model_copy(update={"phone": "+14155550110"})}
@@ -269,7 +265,7 @@ async def test_not_listed_is_not_resent_when_its_route_has_a_provider_without_a_
 ) -> None:
     """Route smpp then twilio: Twilio's list lacks it, but SMPP (no query by our id) may have
     taken it, so nothing is resent and `unknown` stands."""
-    event, plan = event_of("b-route", "+14155550112"), make_plan(Channel.SMS)
+    event, plan = make_event(borrower_id="b-route", phone="+14155550112"), make_plan(Channel.SMS)
     item = await left_unknown(make_ledger, event, plan)
     rep = await replica(make_ledger, twilio, StepClock(LATER), route=("smpp", "twilio"))
     try:
@@ -293,7 +289,10 @@ async def test_gateway_query_reconciles_found_as_sent_and_resends_the_never_take
         http_gateway_query_status_path="data.status",
         http_gateway_query_message_id_path="data.msgid",
     )
-    taken, lost = event_of("b-gw1", "+8613900000001"), event_of("b-gw2", "+8613900000002")
+    taken, lost = (
+        make_event(borrower_id="b-gw1", phone="+8613900000001"),
+        make_event(borrower_id="b-gw2", phone="+8613900000002"),
+    )
     plan = make_plan(Channel.SMS)
     rep = await replica(
         make_ledger, twilio, StepClock(LATER), gateway=build_http_gateway_sender(settings)

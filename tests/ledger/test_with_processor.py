@@ -18,9 +18,10 @@ from service.pipeline.handler import RetryLater
 from service.pipeline.processor import NotificationProcessor
 from service.policy.model import PlannedNotification
 from service.rendering.model import DigestSummary, PushContent, RenderedMessage, SmsContent
+from tests.builders import make_event, make_plan
 from tests.clocks import StepClock
 from tests.ledger.conftest import LedgerFactory
-from tests.ledger.helpers import NEXT_OPENING_NY, NIGHT_NY, make_event, make_plan
+from tests.ledger.helpers import NEXT_OPENING_NY, NIGHT_NY
 
 
 def sent_outcome() -> DispatchOutcome:

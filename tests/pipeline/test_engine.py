@@ -12,7 +12,7 @@ from service.events import DeliveryResult, LoanOverdueEvent
 from service.pipeline import dlq
 from service.pipeline.engine import EngineConfig
 from service.pipeline.handler import RetryLater
-from tests.factories import event_dict
+from tests.builders import event_dict
 from tests.kafka_tools import committed_offsets, create_topics, produce, produce_events, read_topic
 from tests.pipeline.conftest import engine_settings, running_engine, suppressed_result
 from tests.waiting import eventually

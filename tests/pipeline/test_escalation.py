@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from service.events import Channel, DeliveryResult, DeliveryStatus, result_id_for
 from service.pipeline.escalation import escalation_result, unreached_after
-from tests.ledger.helpers import MORNING_NY, make_event
+from tests.builders import make_event
+from tests.ledger.helpers import MORNING_NY
 
 EVENT = make_event()
 

@@ -19,7 +19,7 @@ from service.pipeline.engine import ConsumerEngine, EngineConfig, PublishRefused
 from service.pipeline.kafka_clients import check_codecs
 from service.pipeline.publisher import ResultPublisher
 from service.wiring.kafka import build_consumer, ensure_topics
-from tests.factories import event_dict
+from tests.builders import event_dict
 from tests.kafka_tools import committed_offsets, produce, read_topic
 from tests.pipeline.conftest import engine_settings, now_utc, running_engine, suppressed_result
 from tests.waiting import eventually

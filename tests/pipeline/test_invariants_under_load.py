@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from service.embedded_broker import EmbeddedBroker
 from service.events import DeliveryResult, LoanOverdueEvent
 from service.pipeline.engine import EngineConfig
-from tests.factories import event_dict
+from tests.builders import event_dict
 from tests.kafka_tools import committed_offsets, create_topics, produce_events, read_topic
 from tests.pipeline.conftest import engine_settings, running_engine, suppressed_result
 from tests.waiting import eventually

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.events import Channel, LoanOverdueEvent, RiskLevel
+from service.events import Channel, RiskLevel
 from service.policy import Policy, Stage, load_policy, parse_policy, plan_notifications
-from tests.factories import event_dict
+from tests.builders import make_event
 
 POLICY = load_policy(None)
 NOW = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai, 21:00 the day before in NY
@@ -62,15 +62,11 @@ EXPECTED[90] = EXPECTED[31]
 CASES = [(dpd, risk) for dpd in sorted(EXPECTED) for risk in ("low", "medium", "high")]
 
 
-def _event(**kwargs: Any) -> LoanOverdueEvent:
-    return LoanOverdueEvent.model_validate(event_dict(**kwargs))
-
-
 @pytest.mark.parametrize(("dpd", "risk"), CASES, ids=[f"dpd{d}-{r}" for d, r in CASES])
 def test_stage_boundaries(dpd: int, risk: str) -> None:
     """Each boundary day and risk level gets the stage, channels and cadence of the policy."""
     plans = plan_notifications(
-        _event(days_past_due=dpd, risk_level=risk), POLICY, NOW, default_timezone=None
+        make_event(days_past_due=dpd, risk_level=risk), POLICY, NOW, default_timezone=None
     )
     expected = EXPECTED[dpd][risk]
     if expected is None:
@@ -93,7 +89,7 @@ def test_priority_escalates_with_the_stage() -> None:
 
 def test_step_and_id_do_not_depend_on_the_time() -> None:
     """The same event planned twice, hours apart, yields the same idempotency keys."""
-    event = _event(days_past_due=12, risk_level="high", event_id="evt-42")
+    event = make_event(days_past_due=12, risk_level="high", event_id="evt-42")
     first = plan_notifications(event, POLICY, NOW, default_timezone=None)
     later = plan_notifications(
         event, POLICY, NOW.replace(hour=23, minute=59), default_timezone=None
@@ -109,7 +105,7 @@ def test_step_and_id_do_not_depend_on_the_time() -> None:
 
 def test_opted_out_channels_are_still_planned() -> None:
     """An opted-out channel stays in the plan so the ledger records it as suppressed."""
-    event = _event(days_past_due=5, opted_out_channels=["sms"])
+    event = make_event(days_past_due=5, opted_out_channels=["sms"])
     plans = plan_notifications(event, POLICY, NOW, default_timezone=None)
     assert [p.channel for p in plans] == [SMS, PUSH]
 
@@ -117,7 +113,7 @@ def test_opted_out_channels_are_still_planned() -> None:
 def test_naive_time_is_refused() -> None:
     """A time without zone is a programming error, never silently UTC."""
     with pytest.raises(ValueError, match="timezone-aware"):
-        plan_notifications(_event(), POLICY, NOW.replace(tzinfo=None), default_timezone=None)
+        plan_notifications(make_event(), POLICY, NOW.replace(tzinfo=None), default_timezone=None)
 
 
 def test_channel_template_and_priority_overrides() -> None:
@@ -130,7 +126,7 @@ def test_channel_template_and_priority_overrides() -> None:
     }
     policy: Policy = parse_policy(data)
     plans = plan_notifications(
-        _event(days_past_due=5, risk_level="high"), policy, NOW, default_timezone=None
+        make_event(days_past_due=5, risk_level="high"), policy, NOW, default_timezone=None
     )
     assert [(p.template, p.priority) for p in plans] == [
         ("early_overdue_firm", 99),
@@ -142,7 +138,7 @@ def test_channel_template_and_priority_overrides() -> None:
 
 
 def _not_before(now: datetime, default_tz: str | None = None, **kwargs: Any) -> set[Any]:
-    plans = plan_notifications(_event(**kwargs), POLICY, now, default_timezone=default_tz)
+    plans = plan_notifications(make_event(**kwargs), POLICY, now, default_timezone=default_tz)
     assert plans
     return {p.not_before for p in plans}
 
@@ -219,7 +215,7 @@ def test_every_valid_event_gets_a_plan(
     """Any valid event from three days before the due date on yields at least one notification,
     each with a rule, a stable step and a not_before that is never in the past."""
     extra: dict[str, Any] = {"preferred_reminder_time": preferred} if preferred else {}
-    event = _event(days_past_due=dpd, risk_level=risk.value, timezone=zone, **extra)
+    event = make_event(days_past_due=dpd, risk_level=risk.value, timezone=zone, **extra)
     now = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=minutes)
     plans = plan_notifications(event, POLICY, now, default_timezone="Asia/Shanghai")
     if dpd < -3:

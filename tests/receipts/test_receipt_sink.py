@@ -13,8 +13,9 @@ from service.events import Channel, DeliveryResult, DeliveryStatus, result_id_fo
 from service.ledger.sql import SqlLedger
 from service.receipts.model import ProviderReceipt
 from service.receipts.sink import LedgerReceiptSink
+from tests.builders import make_event, make_plan
 from tests.clocks import StepClock
-from tests.ledger.helpers import MORNING_NY, make_event, make_plan, outcome
+from tests.ledger.helpers import MORNING_NY, outcome
 
 
 class RecordingPublisher:

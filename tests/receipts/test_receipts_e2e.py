@@ -20,8 +20,8 @@ from service.ledger.audit import AuditRow
 from service.ledger.sql import SqlLedger
 from service.policy import load_policy
 from service.receipts.webhook import twilio_signature
+from tests.builders import event_dict
 from tests.e2e.conftest import processed, results_of, running_app, service_settings
-from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.fakes.smpp import FakeSmsc
 from tests.fakes.twilio import FAKE_AUTH_TOKEN

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 
 from service.embedded_broker import EmbeddedBroker
+from tests.builders import event_dict
 from tests.e2e.conftest import processed, results_of, running_app, service_settings
-from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.fakes.http_gateway import FakeHttpGateway
 from tests.kafka_tools import produce_events

@@ -5,15 +5,14 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from service.events import LoanOverdueEvent
 from service.policy import Policy, load_policy
 from service.rendering import Renderer
+from tests import builders
 from tests.conftest import REPO_ROOT
-from tests.factories import event_dict
 
 TEMPLATES = REPO_ROOT / "templates"
 BRAND = "JieBei"
@@ -43,7 +42,4 @@ EventFactory = Callable[..., LoanOverdueEvent]
 
 @pytest.fixture
 def make_event() -> EventFactory:
-    def build(**kwargs: Any) -> LoanOverdueEvent:
-        return LoanOverdueEvent.model_validate(event_dict(**kwargs))
-
-    return build
+    return builders.make_event

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from service.cli import templates as templates_cli
-from tests.factories import event_dict
+from tests.builders import event_dict
 from tests.rendering.conftest import TEMPLATES
 
 

@@ -28,8 +28,8 @@ from opentelemetry.trace import StatusCode
 from service.config import Settings
 from service.embedded_broker import EmbeddedBroker
 from service.observability.logging import configure_logging
+from tests.builders import event_dict
 from tests.e2e.conftest import processed, running_app, service_settings
-from tests.factories import event_dict
 from tests.fakes import FakeFcm, FakeTwilio
 from tests.kafka.helpers import read_records
 from tests.waiting import eventually
